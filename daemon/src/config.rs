@@ -1,0 +1,228 @@
+//! The daemon's configuration file (`/etc/flatipfs/flatipfsd.toml`).
+//!
+//! Owns the schema, its defaults and the loading rules: an unknown key, a
+//! value of the wrong type or a syntax error is an error naming the file, the
+//! line and the key; a missing file at the default path means "all defaults".
+//! `docs/config.md` documents every key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the daemon looks for its configuration unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/flatipfs/flatipfsd.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the daemon keeps its state (the embedded Kubo repo among it).
+    pub state_directory: PathBuf,
+    /// `tracing` filter directives, e.g. `info` or `flatipfsd=debug`.
+    /// `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// How to reach Kubo.
+    pub kubo: KuboConfig,
+}
+
+/// The `[kubo]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KuboConfig {
+    /// RPC API of an existing Kubo node (`/ip4/127.0.0.1/tcp/5001` or
+    /// `http://127.0.0.1:5001`). Unset: the daemon runs its own node.
+    pub api: Option<String>,
+    /// The `ipfs` binary for the embedded node.
+    pub binary: PathBuf,
+    /// Profiles passed to `ipfs init` when the embedded node's repo is created.
+    pub init_profiles: Vec<String>,
+    /// How often the node's status is polled.
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
+    /// Deadline of a single short RPC call (version, peers).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Pause before the embedded node is restarted after it exited.
+    #[serde(with = "humantime_serde")]
+    pub restart_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_directory: PathBuf::from("/var/lib/flatipfs"),
+            log_level: "info".into(),
+            kubo: KuboConfig::default(),
+        }
+    }
+}
+
+impl Default for KuboConfig {
+    fn default() -> Self {
+        KuboConfig {
+            api: None,
+            binary: PathBuf::from("ipfs"),
+            init_profiles: Vec::new(),
+            status_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            restart_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists (or was asked for) but cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}:{line}: {what}{key}", key = key.as_deref().map(|k| format!(" (key `{k}`)")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: Option<String>,
+        what: String,
+    },
+    /// The values parse but cannot work together.
+    #[error("{path}: {what}")]
+    Inconsistent { path: PathBuf, what: String },
+}
+
+impl Config {
+    /// Loads `path`. A missing file is only accepted when `missing_ok`
+    /// (the default path on a fresh install); then all defaults apply.
+    pub fn load(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        Self::parse(path, &text)
+    }
+
+    /// Parses the text of a configuration file named `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| invalid(path, text, &e))?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let inconsistent = |what: &str| ConfigError::Inconsistent {
+            path: path.to_owned(),
+            what: what.to_string(),
+        };
+        crate::logging::valid_filter(&self.log_level).map_err(|e| inconsistent(&e))?;
+        if !self.state_directory.is_absolute() {
+            return Err(inconsistent("state_directory must be an absolute path"));
+        }
+        for (name, value) in [
+            ("kubo.status_interval", self.kubo.status_interval),
+            ("kubo.request_timeout", self.kubo.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(inconsistent(&format!("{name} must be longer than 0s")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The embedded node's repository.
+    pub fn embedded_kubo_repo(&self) -> PathBuf {
+        self.state_directory.join("kubo")
+    }
+}
+
+/// Turns a TOML error into one naming the file, the line and the key.
+fn invalid(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, key) = match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line_text = text.lines().nth(line_no - 1).unwrap_or_default();
+            (line_no, key_on_line(line_text))
+        }
+        None => (0, None),
+    };
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        key,
+        what: e.message().trim().to_string(),
+    }
+}
+
+/// The key a `key = value` line sets, if the line has that shape.
+fn key_on_line(line: &str) -> Option<String> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/flatipfs/flatipfsd.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn durations_and_api_parse() {
+        let c =
+            parse("[kubo]\napi = \"/ip4/127.0.0.1/tcp/5001\"\nstatus_interval = \"2s\"\n").unwrap();
+        assert_eq!(c.kubo.api.as_deref(), Some("/ip4/127.0.0.1/tcp/5001"));
+        assert_eq!(c.kubo.status_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse("log_level = \"info\"\n\n[kubo]\napi_adress = \"x\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/etc/flatipfs/flatipfsd.toml:4:"),
+            "{text}"
+        );
+        assert!(text.contains("api_adress"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = parse("[kubo]\nstatus_interval = 5\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(":2:"), "{text}");
+        assert!(text.contains("key `status_interval`"), "{text}");
+    }
+
+    #[test]
+    fn relative_state_directory_is_refused() {
+        let e = parse("state_directory = \"var/lib\"\n").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_defaults_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.toml");
+        assert_eq!(Config::load(&path, true).unwrap(), Config::default());
+        let e = Config::load(&path, false).unwrap_err();
+        assert!(e.to_string().contains("none.toml"), "{e}");
+    }
+}

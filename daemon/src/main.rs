@@ -1,0 +1,162 @@
+//! `flatipfsd`: the flatipfs system daemon.
+//!
+//! Start-up order: read the configuration (a bad file is fatal and names the
+//! file, line and key), claim `org.flatipfs.Manager1` on the system bus
+//! (`DBUS_SYSTEM_BUS_ADDRESS` is honoured), reach Kubo (configured API, or an
+//! embedded node it supervises) and refuse one older than 0.42, then serve
+//! until SIGTERM or SIGINT.
+
+mod api;
+mod config;
+mod kubo;
+mod kubo_monitor;
+mod kubo_node;
+mod logging;
+mod manager;
+mod policy;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use flatipfs_dbus::{BUS_NAME, MANAGER_PATH};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::kubo_monitor::ApiSource;
+use crate::kubo_node::{Node, NodeSettings};
+
+#[derive(Parser)]
+#[command(version, about = "flatipfs system daemon: Flatpak apps from IPFS")]
+struct Args {
+    /// Configuration file.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// How long start-up waits for the embedded node's first start.
+const EMBEDDED_START_TIMEOUT: Duration = Duration::from_secs(150);
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        eprintln!("flatipfsd: error: {e:#}");
+        tracing::error!("{e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let (config_path, missing_ok) = match args.config {
+        Some(path) => (path, false),
+        None => (PathBuf::from(config::DEFAULT_PATH), true),
+    };
+    let config = Config::load(&config_path, missing_ok)?;
+    logging::init(&config.log_level);
+    info!(version = env!("CARGO_PKG_VERSION"), config = %config_path.display(), "flatipfsd starting");
+
+    let manager = Arc::new(manager::Manager::new(
+        config_path,
+        missing_ok,
+        config.clone(),
+    ));
+    let connection = zbus::connection::Builder::system()
+        .context("cannot use the system bus address")?
+        .build()
+        .await
+        .context("cannot connect to the system bus")?;
+    let gate = policy::Gate::new(connection.clone());
+    connection
+        .object_server()
+        .at(MANAGER_PATH, zbus::fdo::ObjectManager)
+        .await?;
+    connection
+        .object_server()
+        .at(
+            MANAGER_PATH,
+            api::ManagerObject::new(manager.clone(), gate, Default::default()),
+        )
+        .await?;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .with_context(|| format!("cannot own {BUS_NAME} on the system bus"))?;
+    info!("owning {BUS_NAME} on the system bus");
+
+    let (source, node) = match &config.kubo.api {
+        Some(address) => {
+            check_configured_kubo(address, &config).await?;
+            (ApiSource::Configured, None)
+        }
+        None => {
+            let node = start_embedded_kubo(&config).await?;
+            (ApiSource::Embedded(node.api()), Some(node))
+        }
+    };
+    let status = kubo_monitor::spawn(manager.config(), source);
+    tokio::spawn(api::forward_kubo_status(connection.clone(), status));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, stopping"),
+        _ = int.recv() => info!("SIGINT received, stopping"),
+    }
+    if let Some(node) = node {
+        node.stop().await;
+    }
+    Ok(())
+}
+
+/// A configured node that answers must be new enough; one that does not
+/// answer yet is waited for by the monitor.
+async fn check_configured_kubo(address: &str, config: &Config) -> Result<()> {
+    let client = kubo::Client::new(address, config.kubo.request_timeout)?;
+    match client.version().await {
+        Ok(v) => {
+            kubo::check_version(&v.version)
+                .with_context(|| format!("refusing the Kubo node at {address}"))?;
+            info!(api = address, version = %v.version, "using Kubo");
+        }
+        Err(e) => warn!("{e}; will keep trying"),
+    }
+    Ok(())
+}
+
+async fn start_embedded_kubo(config: &Config) -> Result<Node> {
+    let node = Node::start(NodeSettings {
+        binary: config.kubo.binary.clone(),
+        repo: config.embedded_kubo_repo(),
+        init_profiles: config.kubo.init_profiles.clone(),
+        restart_delay: config.kubo.restart_delay,
+    })
+    .await
+    .context("cannot start the embedded Kubo node")?;
+    let mut api = node.api();
+    let address = tokio::time::timeout(EMBEDDED_START_TIMEOUT, api.wait_for(Option::is_some))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the embedded Kubo node did not start within {EMBEDDED_START_TIMEOUT:?}"
+            )
+        })?
+        .context("the embedded Kubo supervisor stopped")?
+        .clone()
+        .unwrap_or_default();
+    let version = kubo::Client::new(&address, config.kubo.request_timeout)?
+        .version()
+        .await?;
+    if let Err(e) = kubo::check_version(&version.version) {
+        node.stop().await;
+        bail!(
+            "refusing the embedded Kubo node ({}): {e}",
+            config.kubo.binary.display()
+        );
+    }
+    info!(api = %address, version = %version.version, "embedded Kubo node running");
+    Ok(node)
+}

@@ -1,0 +1,76 @@
+//! `flatipfs-stack`: start and stop a private flatipfs stack of real
+//! components (system bus, polkitd, Kubo nodes, flatipfsd) in a directory.
+//!
+//!     eval "$(flatipfs-stack up /tmp/s)"   # prints the environment to export
+//!     flatipfsctl status
+//!     flatipfs-stack down /tmp/s
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use flatipfs_tests::{Stack, StackOptions};
+
+#[derive(Parser)]
+#[command(about = "Start and stop a private flatipfs stack (must run as root)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a stack in DIR and print the environment to export.
+    Up {
+        dir: PathBuf,
+        /// Number of Kubo nodes, connected to each other.
+        #[arg(long, default_value_t = 2)]
+        kubo_nodes: usize,
+        /// Let flatipfsd run its own embedded Kubo node.
+        #[arg(long)]
+        embedded_kubo: bool,
+        /// Do not start flatipfsd.
+        #[arg(long)]
+        no_daemon: bool,
+    },
+    /// Stop exactly the processes started in DIR and unmount what is mounted below it.
+    Down { dir: PathBuf },
+    /// Print the environment of the stack in DIR again.
+    Env { dir: PathBuf },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Up {
+            dir,
+            kubo_nodes,
+            embedded_kubo,
+            no_daemon,
+        } => {
+            let stack = Stack::up(
+                &dir,
+                &StackOptions {
+                    kubo_nodes,
+                    daemon: !no_daemon,
+                    embedded_kubo,
+                    ..Default::default()
+                },
+            )?;
+            for line in stack.env_lines() {
+                println!("{line}");
+            }
+            eprintln!(
+                "stack running in {}; logs in {}/logs",
+                stack.dir.display(),
+                stack.dir.display()
+            );
+        }
+        Cmd::Down { dir } => Stack::down(&dir)?,
+        Cmd::Env { dir } => {
+            for line in Stack::load(&dir)?.env_lines() {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

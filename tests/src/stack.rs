@@ -1,0 +1,595 @@
+//! A complete flatipfs stack of real components inside one directory.
+//!
+//! `Stack::up(DIR)` starts, all inside DIR: a private system-style
+//! `dbus-daemon` whose configuration includes the project's bus policy; a real
+//! `polkitd` on that bus (with the project's polkit files installed where
+//! polkitd reads them); Kubo nodes (`--profile=test`, loopback) connected to
+//! each other; and `flatipfsd` configured for the first node (or for its own
+//! embedded node). `Stack::down(DIR)` stops exactly the processes it started,
+//! by pid and start time, and unmounts whatever is mounted under DIR.
+//! Two stacks in two directories share nothing but the polkit files.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::paths;
+use crate::process::{self, Owned};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Number of Kubo nodes (0 to 2 or more); node 1 serves the daemon.
+    pub kubo_nodes: usize,
+    /// Start `flatipfsd`.
+    pub daemon: bool,
+    /// Let the daemon run its own embedded node instead of using node 1.
+    pub embedded_kubo: bool,
+    /// Extra TOML appended to the daemon's configuration file.
+    pub extra_config: String,
+    /// Also install the test-only polkit rules (`tests/fixtures/polkit`).
+    pub test_polkit_rules: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            kubo_nodes: 2,
+            daemon: true,
+            embedded_kubo: false,
+            extra_config: String::new(),
+            test_polkit_rules: false,
+        }
+    }
+}
+
+/// One Kubo node of a stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KuboNode {
+    /// 1-based number; the process is named `kubo-N`.
+    pub number: usize,
+    /// `IPFS_PATH`.
+    pub repo: PathBuf,
+    /// RPC API multiaddr (fixed port, so a restarted node keeps it).
+    pub api: String,
+}
+
+/// A running stack; `down` (or drop, for tests) stops it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stack {
+    pub dir: PathBuf,
+    /// `unix:path=DIR/system_bus_socket`.
+    pub bus_address: String,
+    pub kubo: Vec<KuboNode>,
+    /// The daemon's configuration file.
+    pub config: PathBuf,
+    /// Stop everything when the value is dropped (tests); not for `up`.
+    #[serde(skip)]
+    pub down_on_drop: bool,
+}
+
+const STATE_FILE: &str = "stack.json";
+const PIDS_FILE: &str = "pids";
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl Stack {
+    /// Starts a stack in `dir` (created if needed; must not hold a running stack).
+    pub fn up(dir: &Path, options: &StackOptions) -> Result<Stack> {
+        fs::create_dir_all(dir.join("logs"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        if process::read(&dir.join(PIDS_FILE))?
+            .iter()
+            .any(Owned::alive)
+        {
+            bail!(
+                "a stack is already running in {}; run `flatipfs-stack down {}` first",
+                dir.display(),
+                dir.display()
+            );
+        }
+        let _ = fs::remove_file(dir.join(PIDS_FILE));
+        // Clients running as other users must reach the bus socket inside.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        let mut stack = Stack {
+            bus_address: format!("unix:path={}", dir.join("system_bus_socket").display()),
+            config: dir.join("flatipfsd.toml"),
+            kubo: Vec::new(),
+            dir: dir.clone(),
+            down_on_drop: false,
+        };
+        let started = stack.start_all(options);
+        if let Err(e) = started {
+            let _ = Stack::down(&dir);
+            return Err(e.context(format!(
+                "stack in {} did not start; logs are in {}/logs",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        stack.save()?;
+        Ok(stack)
+    }
+
+    fn start_all(&mut self, options: &StackOptions) -> Result<()> {
+        install_polkit_files(options.test_polkit_rules)?;
+        self.start_bus()?;
+        self.start_polkit()?;
+        let kubo = paths::kubo_binary()?;
+        for number in 1..=options.kubo_nodes {
+            let node = self.init_kubo(&kubo, number)?;
+            self.kubo.push(node);
+            self.start_kubo(number)?;
+        }
+        for node in self.kubo.iter().skip(1) {
+            connect_kubo(&kubo, node, &self.kubo[0])?;
+        }
+        if options.daemon {
+            let api = if options.embedded_kubo {
+                None
+            } else {
+                Some(
+                    self.kubo
+                        .first()
+                        .context("the daemon needs a Kubo node, or embedded_kubo")?
+                        .api
+                        .clone(),
+                )
+            };
+            self.write_config(&kubo, api.as_deref(), &options.extra_config)?;
+            self.start_daemon()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the stack saved in `dir` by `up`.
+    pub fn load(dir: &Path) -> Result<Stack> {
+        let path = dir.join(STATE_FILE);
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!("no stack in {} ({} missing)", dir.display(), path.display())
+        })?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    fn save(&self) -> Result<()> {
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        fs::write(&tmp, serde_json::to_string_pretty(self)?)?;
+        fs::rename(tmp, self.dir.join(STATE_FILE))?;
+        Ok(())
+    }
+
+    /// The lines to `eval` in a shell to use this stack.
+    pub fn env_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "export DBUS_SYSTEM_BUS_ADDRESS={}",
+            self.bus_address
+        )];
+        for node in &self.kubo {
+            lines.push(format!(
+                "export FLATIPFS_KUBO_API_{}={}",
+                node.number, node.api
+            ));
+            lines.push(format!(
+                "export FLATIPFS_KUBO_PATH_{}={}",
+                node.number,
+                node.repo.display()
+            ));
+        }
+        lines
+    }
+
+    /// Stops every process started in `dir`, newest first, and unmounts
+    /// whatever is mounted below `dir`.
+    pub fn down(dir: &Path) -> Result<()> {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let mut failures = Vec::new();
+        unmount_below(&dir, &mut failures);
+        for owned in process::read(&dir.join(PIDS_FILE))?.iter().rev() {
+            if let Err(e) = owned.stop(Duration::from_secs(15)) {
+                failures.push(e.to_string());
+            }
+        }
+        unmount_below(&dir, &mut failures);
+        if !failures.is_empty() {
+            bail!(
+                "stopping the stack in {}: {}",
+                dir.display(),
+                failures.join("; ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The processes this stack started that still run.
+    pub fn processes(&self) -> Result<Vec<Owned>> {
+        Ok(process::read(&self.dir.join(PIDS_FILE))?
+            .into_iter()
+            .filter(Owned::alive)
+            .collect())
+    }
+
+    /// The live process named `name` (`dbus`, `polkitd`, `kubo-1`, `flatipfsd`).
+    pub fn process(&self, name: &str) -> Result<Owned> {
+        self.processes()?
+            .into_iter()
+            .find(|o| o.name == name)
+            .with_context(|| format!("{name} is not running in {}", self.dir.display()))
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    fn spawn(&self, name: &str, command: Command) -> Result<Owned> {
+        let owned = process::spawn(name, command, &self.log(name))?;
+        process::record(&self.dir.join(PIDS_FILE), &owned)?;
+        Ok(owned)
+    }
+
+    /// A command with this stack's bus in its environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        command.env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus_address);
+        command
+    }
+
+    fn start_bus(&self) -> Result<()> {
+        let dbus_daemon = paths::system_program("/usr/bin/dbus-daemon", "dbus-daemon")?;
+        let policy = paths::project_root()
+            .join("dbus")
+            .join(flatipfs_dbus::BUS_POLICY_FILE);
+        let polkit_policy = paths::system_program(
+            "/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf",
+            "polkitd",
+        )?;
+        let socket = self.dir.join("system_bus_socket");
+        let _ = fs::remove_file(&socket);
+        let conf = self.dir.join("bus.conf");
+        fs::write(&conf, bus_config(&socket, &policy, &polkit_policy))?;
+        let mut command = Command::new(dbus_daemon);
+        command
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile"]);
+        self.spawn("dbus", command)?;
+        wait_until("the system bus socket", || Ok(self.bus().is_ok()))?;
+        Ok(())
+    }
+
+    /// A new connection to this stack's bus.
+    pub fn bus(&self) -> Result<zbus::blocking::Connection> {
+        Ok(zbus::blocking::connection::Builder::address(self.bus_address.as_str())?.build()?)
+    }
+
+    /// Whether `name` has an owner on this stack's bus.
+    pub fn name_has_owner(&self, name: &str) -> Result<bool> {
+        let bus = self.bus()?;
+        let dbus = zbus::blocking::fdo::DBusProxy::new(&bus)?;
+        Ok(dbus.name_has_owner(name.try_into()?)?)
+    }
+
+    fn start_polkit(&self) -> Result<()> {
+        let polkitd = paths::system_program("/usr/lib/polkit-1/polkitd", "polkitd")?;
+        let mut command = self.command(polkitd);
+        command.arg("--no-debug");
+        self.spawn("polkitd", command)?;
+        wait_until("polkitd on the bus", || {
+            self.name_has_owner("org.freedesktop.PolicyKit1")
+        })
+    }
+
+    fn init_kubo(&self, kubo: &Path, number: usize) -> Result<KuboNode> {
+        let repo = self.dir.join(format!("kubo-{number}"));
+        let ipfs = |args: &[&str]| run_ok(Command::new(kubo).env("IPFS_PATH", &repo).args(args));
+        if !repo.join("config").exists() {
+            ipfs(&["init", "--profile=test"])?;
+        }
+        let api = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+        ipfs(&["config", "Addresses.API", &api])?;
+        Ok(KuboNode { number, repo, api })
+    }
+
+    /// Starts (or restarts) node `number`; waits until its API answers.
+    pub fn start_kubo(&self, number: usize) -> Result<()> {
+        let kubo = paths::kubo_binary()?;
+        let node = self.kubo_node(number)?;
+        let _ = fs::remove_file(node.repo.join("api"));
+        let mut command = Command::new(&kubo);
+        command.env("IPFS_PATH", &node.repo).arg("daemon");
+        let name = format!("kubo-{number}");
+        self.spawn(&name, command)?;
+        wait_until(&name, || {
+            Ok(node.repo.join("api").exists()
+                && Command::new(&kubo)
+                    .env("IPFS_PATH", &node.repo)
+                    .args(["id", "-f", "<id>"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false))
+        })
+    }
+
+    /// Stops node `number` (SIGTERM, then SIGKILL).
+    pub fn stop_kubo(&self, number: usize) -> Result<()> {
+        self.process(&format!("kubo-{number}"))?
+            .stop(Duration::from_secs(15))
+    }
+
+    /// Node `number` (1-based).
+    pub fn kubo_node(&self, number: usize) -> Result<&KuboNode> {
+        self.kubo
+            .get(number.wrapping_sub(1))
+            .with_context(|| format!("this stack has no Kubo node {number}"))
+    }
+
+    fn write_config(&self, kubo: &Path, api: Option<&str>, extra: &str) -> Result<()> {
+        let state = self.dir.join("state");
+        fs::create_dir_all(&state)?;
+        let mut text = format!(
+            "# Written by flatipfs-stack for this stack only.\nstate_directory = \"{}\"\nlog_level = \"info,flatipfsd=debug\"\n\n[kubo]\nbinary = \"{}\"\ninit_profiles = [\"test\"]\nstatus_interval = \"500ms\"\nrestart_delay = \"500ms\"\n",
+            state.display(),
+            kubo.display()
+        );
+        if let Some(api) = api {
+            text.push_str(&format!("api = \"{api}\"\n"));
+        }
+        text.push_str(extra);
+        fs::write(&self.config, text)?;
+        Ok(())
+    }
+
+    /// Starts (or restarts) the daemon; waits until it owns its bus name.
+    pub fn start_daemon(&self) -> Result<()> {
+        let mut command = self.command(paths::binary("flatipfsd")?);
+        command.arg("--config").arg(&self.config);
+        let owned = self.spawn("flatipfsd", command)?;
+        wait_until("flatipfsd on the bus", || {
+            if !owned.alive() {
+                return Err(Fatal(format!(
+                    "flatipfsd exited; see {}",
+                    self.log("flatipfsd").display()
+                ))
+                .into());
+            }
+            self.name_has_owner(flatipfs_dbus::BUS_NAME)
+        })
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.log("flatipfsd")).unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if self.down_on_drop {
+            if let Err(e) = Stack::down(&self.dir) {
+                eprintln!("{e:#}");
+            }
+        }
+    }
+}
+
+/// The private bus's configuration: Debian's system bus policy, minus what
+/// needs a real system, plus the project's policy and polkit's.
+fn bus_config(socket: &Path, policy: &Path, polkit_policy: &Path) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+  </policy>
+  <include>{policy}</include>
+  <include>{polkit_policy}</include>
+</busconfig>
+"#,
+        socket = socket.display(),
+        policy = policy.display(),
+        polkit_policy = polkit_policy.display(),
+    )
+}
+
+/// Installs the project's polkit action file and rules where polkitd reads
+/// them (its directories are compiled in). Atomic and idempotent, so parallel
+/// stacks do not disturb each other; left in place afterwards.
+fn install_polkit_files(test_rules: bool) -> Result<()> {
+    let root = paths::project_root();
+    let mut files = vec![
+        (
+            root.join("polkit/org.flatipfs.manager1.policy"),
+            PathBuf::from("/usr/share/polkit-1/actions/org.flatipfs.manager1.policy"),
+        ),
+        (
+            root.join("polkit/50-org.flatipfs.manager1.rules"),
+            PathBuf::from("/etc/polkit-1/rules.d/50-org.flatipfs.manager1.rules"),
+        ),
+    ];
+    if test_rules {
+        files.push((
+            root.join("tests/fixtures/polkit/40-flatipfs-tests.rules"),
+            PathBuf::from("/etc/polkit-1/rules.d/40-flatipfs-tests.rules"),
+        ));
+    }
+    for (from, to) in files {
+        let content = fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+        if fs::read(&to).ok().as_deref() == Some(&content[..]) {
+            continue;
+        }
+        let dir = to.parent().context("target has a parent")?;
+        if !dir.is_dir() {
+            bail!(
+                "{} is missing: install the Debian package `polkitd`",
+                dir.display()
+            );
+        }
+        let tmp = dir.join(format!(
+            ".{}.{}",
+            to.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
+        fs::write(&tmp, &content)
+            .with_context(|| format!("cannot write {} (run as root)", tmp.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+        fs::rename(&tmp, &to)?;
+    }
+    Ok(())
+}
+
+fn connect_kubo(kubo: &Path, node: &KuboNode, to: &KuboNode) -> Result<()> {
+    let out =
+        run_ok(
+            Command::new(kubo)
+                .env("IPFS_PATH", &to.repo)
+                .args(["id", "-f", "<id>\n<addrs>"]),
+        )?;
+    let mut lines = out.lines();
+    let id = lines
+        .next()
+        .context("ipfs id printed nothing")?
+        .trim()
+        .to_string();
+    let addr = lines
+        .map(str::trim)
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .with_context(|| format!("kubo-{} has no loopback TCP address", to.number))?;
+    let full = if addr.contains("/p2p/") {
+        addr.to_string()
+    } else {
+        format!("{addr}/p2p/{id}")
+    };
+    let ipfs = |args: &[&str]| run_ok(Command::new(kubo).env("IPFS_PATH", &node.repo).args(args));
+    ipfs(&["swarm", "connect", &full])?;
+    ipfs(&["swarm", "peering", "add", &full])?;
+    Ok(())
+}
+
+/// Unmounts (lazily) every mount point at or below `dir`, deepest first.
+fn unmount_below(dir: &Path, failures: &mut Vec<String>) {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        if let Err(e) = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
+            failures.push(format!("cannot unmount {}: {e}", point.display()));
+        }
+    }
+}
+
+/// `/proc/self/mountinfo` escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mount_path(p: &str) -> String {
+    let bytes = p.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let code = u8::from_str_radix(&p[i + 1..i + 4], 8).unwrap_or(b'?');
+            out.push(code);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// An error that ends [`wait_for`] at once (the awaited process died).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+/// Polls `check` until it is true, for at most [`START_TIMEOUT`].
+pub fn wait_until(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    wait_for(what, START_TIMEOUT, &mut check)
+}
+
+/// Polls `check` until it is true or `limit` passes. The limit only keeps a
+/// broken run from hanging; no test asserts how long anything took.
+pub fn wait_for(
+    what: &str,
+    limit: Duration,
+    check: &mut dyn FnMut() -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut last_error = None;
+    while Instant::now() < deadline {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) if e.is::<Fatal>() => return Err(e),
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match last_error {
+        Some(e) => Err(e.context(format!("gave up waiting for {what} after {limit:?}"))),
+        None => bail!("gave up waiting for {what} after {limit:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mount_path;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+    }
+}
