@@ -13,3 +13,40 @@ pub mod stack;
 pub mod users;
 
 pub use stack::{Stack, StackOptions};
+
+/// A stack in its own temporary directory, stopped and removed on drop:
+/// what every integration test starts with.
+pub struct TestStack {
+    pub stack: Stack,
+    // Dropped after `stack` (fields drop in order), so `down` runs first.
+    _dir: tempfile::TempDir,
+}
+
+impl TestStack {
+    /// Starts a stack with `options` in a new temporary directory.
+    /// Integration tests run as root; anything else fails with a clear message.
+    pub fn up(options: &StackOptions) -> anyhow::Result<TestStack> {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("flatipfs-test-")
+            .tempdir()?;
+        let mut stack = Stack::up(dir.path(), options)?;
+        stack.down_on_drop = true;
+        Ok(TestStack { stack, _dir: dir })
+    }
+}
+
+impl std::ops::Deref for TestStack {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+/// Fails the calling test unless it runs as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests start polkitd, FUSE mounts and test users: run them as root (scripts/test.sh does)"
+    );
+}
