@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for flatipfs, as root, idempotently:
+# installs every Debian package the project and its tests need, builds Kubo at
+# the pinned version (cached outside the tree) and builds the Rust workspace.
+#
+# Prerequisites not from Debian: Rust (rustup, stable) and Go >= 1.26.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+
+packages=(
+  dbus dbus-bin dbus-daemon   # the private system bus of the stack
+  polkitd                     # real polkit authority (pkaction, pkcheck too)
+  fuse3                       # /dev/fuse tooling, fusermount3
+  flatpak bubblewrap          # the real flatpak binary
+  systemd                     # systemd-analyze (not as PID 1)
+  libxml2-utils               # xmllint: policy validation against polkit's DTD
+  util-linux passwd procps    # setpriv, findmnt, useradd, ps
+  libglib2.0-bin              # gdbus, for poking at the API by hand
+  ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs Debian packages, and the stack starts polkitd and FUSE mounts)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for tool in cargo go; do
+  command -v "$tool" >/dev/null || { echo "setup: '$tool' not found: install Rust (rustup) and Go >= 1.26 first" >&2; exit 1; }
+done
+
+kubo=$(bash "$here/scripts/build-kubo.sh")
+echo "setup: Kubo at $kubo ($("$kubo" version))" >&2
+
+(cd "$here" && cargo build --workspace --all-targets --quiet)
+echo "setup: workspace built in $here/target/debug" >&2
