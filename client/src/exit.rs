@@ -6,7 +6,8 @@ use flatipfs_dbus::{Error, ErrorKind};
 pub const OK: i32 = 0;
 /// Any failure without a more specific code.
 pub const FAILURE: i32 = 1;
-// 2 is clap's code for a usage error.
+/// Invalid command line (also clap's code), or an unreadable local file.
+pub const USAGE: i32 = 2;
 /// An app, remote, job or release does not exist.
 pub const NOT_FOUND: i32 = 3;
 /// Not authorized (polkit refused, or needs a password the call could not ask for).
@@ -37,6 +38,16 @@ impl Failure {
             name: None,
             message: format!("cannot reach flatipfsd on the system bus: {detail}"),
             hint: Some("start it with `systemctl start flatipfsd` (or `flatipfs-stack up DIR` in a development tree)".into()),
+        }
+    }
+
+    /// A problem with the command line or a local file.
+    pub fn usage(message: String) -> Self {
+        Failure {
+            code: USAGE,
+            name: None,
+            message,
+            hint: None,
         }
     }
 

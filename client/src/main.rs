@@ -5,12 +5,16 @@
 //! Exit codes are listed in `docs/flatipfsctl.md` and in [`exit`].
 
 mod exit;
+mod jobs;
 mod output;
 
 use clap::{Parser, Subcommand};
 use flatipfs_dbus::proxy::ManagerProxy;
 use flatipfs_dbus::Error;
+use std::collections::HashMap;
+
 use zbus::proxy::MethodFlags;
+use zbus::zvariant::Value;
 
 use crate::exit::Failure;
 
@@ -33,6 +37,43 @@ enum Command {
     Status,
     /// Make the daemon re-read its configuration file (needs authorization).
     ReloadConfig,
+    /// Remotes: stores of apps on IPFS.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// Publish a Flatpak build to a remote: DEPLOY_DIR, or --repo PATH REF.
+    Publish(PublishArgs),
+}
+
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// Create a remote to publish to; prints its /ipns/ name.
+    Create { name: String },
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// The remote to publish to.
+    #[arg(long)]
+    remote: String,
+    /// Version string of the release (default: the previous one plus 1).
+    #[arg(long)]
+    version: Option<String>,
+    /// A Flatpak repository (what `flatpak build-export` writes); then give REF.
+    #[arg(long, value_name = "PATH")]
+    repo: Option<std::path::PathBuf>,
+    /// A file listing paths (relative to deploy/, one per line) read at start-up.
+    #[arg(long, value_name = "FILE")]
+    startup_set: Option<std::path::PathBuf>,
+    /// Arch of a deploy directory (default: this machine's).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Branch of a deploy directory (default: master).
+    #[arg(long)]
+    branch: Option<String>,
+    /// DEPLOY_DIR, or with --repo: the ref (app/ID/ARCH/BRANCH).
+    target: String,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -56,14 +97,78 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     let manager = ManagerProxy::new(&connection)
         .await
         .map_err(|e| Failure::from_call(e.into()))?;
-    match cli.command {
+    match &cli.command {
         Command::Status => status(cli.json, &manager).await,
         Command::ReloadConfig => {
-            call_mutating(&manager, "ReloadConfig", &()).await?;
+            call_mutating::<_, ()>(&manager, "ReloadConfig", &()).await?;
             output::done(cli.json, "configuration reloaded");
             Ok(())
         }
+        Command::Remote {
+            command: RemoteCommand::Create { name },
+        } => {
+            let options: HashMap<&str, Value<'_>> = HashMap::new();
+            let ipns: String =
+                call_mutating(&manager, "CreateRemote", &(name.as_str(), options)).await?;
+            output::remote_created(cli.json, name, &ipns);
+            Ok(())
+        }
+        Command::Publish(args) => publish(cli.json, &manager, args).await,
     }
+}
+
+async fn publish(
+    json: bool,
+    manager: &ManagerProxy<'_>,
+    args: &PublishArgs,
+) -> Result<(), Failure> {
+    let absolute = |p: &std::path::Path| {
+        std::path::absolute(p)
+            .map_err(|e| Failure::usage(format!("invalid path {}: {e}", p.display())))
+    };
+    let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+    options.insert("remote", Value::from(args.remote.as_str()));
+    if let Some(v) = &args.version {
+        options.insert("version", Value::from(v.as_str()));
+    }
+    if let Some(a) = &args.arch {
+        options.insert("arch", Value::from(a.as_str()));
+    }
+    if let Some(b) = &args.branch {
+        options.insert("branch", Value::from(b.as_str()));
+    }
+    if let Some(file) = &args.startup_set {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Failure::usage(format!(
+                "cannot read the startup set {}: {e}",
+                file.display()
+            ))
+        })?;
+        let paths: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        options.insert("startup-set", Value::from(paths));
+    }
+    let path = match &args.repo {
+        Some(repo) => {
+            options.insert("ref", Value::from(args.target.as_str()));
+            absolute(repo)?
+        }
+        None => absolute(std::path::Path::new(&args.target))?,
+    };
+    let path = path.to_string_lossy().into_owned();
+    let removals = manager
+        .receive_job_removed()
+        .await
+        .map_err(|e| Failure::from_call(e.into()))?;
+    let job: zbus::zvariant::OwnedObjectPath =
+        call_mutating(manager, "Publish", &(path.as_str(), options)).await?;
+    let details = jobs::follow(manager, removals, job, json).await?;
+    output::published(json, &details);
+    Ok(())
 }
 
 async fn status(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure> {
@@ -85,9 +190,14 @@ async fn status(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure> {
 
 /// Calls a polkit-gated method, allowing interactive authorization when a
 /// person is at the terminal (so a polkit agent may ask for a password).
-async fn call_mutating<B>(manager: &ManagerProxy<'_>, method: &str, body: &B) -> Result<(), Failure>
+async fn call_mutating<B, R>(
+    manager: &ManagerProxy<'_>,
+    method: &str,
+    body: &B,
+) -> Result<R, Failure>
 where
     B: serde::Serialize + zbus::zvariant::DynamicType,
+    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
 {
     let flags = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         MethodFlags::AllowInteractiveAuth.into()
@@ -96,8 +206,13 @@ where
     };
     manager
         .inner()
-        .call_with_flags::<_, _, ()>(method, flags, body)
+        .call_with_flags::<_, _, R>(method, flags, body)
         .await
-        .map(|_| ())
-        .map_err(|e| Failure::from_call(Error::from(e)))
+        .map_err(|e| Failure::from_call(Error::from(e)))?
+        .ok_or_else(|| {
+            Failure::from_call(Error::new(
+                flatipfs_dbus::ErrorKind::Internal,
+                "the daemon sent no reply",
+            ))
+        })
 }

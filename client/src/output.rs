@@ -3,10 +3,14 @@
 //! With `--json`, stdout carries exactly one JSON document per command,
 //! errors included, so scripts never parse text.
 
+use std::collections::HashMap;
+
 use flatipfs_dbus::KuboStatus;
 use serde_json::json;
+use zbus::zvariant::OwnedValue;
 
 use crate::exit::Failure;
+use crate::jobs;
 
 /// `flatipfsctl status`.
 pub fn status(json: bool, version: &str, features: &[String], kubo: &KuboStatus) {
@@ -48,6 +52,58 @@ pub fn status(json: bool, version: &str, features: &[String], kubo: &KuboStatus)
             format!(" at {}", kubo.api)
         };
         println!("Kubo:     {node}{at} not usable: {}", kubo.error);
+    }
+}
+
+/// `flatipfsctl remote create`.
+pub fn remote_created(json: bool, name: &str, ipns: &str) {
+    if json {
+        println!(
+            "{}",
+            json!({ "remote": name, "name": format!("/ipns/{ipns}") })
+        );
+    } else {
+        println!("remote {name} created: /ipns/{ipns}");
+        println!("Back up its key (flatipfsd's Kubo keystore, key flatipfs-remote-{name}): see docs/publishing.md");
+    }
+}
+
+/// `flatipfsctl publish`.
+pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
+    let t = |k: &str| jobs::text(details, k);
+    let n = |k: &str| jobs::number(details, k);
+    if json {
+        let document = json!({
+            "app": t("AppId"),
+            "version": t("Version"),
+            "release": t("Release"),
+            "deploy": t("Deploy"),
+            "index": format!("/ipns/{}", t("IndexName")),
+            "sequence": n("Sequence"),
+            "previous": t("Previous"),
+            "release_bytes": n("ReleaseBytes"),
+            "shared_bytes": n("SharedBytes"),
+            "new_bytes": n("NewBytes"),
+        });
+        println!("{document}");
+        return;
+    }
+    println!("published {} {}", t("AppId"), t("Version"));
+    println!("release:  /ipfs/{}", t("Release"));
+    println!(
+        "index:    /ipns/{} (sequence {})",
+        t("IndexName"),
+        n("Sequence")
+    );
+    if t("Previous").is_empty() {
+        println!("size:     {} bytes (first release)", n("ReleaseBytes"));
+    } else {
+        println!(
+            "size:     {} bytes; shared with the previous release: {} bytes; new: {} bytes",
+            n("ReleaseBytes"),
+            n("SharedBytes"),
+            n("NewBytes")
+        );
     }
 }
 

@@ -24,6 +24,46 @@ pub struct Config {
     pub log_level: String,
     /// How to reach Kubo.
     pub kubo: KuboConfig,
+    /// Limits on what is published or installed.
+    pub limits: LimitsConfig,
+    /// Jobs.
+    pub jobs: JobsConfig,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest single file of a release, in bytes.
+    pub max_file_size: u64,
+    /// Most entries (files, directories, symlinks) of a release.
+    pub max_entries: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_file_size: 4 << 30,
+            max_entries: 200_000,
+        }
+    }
+}
+
+/// The `[jobs]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How long a finished job stays readable on the bus.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            grace_period: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The `[kubo]` table.
@@ -54,6 +94,8 @@ impl Default for Config {
             state_directory: PathBuf::from("/var/lib/flatipfs"),
             log_level: "info".into(),
             kubo: KuboConfig::default(),
+            limits: LimitsConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }

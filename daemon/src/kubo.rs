@@ -36,6 +36,20 @@ pub enum KuboError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("Kubo API at {api} sent a reply to {command} that cannot be read: {message}")]
+    Garbled {
+        api: String,
+        command: String,
+        message: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Local {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Kubo is not usable: {0}")]
+    NotUsable(String),
     #[error("Kubo {found} is too old: flatipfsd needs Kubo {}.{} or newer", MIN_VERSION.0, MIN_VERSION.1)]
     TooOld { found: String },
     #[error("Kubo reported a version flatipfsd cannot read: {0:?}")]
@@ -57,6 +71,82 @@ pub struct Client {
 #[serde(rename_all = "PascalCase")]
 pub struct Version {
     pub version: String,
+}
+
+/// A key in Kubo's keystore (`key/gen`, `key/list`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Key {
+    pub name: String,
+    /// The IPNS name (`k51…`).
+    pub id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Keys {
+    keys: Vec<Key>,
+}
+
+/// One line of `add` output: an added entry (or, with progress, a counter).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddLine {
+    pub name: String,
+    pub hash: Option<String>,
+    pub bytes: Option<u64>,
+}
+
+/// What `add` is told to do: the release format's import profile.
+#[derive(Debug, Clone, Copy)]
+pub struct AddOptions {
+    pub pin: bool,
+}
+
+/// One part of a multipart `add` of a tree.
+#[derive(Debug)]
+pub enum AddPart {
+    Directory {
+        name: String,
+    },
+    File {
+        name: String,
+        path: std::path::PathBuf,
+        size: u64,
+    },
+    Symlink {
+        name: String,
+        target: String,
+    },
+    Bytes {
+        name: String,
+        data: Vec<u8>,
+    },
+}
+
+/// Summary of `dag/stat` over several roots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DagStat {
+    pub total_size: u64,
+    /// Absent when only one root is given.
+    #[serde(default)]
+    pub shared_size: u64,
+    pub dag_stats: Vec<DagStatEntry>,
+}
+
+/// One root of a `dag/stat` reply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DagStatEntry {
+    pub size: u64,
+    pub num_blocks: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Hash {
+    hash: String,
 }
 
 #[derive(Deserialize)]
@@ -102,17 +192,236 @@ impl Client {
         Ok(peers.peers.map_or(0, |p| p.len() as u32))
     }
 
-    /// Calls `command` with query `args` and decodes a single JSON reply.
-    async fn call<T: DeserializeOwned>(
+    /// Generates an ed25519 key named `name`.
+    pub async fn key_gen(&self, name: &str) -> Result<Key, KuboError> {
+        self.call("key/gen", &[("arg", name), ("type", "ed25519")])
+            .await
+    }
+
+    /// Every key in the keystore.
+    pub async fn key_list(&self) -> Result<Vec<Key>, KuboError> {
+        let keys: Keys = self.call("key/list", &[("l", "true")]).await?;
+        Ok(keys.keys)
+    }
+
+    /// Adds `parts` (a tree, parents before children) with the release
+    /// import profile: CIDv1, sha2-256, buzhash, raw leaves. Calls
+    /// `progress(bytes)` with the bytes read so far. Returns one line per
+    /// added entry, the top-level entry last.
+    pub async fn add(
+        &self,
+        parts: Vec<AddPart>,
+        options: AddOptions,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Vec<AddLine>, KuboError> {
+        use reqwest::multipart::{Form, Part};
+        let mut form = Form::new();
+        for part in parts {
+            let (name, part) = match part {
+                AddPart::Directory { name } => (
+                    name,
+                    Part::bytes(Vec::new()).mime_str("application/x-directory"),
+                ),
+                AddPart::Symlink { name, target } => {
+                    (name, Part::text(target).mime_str("application/symlink"))
+                }
+                AddPart::Bytes { name, data } => {
+                    (name, Part::bytes(data).mime_str("application/octet-stream"))
+                }
+                AddPart::File { name, path, size } => {
+                    let file =
+                        tokio::fs::File::open(&path)
+                            .await
+                            .map_err(|source| KuboError::Local {
+                                path: path.clone(),
+                                source,
+                            })?;
+                    (
+                        name,
+                        Part::stream_with_length(reqwest::Body::from(file), size)
+                            .mime_str("application/octet-stream"),
+                    )
+                }
+            };
+            let part = part
+                .expect("static mime types parse")
+                .file_name(urlencoding::encode(&name).into_owned());
+            form = form.part("file", part);
+        }
+        let pin = if options.pin { "true" } else { "false" };
+        let args = [
+            ("recursive", "true"),
+            ("cid-version", "1"),
+            ("hash", "sha2-256"),
+            ("chunker", "buzhash"),
+            ("raw-leaves", "true"),
+            ("pin", pin),
+            ("progress", "true"),
+            ("fast-provide-root", "false"),
+        ];
+        let response = self.send("add", &args, Some(form)).await?;
+        let mut lines = Vec::new();
+        // Progress lines carry the bytes read so far of one named entry.
+        let mut per_entry: std::collections::HashMap<String, u64> = Default::default();
+        let mut total = 0u64;
+        let mut buffer = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "add".into(),
+                source,
+            })?
+        {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let parsed: AddLine =
+                    serde_json::from_slice(&line).map_err(|e| self.garbled("add", e))?;
+                if parsed.hash.is_some() {
+                    lines.push(parsed);
+                } else if let Some(bytes) = parsed.bytes {
+                    let seen = per_entry.entry(parsed.name).or_default();
+                    total += bytes.saturating_sub(*seen);
+                    *seen = bytes.max(*seen);
+                    progress(total);
+                }
+            }
+        }
+        Ok(lines)
+    }
+
+    /// `files/mkdir` with CIDv1 directories.
+    pub async fn files_mkdir(&self, path: &str) -> Result<(), KuboError> {
+        self.call_unit(
+            "files/mkdir",
+            &[("arg", path), ("parents", "true"), ("cid-version", "1")],
+        )
+        .await
+    }
+
+    /// `files/cp SRC DST` (lazy: fetches only the root node).
+    pub async fn files_cp(&self, src: &str, dst: &str) -> Result<(), KuboError> {
+        self.call_unit(
+            "files/cp",
+            &[("arg", src), ("arg", dst), ("parents", "true")],
+        )
+        .await
+    }
+
+    /// The CID of an MFS path.
+    pub async fn files_hash(&self, path: &str) -> Result<String, KuboError> {
+        let hash: Hash = self
+            .call("files/stat", &[("arg", path), ("hash", "true")])
+            .await?;
+        Ok(hash.hash)
+    }
+
+    /// `files/rm -r`; a missing path is not an error.
+    pub async fn files_rm(&self, path: &str) -> Result<(), KuboError> {
+        match self
+            .call_unit(
+                "files/rm",
+                &[("arg", path), ("recursive", "true"), ("force", "true")],
+            )
+            .await
+        {
+            Err(KuboError::Rpc { message, .. }) if message.contains("does not exist") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Pins `cid` recursively under `name`.
+    pub async fn pin_add(&self, cid: &str, name: &str) -> Result<(), KuboError> {
+        let path = format!("/ipfs/{cid}");
+        self.call_unit("pin/add", &[("arg", &path), ("name", name)])
+            .await
+    }
+
+    /// Publishes `/ipfs/CID` under key `key` with IPNS sequence `sequence`.
+    pub async fn name_publish(&self, cid: &str, key: &str, sequence: u64) -> Result<(), KuboError> {
+        let path = format!("/ipfs/{cid}");
+        let sequence = sequence.to_string();
+        self.call_unit(
+            "name/publish",
+            &[
+                ("arg", &path),
+                ("key", key),
+                ("lifetime", "48h"),
+                ("ttl", "1m"),
+                ("sequence", &sequence),
+                ("allow-offline", "true"),
+            ],
+        )
+        .await
+    }
+
+    /// The whole content of a (small) file, at most `limit` bytes.
+    pub async fn cat(&self, path: &str, limit: u64) -> Result<Vec<u8>, KuboError> {
+        let limit_text = limit.to_string();
+        let response = self
+            .send("cat", &[("arg", path), ("length", &limit_text)], None)
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "cat".into(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
+    /// `dag/stat` over `cids`, from local blocks only.
+    pub async fn dag_stat(&self, cids: &[&str]) -> Result<DagStat, KuboError> {
+        let mut args: Vec<(&str, &str)> = cids.iter().map(|c| ("arg", *c)).collect();
+        args.extend([("progress", "false"), ("offline", "true")]);
+        let response = self.send("dag/stat", &args, None).await?;
+        let text = response
+            .text()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "dag/stat".into(),
+                source,
+            })?;
+        let last = text
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        serde_json::from_str(last).map_err(|e| self.garbled("dag/stat", e))
+    }
+
+    fn garbled(&self, command: &str, e: serde_json::Error) -> KuboError {
+        KuboError::Garbled {
+            api: self.address.clone(),
+            command: command.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn call_unit(&self, command: &str, args: &[(&str, &str)]) -> Result<(), KuboError> {
+        self.send(command, args, None).await.map(|_| ())
+    }
+
+    /// Sends a call; an HTTP error status becomes [`KuboError::Rpc`].
+    async fn send(
         &self,
         command: &str,
         args: &[(&str, &str)],
-    ) -> Result<T, KuboError> {
+        form: Option<reqwest::multipart::Form>,
+    ) -> Result<reqwest::Response, KuboError> {
         let url = format!("{}/api/v0/{}", self.base, command);
-        let response = self
-            .http
-            .post(url)
-            .query(args)
+        let mut request = self.http.post(url).query(args);
+        if let Some(form) = form {
+            request = request
+                .multipart(form)
+                .timeout(Duration::from_secs(24 * 3600));
+        }
+        let response = request
             .send()
             .await
             .map_err(|source| KuboError::Unreachable {
@@ -132,6 +441,16 @@ impl Client {
                 message,
             });
         }
+        Ok(response)
+    }
+
+    /// Calls `command` with query `args` and decodes a single JSON reply.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        command: &str,
+        args: &[(&str, &str)],
+    ) -> Result<T, KuboError> {
+        let response = self.send(command, args, None).await?;
         response.json().await.map_err(|source| KuboError::BadReply {
             api: self.address.clone(),
             command: command.to_string(),

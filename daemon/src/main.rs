@@ -8,12 +8,19 @@
 
 mod api;
 mod config;
+mod flatpak;
+mod index;
+mod jobs;
 mod kubo;
 mod kubo_monitor;
 mod kubo_node;
 mod logging;
 mod manager;
 mod policy;
+mod publish;
+mod release;
+mod store;
+mod tree;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,34 +66,12 @@ async fn run(args: Args) -> Result<()> {
     logging::init(&config.log_level);
     info!(version = env!("CARGO_PKG_VERSION"), config = %config_path.display(), "flatipfsd starting");
 
-    let manager = Arc::new(manager::Manager::new(
-        config_path,
-        missing_ok,
-        config.clone(),
-    ));
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
     let connection = zbus::connection::Builder::system()
         .context("cannot use the system bus address")?
         .build()
         .await
         .context("cannot connect to the system bus")?;
-    let gate = policy::Gate::new(connection.clone());
-    connection
-        .object_server()
-        .at(MANAGER_PATH, zbus::fdo::ObjectManager)
-        .await?;
-    connection
-        .object_server()
-        .at(
-            MANAGER_PATH,
-            api::ManagerObject::new(manager.clone(), gate, Default::default()),
-        )
-        .await?;
-    connection
-        .request_name(BUS_NAME)
-        .await
-        .with_context(|| format!("cannot own {BUS_NAME} on the system bus"))?;
-    info!("owning {BUS_NAME} on the system bus");
-
     let (source, node) = match &config.kubo.api {
         Some(address) => {
             check_configured_kubo(address, &config).await?;
@@ -97,8 +82,31 @@ async fn run(args: Args) -> Result<()> {
             (ApiSource::Embedded(node.api()), Some(node))
         }
     };
-    let status = kubo_monitor::spawn(manager.config(), source);
+    let status = kubo_monitor::spawn(config_rx, source);
+    let manager = Arc::new(manager::Manager::new(
+        config_path,
+        missing_ok,
+        config_tx,
+        status.clone(),
+    ));
+    let gate = policy::Gate::new(connection.clone());
+    connection
+        .object_server()
+        .at(MANAGER_PATH, zbus::fdo::ObjectManager)
+        .await?;
+    connection
+        .object_server()
+        .at(
+            MANAGER_PATH,
+            api::ManagerObject::new(manager.clone(), gate, status.borrow().clone()),
+        )
+        .await?;
     tokio::spawn(api::forward_kubo_status(connection.clone(), status));
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .with_context(|| format!("cannot own {BUS_NAME} on the system bus"))?;
+    info!("owning {BUS_NAME} on the system bus");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -9,13 +9,27 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use flatipfs_dbus::KuboStatus;
+use tokio::sync::Mutex;
+
 use crate::config::{Config, ConfigError};
+use crate::jobs::Jobs;
+use crate::kubo::{self, Client};
+use crate::publish::{PublishError, Publisher};
+use crate::store::Store;
+use crate::tree::Limits;
 
 /// What the daemon is and knows.
 pub struct Manager {
     config_path: PathBuf,
     config_missing_ok: bool,
     config: watch::Sender<Arc<Config>>,
+    /// The Kubo node as the monitor last saw it.
+    kubo: watch::Receiver<KuboStatus>,
+    /// Every job of this daemon.
+    pub jobs: Jobs,
+    /// Serializes changes to publishing remotes and their indexes.
+    publish_lock: Arc<Mutex<()>>,
 }
 
 /// What a reload changed.
@@ -27,18 +41,59 @@ pub struct Reloaded {
 
 impl Manager {
     /// A manager running with `config`, read from `config_path`.
-    pub fn new(config_path: PathBuf, config_missing_ok: bool, config: Config) -> Self {
-        let (config, _) = watch::channel(Arc::new(config));
+    pub fn new(
+        config_path: PathBuf,
+        config_missing_ok: bool,
+        config: watch::Sender<Arc<Config>>,
+        kubo: watch::Receiver<KuboStatus>,
+    ) -> Self {
         Manager {
             config_path,
             config_missing_ok,
             config,
+            kubo,
+            jobs: Jobs::default(),
+            publish_lock: Arc::default(),
         }
     }
 
-    /// The configuration in force; follow it with `changed()`.
-    pub fn config(&self) -> watch::Receiver<Arc<Config>> {
-        self.config.subscribe()
+    /// How long finished jobs stay on the bus.
+    pub fn grace_period(&self) -> std::time::Duration {
+        self.config.borrow().jobs.grace_period
+    }
+
+    /// A client of the Kubo node, if it is usable now.
+    pub fn kubo(&self) -> Result<(Client, String), kubo::KuboError> {
+        let status = self.kubo.borrow().clone();
+        if !status.usable() {
+            return Err(kubo::KuboError::NotUsable(if status.error.is_empty() {
+                "not reachable".into()
+            } else {
+                status.error
+            }));
+        }
+        let config = self.config.borrow().clone();
+        Ok((
+            Client::new(&status.api, config.kubo.request_timeout)?,
+            status.version,
+        ))
+    }
+
+    /// The publisher, bound to the current Kubo node and configuration.
+    pub async fn publisher(&self) -> Result<Publisher, PublishError> {
+        let (kubo, kubo_version) = self.kubo()?;
+        let config = self.config.borrow().clone();
+        Ok(Publisher {
+            kubo,
+            kubo_version,
+            store: Store::new(&config.state_directory),
+            scratch: config.state_directory.join("tmp"),
+            limits: Limits {
+                max_file_size: config.limits.max_file_size,
+                max_entries: config.limits.max_entries,
+            },
+            lock: self.publish_lock.clone(),
+        })
     }
 
     /// Re-reads the configuration file. An invalid file changes nothing.

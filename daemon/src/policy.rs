@@ -42,12 +42,13 @@ impl Gate {
 
     /// Decides whether the sender of the call with `header` may perform
     /// `action`. `details` reach polkit (and its rules) as action details.
+    /// Returns the caller's uid.
     pub async fn authorize(
         &self,
         header: &Header<'_>,
         action: Action,
         details: &HashMap<&str, &str>,
-    ) -> Result<(), Denied> {
+    ) -> Result<u32, Denied> {
         let refused = |reason: String| Denied::Refused {
             action: action.id(),
             reason,
@@ -64,7 +65,7 @@ impl Gate {
                 action = action.id(),
                 "root caller authorized without polkit"
             );
-            return Ok(());
+            return Ok(0);
         }
         let interactive = header
             .primary()
@@ -97,7 +98,7 @@ impl Gate {
             "polkit decision"
         );
         if result.is_authorized {
-            Ok(())
+            Ok(uid)
         } else if result.is_challenge && !interactive {
             Err(Denied::NeedsInteraction {
                 action: action.id(),
@@ -109,6 +110,14 @@ impl Gate {
         } else {
             Err(refused(format!("polkit refused uid {uid}")))
         }
+    }
+
+    /// The uid of the sender of the call with `header`.
+    pub async fn uid_of(&self, header: &Header<'_>) -> zbus::Result<u32> {
+        let sender = header
+            .sender()
+            .ok_or_else(|| zbus::Error::Failure("the call has no sender".into()))?;
+        self.caller_uid(sender).await
     }
 
     async fn caller_uid(&self, sender: &zbus::names::UniqueName<'_>) -> zbus::Result<u32> {

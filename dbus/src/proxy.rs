@@ -1,6 +1,9 @@
 //! Client-side proxies of the flatipfs objects.
 
+use std::collections::HashMap;
+
 use zbus::proxy;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use crate::{Error, KuboStatus};
 
@@ -14,6 +17,28 @@ pub trait Manager {
     /// Re-read the configuration file (polkit action `configure`).
     fn reload_config(&self) -> Result<(), Error>;
 
+    /// Create a publishing remote; returns its IPNS name (action `publish`).
+    fn create_remote(&self, name: &str, options: HashMap<&str, Value<'_>>)
+        -> Result<String, Error>;
+
+    /// Publish a release as a job (action `publish`).
+    fn publish(
+        &self,
+        path: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<OwnedObjectPath, Error>;
+
+    /// A job finished.
+    #[zbus(signal)]
+    fn job_removed(
+        &self,
+        id: u64,
+        path: OwnedObjectPath,
+        result: &str,
+        error_name: &str,
+        error_message: &str,
+    ) -> zbus::Result<()>;
+
     /// The daemon's version.
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -25,4 +50,39 @@ pub trait Manager {
     /// How the daemon sees its Kubo node.
     #[zbus(property)]
     fn kubo_status(&self) -> zbus::Result<KuboStatus>;
+}
+
+/// `org.flatipfs.Manager1.Job` at `/org/flatipfs/Manager1/job/<n>`.
+#[proxy(
+    interface = "org.flatipfs.Manager1.Job",
+    default_service = "org.flatipfs.Manager1"
+)]
+pub trait Job {
+    /// Ask the job to stop.
+    fn cancel(&self) -> Result<(), Error>;
+
+    #[zbus(property)]
+    fn id(&self) -> zbus::Result<u64>;
+    #[zbus(property, name = "Type")]
+    fn kind(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn app(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn status(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn progress(&self) -> zbus::Result<f64>;
+    #[zbus(property)]
+    fn bytes_done(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn bytes_total(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn error_name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn error_message(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn details(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
 }

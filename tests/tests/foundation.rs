@@ -393,7 +393,10 @@ fn embedded_kubo_is_created_supervised_and_stopped_with_the_daemon() {
     let manager = ManagerProxyBlocking::new(&stack.bus().unwrap()).unwrap();
     let mut usable = || Ok(manager.kubo_status()?.usable());
     wait_for("the embedded node", LIMIT, &mut usable).unwrap();
-    assert!(stack.dir.join("state/kubo/config").is_file(), "the embedded repo lives under the state directory");
+    assert!(
+        stack.dir.join("state/kubo/config").is_file(),
+        "the embedded repo lives under the state directory"
+    );
     let status = manager.kubo_status().unwrap();
     assert!(status.embedded);
     assert_eq!(status.version, "0.43.1");

@@ -1,0 +1,223 @@
+//! The D-Bus objects of `org.flatipfs.Manager1`.
+//!
+//! This layer only translates: it validates arguments, asks the polkit gate,
+//! calls into [`Manager`], and maps results and errors to D-Bus. Property
+//! changes coming from below are emitted as `PropertiesChanged` here.
+
+mod job;
+mod options;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use flatipfs_dbus::polkit::Action;
+use flatipfs_dbus::{Error, ErrorKind, KuboStatus, MANAGER_PATH};
+use tokio::sync::watch;
+use tracing::warn;
+use zbus::interface;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+use crate::manager::Manager;
+use crate::policy::{Denied, Gate};
+use crate::publish::{self, PublishError};
+
+pub use job::spawn_job;
+
+/// What this daemon implements, as the `Features` property lists it.
+pub const FEATURES: &[&str] = &["kubo-status", "reload-config", "publish"];
+
+/// The manager object at `/org/flatipfs/Manager1`.
+pub struct ManagerObject {
+    manager: Arc<Manager>,
+    gate: Gate,
+    kubo_status: KuboStatus,
+}
+
+impl ManagerObject {
+    pub fn new(manager: Arc<Manager>, gate: Gate, kubo_status: KuboStatus) -> Self {
+        ManagerObject {
+            manager,
+            gate,
+            kubo_status,
+        }
+    }
+}
+
+/// Asks the gate; a refusal becomes the matching D-Bus error.
+pub(crate) async fn authorize(
+    gate: &Gate,
+    header: &Header<'_>,
+    action: Action,
+    details: &HashMap<&str, &str>,
+) -> Result<u32, Error> {
+    gate.authorize(header, action, details)
+        .await
+        .map_err(|denied| match denied {
+            Denied::Refused { .. } => Error::new(ErrorKind::AccessDenied, denied.to_string()),
+            Denied::NeedsInteraction { .. } => Error::new(
+                ErrorKind::InteractiveAuthorizationRequired,
+                denied.to_string(),
+            ),
+        })
+}
+
+/// The D-Bus error for a publishing failure.
+pub(crate) fn publish_error(e: &PublishError) -> Error {
+    use crate::flatpak::FlatpakError;
+    let kind = match e {
+        PublishError::BadRemoteName(_)
+        | PublishError::BadRef(_)
+        | PublishError::BadStartupPath(_) => ErrorKind::InvalidArgs,
+        PublishError::NoSuchRemote(_) | PublishError::MissingPath(_) => ErrorKind::NotFound,
+        PublishError::RemoteExists(_) => ErrorKind::AlreadyInstalled,
+        PublishError::Flatpak(FlatpakError::NoSuchRef { .. } | FlatpakError::NotARepo(_)) => {
+            ErrorKind::NotFound
+        }
+        PublishError::Flatpak(FlatpakError::NoMetadata(_) | FlatpakError::BadMetadata { .. }) => {
+            ErrorKind::VerificationFailed
+        }
+        PublishError::Tree(_) => ErrorKind::VerificationFailed,
+        PublishError::Kubo(_) => ErrorKind::FetchFailed,
+        PublishError::Flatpak(_) | PublishError::Store(_) | PublishError::Internal(_) => {
+            ErrorKind::Internal
+        }
+    };
+    Error::new(kind, e.to_string())
+}
+
+#[interface(name = "org.flatipfs.Manager1")]
+impl ManagerObject {
+    /// Re-reads the configuration file. Polkit action `configure`.
+    async fn reload_config(&self, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        authorize(&self.gate, &header, Action::Configure, &HashMap::new()).await?;
+        self.manager
+            .reload_config()
+            .map(|_| ())
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, e.to_string()))
+    }
+
+    /// Creates a remote this daemon publishes to: a new key in Kubo and an
+    /// empty store index under it. Returns the remote's IPNS name.
+    /// Polkit action `publish`. No options are defined yet.
+    async fn create_remote(
+        &self,
+        name: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<String, Error> {
+        options::reject_unknown(&options, &[])?;
+        if !publish::valid_remote_name(&name) {
+            return Err(publish_error(&PublishError::BadRemoteName(name)));
+        }
+        authorize(
+            &self.gate,
+            &header,
+            Action::Publish,
+            &HashMap::from([("remote", name.as_str())]),
+        )
+        .await?;
+        let publisher = self
+            .manager
+            .publisher()
+            .await
+            .map_err(|e| publish_error(&e))?;
+        publisher
+            .create_remote(&name)
+            .await
+            .map_err(|e| publish_error(&e))
+    }
+
+    /// Publishes a Flatpak build as a release of a remote, as a job.
+    /// `path` is a deploy directory, or a Flatpak repository with option
+    /// `ref`. Options: `remote` (s, required), `ref` (s), `version` (s),
+    /// `arch` (s), `branch` (s), `startup-set` (as). Polkit action `publish`.
+    async fn publish(
+        &self,
+        path: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        let request = options::publish_request(&path, &options)?;
+        let uid = authorize(
+            &self.gate,
+            &header,
+            Action::Publish,
+            &HashMap::from([("remote", request.remote.as_str()), ("path", path.as_str())]),
+        )
+        .await?;
+        let job = self.manager.jobs.create("publish", "", uid);
+        let manager = self.manager.clone();
+        let worker_job = job.clone();
+        let work = async move {
+            let publisher = manager.publisher().await.map_err(|e| publish_error(&e))?;
+            let outcome = publisher
+                .publish(&request, worker_job.as_ref())
+                .await
+                .map_err(|e| publish_error(&e))?;
+            worker_job.set_app(&outcome.id);
+            Ok(job::publish_details(&outcome))
+        };
+        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    /// The daemon's version.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    /// The capabilities this daemon implements.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn features(&self) -> Vec<String> {
+        FEATURES.iter().map(|f| f.to_string()).collect()
+    }
+
+    /// How the daemon sees its Kubo node.
+    #[zbus(property)]
+    fn kubo_status(&self) -> KuboStatus {
+        self.kubo_status.clone()
+    }
+
+    /// A job finished: its id, object path, result (`success`, `failed`,
+    /// `cancelled`) and, unless it succeeded, the error's name and message.
+    /// The object stays readable for the configured grace period.
+    #[zbus(signal)]
+    async fn job_removed(
+        emitter: &SignalEmitter<'_>,
+        id: u64,
+        path: OwnedObjectPath,
+        result: &str,
+        error_name: &str,
+        error_message: &str,
+    ) -> zbus::Result<()>;
+}
+
+/// Keeps the manager object's `KuboStatus` property (with
+/// `PropertiesChanged`) in step with `status`.
+pub async fn forward_kubo_status(
+    connection: zbus::Connection,
+    mut status: watch::Receiver<KuboStatus>,
+) {
+    let iface = match connection
+        .object_server()
+        .interface::<_, ManagerObject>(MANAGER_PATH)
+        .await
+    {
+        Ok(iface) => iface,
+        Err(e) => {
+            warn!("manager object missing, KuboStatus will not update: {e}");
+            return;
+        }
+    };
+    while status.changed().await.is_ok() {
+        let new = status.borrow_and_update().clone();
+        let mut object = iface.get_mut().await;
+        object.kubo_status = new;
+        if let Err(e) = object.kubo_status_changed(iface.signal_emitter()).await {
+            warn!("cannot emit PropertiesChanged for KuboStatus: {e}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Reading `a{sv}` options: typed, named, unknown keys refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use flatipfs_dbus::{Error, ErrorKind};
+use zbus::zvariant::OwnedValue;
+
+use crate::flatpak::FlatpakRef;
+use crate::publish::{self, Request, Source};
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidArgs, message)
+}
+
+/// Refuses any key not in `known`.
+pub fn reject_unknown(options: &HashMap<String, OwnedValue>, known: &[&str]) -> Result<(), Error> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(invalid(format!(
+            "unknown option {key:?}; known options: {}",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn string(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<String>, Error> {
+    options
+        .get(key)
+        .map(|v| {
+            String::try_from(v.try_clone().map_err(|e| invalid(e.to_string()))?)
+                .map_err(|_| invalid(format!("option {key:?} must be a string (s)")))
+        })
+        .transpose()
+}
+
+fn strings(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Vec<String>, Error> {
+    options
+        .get(key)
+        .map(|v| {
+            Vec::<String>::try_from(v.try_clone().map_err(|e| invalid(e.to_string()))?)
+                .map_err(|_| invalid(format!("option {key:?} must be a list of strings (as)")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// The `Publish` call's arguments, validated without touching the disk.
+pub fn publish_request(
+    path: &str,
+    options: &HashMap<String, OwnedValue>,
+) -> Result<Request, Error> {
+    reject_unknown(
+        options,
+        &["remote", "ref", "version", "arch", "branch", "startup-set"],
+    )?;
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(invalid(format!("path {path:?} must be absolute")));
+    }
+    let remote = string(options, "remote")?
+        .ok_or_else(|| invalid("option \"remote\" is required".into()))?;
+    if !publish::valid_remote_name(&remote) {
+        return Err(invalid(
+            publish::PublishError::BadRemoteName(remote).to_string(),
+        ));
+    }
+    let reference = string(options, "ref")?;
+    if let Some(r) = &reference {
+        if FlatpakRef::parse(r).is_none() {
+            return Err(invalid(
+                publish::PublishError::BadRef(r.clone()).to_string(),
+            ));
+        }
+    }
+    let version = string(options, "version")?;
+    if let Some(v) = &version {
+        if v.is_empty() || v.len() > 128 || v.chars().any(|c| c.is_control()) {
+            return Err(invalid(format!("invalid version {v:?}")));
+        }
+    }
+    let plain = |key: &str, v: &Option<String>| -> Result<(), Error> {
+        match v {
+            Some(v)
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                Err(invalid(format!("invalid {key} {v:?}")))
+            }
+            _ => Ok(()),
+        }
+    };
+    let arch = string(options, "arch")?;
+    let branch = string(options, "branch")?;
+    plain("arch", &arch)?;
+    plain("branch", &branch)?;
+    let startup_set = strings(options, "startup-set")?;
+    if let Some(bad) = startup_set
+        .iter()
+        .find(|p| !crate::release::safe_relative_path(p))
+    {
+        return Err(invalid(format!(
+            "startup-set path {bad:?} must be relative to deploy/"
+        )));
+    }
+    let path = PathBuf::from(path);
+    let source = match reference {
+        Some(reference) => Source::Repo {
+            repo: path,
+            reference,
+        },
+        None => Source::DeployDir(path),
+    };
+    Ok(Request {
+        remote,
+        source,
+        version,
+        arch,
+        branch,
+        startup_set,
+    })
+}

@@ -1,0 +1,251 @@
+//! What the daemon needs from Flatpak when publishing: deploying a ref from a
+//! Flatpak repository (what `flatpak build-export` writes) into a scratch
+//! installation with the real `flatpak` binary, and reading `metadata`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::release::Kind;
+
+/// A Flatpak ref, `app/ID/ARCH/BRANCH` or `runtime/ID/ARCH/BRANCH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlatpakRef {
+    pub kind: Kind,
+    pub id: String,
+    pub arch: String,
+    pub branch: String,
+}
+
+impl FlatpakRef {
+    /// Parses a full ref.
+    pub fn parse(text: &str) -> Option<FlatpakRef> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let [kind, id, arch, branch] = parts.as_slice() else {
+            return None;
+        };
+        let kind = match *kind {
+            "app" => Kind::App,
+            "runtime" => Kind::Runtime,
+            _ => return None,
+        };
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !crate::release::valid_app_id(id) || !plain(arch) || !plain(branch) {
+            return None;
+        }
+        Some(FlatpakRef {
+            kind,
+            id: id.to_string(),
+            arch: arch.to_string(),
+            branch: branch.to_string(),
+        })
+    }
+
+    pub fn to_ref_string(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.kind.as_str(),
+            self.id,
+            self.arch,
+            self.branch
+        )
+    }
+}
+
+/// What `metadata` says about a deploy directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: Kind,
+    pub id: String,
+    /// `[Application] runtime=` for apps.
+    pub runtime: Option<String>,
+}
+
+/// Failures of the Flatpak side of publishing.
+#[derive(Debug, thiserror::Error)]
+pub enum FlatpakError {
+    #[error("{0} is not a Flatpak repository (no {0}/config)")]
+    NotARepo(PathBuf),
+    #[error("ref {reference} is not in the repository {repo}")]
+    NoSuchRef { repo: PathBuf, reference: String },
+    #[error("{0} has no Flatpak `metadata` file: not a deploy directory")]
+    NoMetadata(PathBuf),
+    #[error("{path}: {what}")]
+    BadMetadata { path: PathBuf, what: String },
+    #[error("`flatpak {args}` failed: {stderr}")]
+    Command { args: String, stderr: String },
+    #[error("cannot run flatpak ({0}); install the Debian package `flatpak`")]
+    Spawn(std::io::Error),
+}
+
+/// Reads `DIR/metadata` (a symlink there is refused).
+pub fn read_metadata(dir: &Path) -> Result<Metadata, FlatpakError> {
+    let path = dir.join("metadata");
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        _ => return Err(FlatpakError::NoMetadata(dir.to_owned())),
+    }
+    let bad = |what: String| FlatpakError::BadMetadata {
+        path: path.clone(),
+        what,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let ini = ini::Ini::load_from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let (kind, section) = if let Some(s) = ini.section(Some("Application")) {
+        (Kind::App, s)
+    } else if let Some(s) = ini.section(Some("Runtime")) {
+        (Kind::Runtime, s)
+    } else {
+        return Err(bad("neither an [Application] nor a [Runtime] group".into()));
+    };
+    let id = section
+        .get("name")
+        .ok_or_else(|| bad("no name= key".into()))?
+        .to_string();
+    if !crate::release::valid_app_id(&id) {
+        return Err(bad(format!("invalid id {id:?}")));
+    }
+    let runtime = match kind {
+        Kind::App => Some(
+            section
+                .get("runtime")
+                .ok_or_else(|| bad("an app without runtime=".into()))?
+                .to_string(),
+        ),
+        Kind::Runtime => None,
+    };
+    Ok(Metadata { kind, id, runtime })
+}
+
+/// Deploys `reference` from the repository `repo` into a scratch user
+/// installation at `scratch` and returns its deploy directory, in the form
+/// Flatpak itself lays out (rewritten desktop files, `export/`).
+pub async fn deploy_from_repo(
+    repo: &Path,
+    reference: &FlatpakRef,
+    scratch: &Path,
+) -> Result<PathBuf, FlatpakError> {
+    if !repo.join("config").is_file() {
+        return Err(FlatpakError::NotARepo(repo.to_owned()));
+    }
+    let ref_string = reference.to_ref_string();
+    if !repo.join("refs/heads").join(&ref_string).is_file() {
+        return Err(FlatpakError::NoSuchRef {
+            repo: repo.to_owned(),
+            reference: ref_string,
+        });
+    }
+    let url = format!("file://{}", repo.display());
+    flatpak(
+        scratch,
+        &[
+            "--user",
+            "remote-add",
+            "--if-not-exists",
+            "--no-gpg-verify",
+            "source",
+            &url,
+        ],
+    )
+    .await?;
+    flatpak(
+        scratch,
+        &[
+            "--user",
+            "install",
+            "-y",
+            "--noninteractive",
+            "--no-deps",
+            "--no-related",
+            "source",
+            &ref_string,
+        ],
+    )
+    .await?;
+    let kind_dir = match reference.kind {
+        Kind::App => "app",
+        Kind::Runtime => "runtime",
+    };
+    let active = scratch
+        .join(kind_dir)
+        .join(&reference.id)
+        .join(&reference.arch)
+        .join(&reference.branch)
+        .join("active");
+    std::fs::canonicalize(&active).map_err(|e| FlatpakError::Command {
+        args: format!("install {ref_string}"),
+        stderr: format!("no deploy directory at {}: {e}", active.display()),
+    })
+}
+
+async fn flatpak(scratch: &Path, args: &[&str]) -> Result<(), FlatpakError> {
+    let output = tokio::process::Command::new("flatpak")
+        .args(args)
+        .env("FLATPAK_USER_DIR", scratch)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(FlatpakError::Spawn)?;
+    if !output.status.success() {
+        return Err(FlatpakError::Command {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_parse_strictly() {
+        let r = FlatpakRef::parse("app/org.test.Hello/x86_64/master").unwrap();
+        assert_eq!(r.kind, Kind::App);
+        assert_eq!(r.to_ref_string(), "app/org.test.Hello/x86_64/master");
+        assert!(FlatpakRef::parse("runtime/org.test.Platform/x86_64/master").is_some());
+        for bad in [
+            "org.test.Hello",
+            "app/org.test.Hello/x86_64",
+            "app/../x86_64/master",
+            "app/org.test.Hello/x86_64/a/b",
+            "foo/org.test.Hello/x86_64/master",
+        ] {
+            assert!(FlatpakRef::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn metadata_of_apps_and_runtimes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("metadata"),
+            "[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n",
+        )
+        .unwrap();
+        let m = read_metadata(dir.path()).unwrap();
+        assert_eq!(
+            (m.kind, m.id.as_str(), m.runtime.as_deref()),
+            (
+                Kind::App,
+                "org.test.Hello",
+                Some("org.test.Platform/x86_64/master")
+            )
+        );
+        std::fs::write(
+            dir.path().join("metadata"),
+            "[Runtime]\nname=org.test.Platform\n",
+        )
+        .unwrap();
+        assert_eq!(read_metadata(dir.path()).unwrap().kind, Kind::Runtime);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_metadata(empty.path()),
+            Err(FlatpakError::NoMetadata(_))
+        ));
+    }
+}

@@ -1,0 +1,57 @@
+//! The store index: one document per remote, published under its IPNS name,
+//! listing app ids and their current release roots.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::release::Kind;
+
+/// The index schema this daemon writes and reads.
+pub const SCHEMA: u32 = 1;
+
+/// A remote's store index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreIndex {
+    pub schema: u32,
+    /// The remote's name as its publisher calls it.
+    pub remote: String,
+    /// Incremented with every publication of this index.
+    pub sequence: u64,
+    /// App (and runtime) ids → current release.
+    pub apps: BTreeMap<String, IndexEntry>,
+    /// AppStream catalog for software centres (CID), when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appstream: Option<String>,
+}
+
+/// The current release of one id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexEntry {
+    pub kind: Kind,
+    /// Release root CID.
+    pub release: String,
+    /// The index sequence at which this release was published.
+    pub sequence: u64,
+    pub version: String,
+    pub arch: String,
+    pub branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    pub published: u64,
+}
+
+impl StoreIndex {
+    /// The empty index a new remote starts with.
+    pub fn empty(remote: &str) -> Self {
+        StoreIndex {
+            schema: SCHEMA,
+            remote: remote.to_string(),
+            sequence: 0,
+            apps: BTreeMap::new(),
+            appstream: None,
+        }
+    }
+}

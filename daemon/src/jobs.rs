@@ -1,0 +1,179 @@
+//! Jobs: long operations with progress, one object each on the bus.
+//!
+//! A job is created (and exported) before the method that started it
+//! returns, is single-use, lives on when its caller disconnects, and stays
+//! readable for a grace period after it finishes. Numbers are never reused.
+//! This module knows nothing of D-Bus: the `api` layer watches [`JobInfo`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use flatipfs_dbus::ErrorKind;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A value in a job's `Details`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    Text(String),
+    Number(u64),
+}
+
+/// Everything a client can see of a job.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobInfo {
+    pub id: u64,
+    /// `publish`, later `install`, `update`, ...
+    pub kind: String,
+    /// The app concerned, when known.
+    pub app: String,
+    /// uid of the caller that started it.
+    pub initiator: u32,
+    /// `running` or `finished`.
+    pub state: String,
+    /// What it is doing now, for people.
+    pub status: String,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Empty while running; then `success`, `failed` or `cancelled`.
+    pub result: String,
+    pub error_name: String,
+    pub error_message: String,
+    /// What it produced (keys documented per job type).
+    pub details: BTreeMap<String, Detail>,
+}
+
+impl JobInfo {
+    /// Fraction done, 0.0 to 1.0.
+    pub fn progress(&self) -> f64 {
+        match (self.state.as_str(), self.bytes_total) {
+            ("finished", _) => 1.0,
+            (_, 0) => 0.0,
+            (_, total) => (self.bytes_done as f64 / total as f64).min(1.0),
+        }
+    }
+}
+
+/// A running job, as its worker sees it.
+pub struct Job {
+    info: watch::Sender<JobInfo>,
+    cancel: CancellationToken,
+}
+
+impl Job {
+    pub fn id(&self) -> u64 {
+        self.info.borrow().id
+    }
+
+    pub fn initiator(&self) -> u32 {
+        self.info.borrow().initiator
+    }
+
+    /// Follows every change.
+    pub fn watch(&self) -> watch::Receiver<JobInfo> {
+        self.info.subscribe()
+    }
+
+    /// Fires when the job is cancelled.
+    pub fn cancelled(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Asks the worker to stop.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn set_status(&self, status: &str) {
+        self.info.send_modify(|i| i.status = status.to_string());
+    }
+
+    pub fn set_app(&self, app: &str) {
+        self.info.send_modify(|i| i.app = app.to_string());
+    }
+
+    pub fn set_bytes(&self, done: u64, total: u64) {
+        self.info.send_if_modified(|i| {
+            let changed = i.bytes_done != done || i.bytes_total != total;
+            i.bytes_done = done;
+            i.bytes_total = total;
+            changed
+        });
+    }
+
+    /// Ends the job with success and its details.
+    pub fn succeed(&self, details: BTreeMap<String, Detail>) {
+        self.info.send_modify(|i| {
+            i.state = "finished".into();
+            i.status = "done".into();
+            i.result = "success".into();
+            i.details = details;
+        });
+    }
+
+    /// Ends the job with an error (or as cancelled).
+    pub fn fail(&self, kind: ErrorKind, message: &str) {
+        self.info.send_modify(|i| {
+            i.state = "finished".into();
+            i.status = "failed".into();
+            i.result = if kind == ErrorKind::Cancelled {
+                "cancelled"
+            } else {
+                "failed"
+            }
+            .into();
+            i.error_name = kind.dbus_name().into();
+            i.error_message = message.into();
+        });
+    }
+}
+
+/// The daemon's jobs.
+#[derive(Default)]
+pub struct Jobs {
+    next: AtomicU64,
+}
+
+impl Jobs {
+    /// A new running job.
+    pub fn create(&self, kind: &str, app: &str, initiator: u32) -> Arc<Job> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (info, _) = watch::channel(JobInfo {
+            id,
+            kind: kind.into(),
+            app: app.into(),
+            initiator,
+            state: "running".into(),
+            status: "starting".into(),
+            ..Default::default()
+        });
+        Arc::new(Job {
+            info,
+            cancel: CancellationToken::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_never_reused_and_progress_is_bounded() {
+        let jobs = Jobs::default();
+        let a = jobs.create("publish", "", 0);
+        let b = jobs.create("publish", "", 0);
+        assert_eq!((a.id(), b.id()), (1, 2));
+        a.set_bytes(50, 100);
+        assert_eq!(a.watch().borrow().progress(), 0.5);
+        a.set_bytes(150, 100);
+        assert_eq!(a.watch().borrow().progress(), 1.0);
+        a.fail(ErrorKind::Cancelled, "stopped");
+        let info = a.watch().borrow().clone();
+        assert_eq!(
+            (info.result.as_str(), info.state.as_str()),
+            ("cancelled", "finished")
+        );
+    }
+}

@@ -1,0 +1,535 @@
+//! The publishing side: remotes this daemon signs, and turning a Flatpak
+//! build into a release on IPFS announced in the remote's store index.
+//!
+//! Order of a publication (nothing half-published): validate and read the
+//! tree, add `deploy/`, write the manifest, assemble and pin the release root
+//! in MFS, and only then replace the app's entry in the index and republish
+//! the index name with a higher sequence. Any failure before that last step
+//! leaves the index naming the previous release.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::flatpak::{self, FlatpakError, FlatpakRef};
+use crate::index::{IndexEntry, StoreIndex};
+use crate::kubo::{AddOptions, AddPart, Client, KuboError};
+use crate::release::{self, Entry, EntryKind, ImportProfile, Manifest, StartupRange, Totals};
+use crate::store::{PublishingRemote, Store, StoreError};
+use crate::tree::{self, Limits, TreeError};
+
+/// The largest store index or manifest read back from IPFS.
+const MAX_DOCUMENT: u64 = 64 << 20;
+
+/// Why publishing failed; each maps to one D-Bus error.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("invalid remote name {0:?}: use 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")]
+    BadRemoteName(String),
+    #[error("no publishing remote named {0:?}; create it with `flatipfsctl remote create {0}`")]
+    NoSuchRemote(String),
+    #[error("a publishing remote named {0:?} exists already")]
+    RemoteExists(String),
+    #[error("{0} does not exist")]
+    MissingPath(PathBuf),
+    #[error("invalid ref {0:?}: expected app/ID/ARCH/BRANCH or runtime/ID/ARCH/BRANCH")]
+    BadRef(String),
+    #[error("startup set names {0:?}, which is not a file of the release")]
+    BadStartupPath(String),
+    #[error(transparent)]
+    Flatpak(#[from] FlatpakError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    Kubo(#[from] KuboError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Where the tree comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A ready deploy directory, taken as it is.
+    DeployDir(PathBuf),
+    /// A Flatpak repository and a ref in it.
+    Repo { repo: PathBuf, reference: String },
+}
+
+/// One publication.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub remote: String,
+    pub source: Source,
+    pub version: Option<String>,
+    /// For a deploy directory: arch and branch (defaults: host arch, `master`).
+    pub arch: Option<String>,
+    pub branch: Option<String>,
+    /// Paths (relative to `deploy/`) read at start-up, in order.
+    pub startup_set: Vec<String>,
+}
+
+/// What a publication produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: String,
+    pub version: String,
+    pub release: String,
+    pub deploy: String,
+    pub ipns: String,
+    pub sequence: u64,
+    pub previous: Option<String>,
+    /// Bytes of the new release's blocks.
+    pub release_bytes: u64,
+    /// Of those, bytes the previous release already has.
+    pub shared_bytes: u64,
+    /// Bytes a holder of the previous release must fetch.
+    pub new_bytes: u64,
+}
+
+/// Progress reports of a publication.
+pub trait Progress: Send + Sync {
+    fn status(&self, status: &str);
+    fn bytes(&self, done: u64, total: u64);
+}
+
+/// Shared by every publication of this daemon.
+pub struct Publisher {
+    pub kubo: Client,
+    pub kubo_version: String,
+    pub store: Store,
+    pub scratch: PathBuf,
+    pub limits: Limits,
+    /// Serializes changes to the state and the index.
+    pub lock: Arc<Mutex<()>>,
+}
+
+/// Whether `name` is a valid remote name.
+pub fn valid_remote_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Publisher {
+    /// Creates a remote: a new ed25519 key in Kubo and an empty store index
+    /// published under it. Returns the IPNS name.
+    pub async fn create_remote(&self, name: &str) -> Result<String, PublishError> {
+        if !valid_remote_name(name) {
+            return Err(PublishError::BadRemoteName(name.to_string()));
+        }
+        let _guard = self.lock.lock().await;
+        let mut state = self.store.load()?;
+        if state.publishing.contains_key(name) {
+            return Err(PublishError::RemoteExists(name.to_string()));
+        }
+        let key_name = format!("flatipfs-remote-{name}");
+        let key = match self
+            .kubo
+            .key_list()
+            .await?
+            .into_iter()
+            .find(|k| k.name == key_name)
+        {
+            // A key left by an earlier attempt that crashed before saving.
+            Some(key) => key,
+            None => self.kubo.key_gen(&key_name).await?,
+        };
+        let index = StoreIndex::empty(name);
+        let index_cid = self
+            .add_document(
+                "index.json",
+                &serde_json::to_vec_pretty(&index).expect("index serializes"),
+            )
+            .await?;
+        let sequence = 1;
+        state.publishing.insert(
+            name.to_string(),
+            PublishingRemote {
+                key: key.name.clone(),
+                ipns: key.id.clone(),
+                sequence,
+                index: index_cid.clone(),
+            },
+        );
+        self.store.save(&state)?;
+        self.kubo
+            .name_publish(&index_cid, &key.name, sequence)
+            .await?;
+        info!(remote = name, ipns = %key.id, "publishing remote created");
+        Ok(key.id)
+    }
+
+    /// Adds one small document, pinned; returns its CID.
+    async fn add_document(&self, name: &str, data: &[u8]) -> Result<String, PublishError> {
+        let lines = self
+            .kubo
+            .add(
+                vec![AddPart::Bytes {
+                    name: name.to_string(),
+                    data: data.to_vec(),
+                }],
+                AddOptions { pin: true },
+                |_| {},
+            )
+            .await?;
+        lines
+            .last()
+            .and_then(|l| l.hash.clone())
+            .ok_or_else(|| PublishError::Internal(format!("Kubo returned no CID for {name}")))
+    }
+
+    /// Publishes one release; see the module docs for the order of steps.
+    pub async fn publish(
+        &self,
+        request: &Request,
+        progress: &dyn Progress,
+    ) -> Result<Outcome, PublishError> {
+        if !valid_remote_name(&request.remote) {
+            return Err(PublishError::BadRemoteName(request.remote.clone()));
+        }
+        let remote = self
+            .store
+            .load()?
+            .publishing
+            .get(&request.remote)
+            .cloned()
+            .ok_or_else(|| PublishError::NoSuchRemote(request.remote.clone()))?;
+
+        // 1. The deploy directory.
+        std::fs::create_dir_all(&self.scratch).map_err(|e| {
+            PublishError::Internal(format!("cannot create {}: {e}", self.scratch.display()))
+        })?;
+        let scratch = tempdir_in(&self.scratch)?;
+        let (deploy_dir, arch, branch) = match &request.source {
+            Source::DeployDir(dir) => {
+                if !dir.exists() {
+                    return Err(PublishError::MissingPath(dir.clone()));
+                }
+                let arch = request.arch.clone().unwrap_or_else(host_arch);
+                let branch = request.branch.clone().unwrap_or_else(|| "master".into());
+                (dir.clone(), arch, branch)
+            }
+            Source::Repo { repo, reference } => {
+                if !repo.exists() {
+                    return Err(PublishError::MissingPath(repo.clone()));
+                }
+                let parsed = FlatpakRef::parse(reference)
+                    .ok_or_else(|| PublishError::BadRef(reference.clone()))?;
+                progress.status(&format!("deploying {reference} from {}", repo.display()));
+                let dir = flatpak::deploy_from_repo(repo, &parsed, scratch.path()).await?;
+                (dir, parsed.arch, parsed.branch)
+            }
+        };
+        let metadata = flatpak::read_metadata(&deploy_dir)?;
+
+        // 2. The tree: metadata, export/ and files/ only (Flatpak's own
+        //    `deploy` file is the installing daemon's to write).
+        progress.status("reading the tree");
+        let entries: Vec<tree::LocalEntry> = tree::scan(&deploy_dir, self.limits)?
+            .into_iter()
+            .filter(|e| {
+                let top = e.path.split('/').next().unwrap_or_default();
+                top == "metadata" || top == "export" || top == "files"
+            })
+            .collect();
+        let total: u64 = entries.iter().map(|e| e.size).sum();
+        for path in &request.startup_set {
+            if !entries
+                .iter()
+                .any(|e| &e.path == path && e.kind == EntryKind::File)
+            {
+                return Err(PublishError::BadStartupPath(path.clone()));
+            }
+        }
+
+        // 3. deploy/ into IPFS.
+        progress.status("adding deploy/ to IPFS");
+        progress.bytes(0, total);
+        let mut parts = vec![AddPart::Directory {
+            name: release::DEPLOY_NAME.into(),
+        }];
+        for e in &entries {
+            let name = format!("{}/{}", release::DEPLOY_NAME, e.path);
+            parts.push(match e.kind {
+                EntryKind::Directory => AddPart::Directory { name },
+                EntryKind::Symlink => AddPart::Symlink {
+                    name,
+                    target: e.target.clone().unwrap_or_default(),
+                },
+                EntryKind::File => AddPart::File {
+                    name,
+                    path: e.source.clone(),
+                    size: e.size,
+                },
+            });
+        }
+        let lines = self
+            .kubo
+            .add(parts, AddOptions { pin: false }, |done| {
+                progress.bytes(done.min(total), total)
+            })
+            .await?;
+        progress.bytes(total, total);
+        let cid_of = |name: &str| {
+            lines
+                .iter()
+                .rev()
+                .find(|l| l.name == name)
+                .and_then(|l| l.hash.clone())
+        };
+        let deploy = cid_of(release::DEPLOY_NAME)
+            .ok_or_else(|| PublishError::Internal("Kubo returned no CID for deploy/".into()))?;
+        let mut manifest_entries = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let cid = cid_of(&format!("{}/{}", release::DEPLOY_NAME, e.path)).ok_or_else(|| {
+                PublishError::Internal(format!("Kubo returned no CID for {}", e.path))
+            })?;
+            manifest_entries.push(Entry {
+                path: e.path.clone(),
+                kind: e.kind,
+                mode: e.mode,
+                size: e.size,
+                target: e.target.clone(),
+                cid,
+            });
+        }
+        let deploy_stat = self.kubo.dag_stat(&[&deploy]).await?;
+
+        // 4. The index as it stands, and the version.
+        let index_bytes = self
+            .kubo
+            .cat(&format!("/ipfs/{}", remote.index), MAX_DOCUMENT)
+            .await?;
+        let mut index: StoreIndex = serde_json::from_slice(&index_bytes).map_err(|e| {
+            PublishError::Internal(format!(
+                "the store index {} cannot be read: {e}",
+                remote.index
+            ))
+        })?;
+        let previous = index.apps.get(&metadata.id).cloned();
+        let version = match &request.version {
+            Some(v) => v.clone(),
+            None => previous
+                .as_ref()
+                .and_then(|p| p.version.parse::<u64>().ok())
+                .map_or(1, |v| v + 1)
+                .to_string(),
+        };
+        let startup_set = request
+            .startup_set
+            .iter()
+            .filter_map(|p| manifest_entries.iter().find(|e| &e.path == p))
+            .map(|e| StartupRange {
+                path: e.path.clone(),
+                cid: e.cid.clone(),
+                offset: 0,
+                length: e.size,
+            })
+            .collect();
+        let manifest = Manifest {
+            schema: release::SCHEMA,
+            id: metadata.id.clone(),
+            kind: metadata.kind,
+            arch: arch.clone(),
+            branch: branch.clone(),
+            version: version.clone(),
+            runtime: metadata.runtime.clone(),
+            published: now(),
+            import: ImportProfile {
+                kubo_version: self.kubo_version.clone(),
+                chunker: "buzhash".into(),
+                cid_version: 1,
+                hash: "sha2-256".into(),
+                raw_leaves: true,
+            },
+            deploy: deploy.clone(),
+            totals: Totals {
+                bytes: total,
+                files: manifest_entries
+                    .iter()
+                    .filter(|e| e.kind == EntryKind::File)
+                    .count() as u64,
+                entries: manifest_entries.len() as u64,
+                blocks: deploy_stat.dag_stats.first().map_or(0, |s| s.num_blocks),
+                dag_bytes: deploy_stat.dag_stats.first().map_or(0, |s| s.size),
+            },
+            entries: manifest_entries,
+            startup_set,
+        };
+        manifest
+            .validate(release::ManifestLimits {
+                max_entries: self.limits.max_entries,
+                max_file_size: self.limits.max_file_size,
+            })
+            .map_err(|e| {
+                PublishError::Internal(format!("the manifest written would be invalid: {e}"))
+            })?;
+
+        // 5. The release root, assembled in MFS and pinned.
+        progress.status("assembling the release");
+        let manifest_cid = self
+            .add_document(
+                release::MANIFEST_NAME,
+                &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"),
+            )
+            .await?;
+        let stage = format!("/flatipfs-publish/{}-{}", metadata.id, std::process::id());
+        self.kubo.files_rm(&stage).await?;
+        self.kubo.files_mkdir(&stage).await?;
+        self.kubo
+            .files_cp(
+                &format!("/ipfs/{deploy}"),
+                &format!("{stage}/{}", release::DEPLOY_NAME),
+            )
+            .await?;
+        self.kubo
+            .files_cp(
+                &format!("/ipfs/{manifest_cid}"),
+                &format!("{stage}/{}", release::MANIFEST_NAME),
+            )
+            .await?;
+        let release_cid = self.kubo.files_hash(&stage).await?;
+        self.kubo
+            .pin_add(
+                &release_cid,
+                &format!("flatipfs {}@{}", metadata.id, version),
+            )
+            .await?;
+        self.kubo.files_rm(&stage).await?;
+
+        // 6. The index, replaced under the remote's lock.
+        progress.status("publishing the store index");
+        let _guard = self.lock.lock().await;
+        let mut state = self.store.load()?;
+        let mut remote = state
+            .publishing
+            .get(&request.remote)
+            .cloned()
+            .ok_or_else(|| PublishError::NoSuchRemote(request.remote.clone()))?;
+        // Re-read the index if another publication replaced it meanwhile.
+        if let Ok(bytes) = self
+            .kubo
+            .cat(&format!("/ipfs/{}", remote.index), MAX_DOCUMENT)
+            .await
+        {
+            if let Ok(current) = serde_json::from_slice::<StoreIndex>(&bytes) {
+                index = current;
+            }
+        }
+        index.sequence += 1;
+        index.apps.insert(
+            metadata.id.clone(),
+            IndexEntry {
+                kind: metadata.kind,
+                release: release_cid.clone(),
+                sequence: index.sequence,
+                version: version.clone(),
+                arch,
+                branch,
+                runtime: metadata.runtime.clone(),
+                published: manifest.published,
+            },
+        );
+        let index_cid = self
+            .add_document(
+                "index.json",
+                &serde_json::to_vec_pretty(&index).expect("index serializes"),
+            )
+            .await?;
+        // The sequence is durable before it is used, so a crash never makes
+        // the daemon reuse one.
+        remote.sequence += 1;
+        state
+            .publishing
+            .insert(request.remote.clone(), remote.clone());
+        self.store.save(&state)?;
+        self.kubo
+            .name_publish(&index_cid, &remote.key, remote.sequence)
+            .await?;
+        remote.index = index_cid;
+        state
+            .publishing
+            .insert(request.remote.clone(), remote.clone());
+        self.store.save(&state)?;
+        drop(_guard);
+
+        // 7. What the previous release already had.
+        let previous_release = previous.map(|p| p.release);
+        let (release_bytes, shared_bytes) = match &previous_release {
+            Some(old) => {
+                let stat = self.kubo.dag_stat(&[old, &release_cid]).await?;
+                (
+                    stat.dag_stats.get(1).map_or(0, |s| s.size),
+                    stat.shared_size,
+                )
+            }
+            None => {
+                let stat = self.kubo.dag_stat(&[&release_cid]).await?;
+                (stat.total_size, 0)
+            }
+        };
+        info!(id = %metadata.id, %version, release = %release_cid, sequence = remote.sequence, "published");
+        Ok(Outcome {
+            id: metadata.id,
+            version,
+            release: release_cid,
+            deploy,
+            ipns: remote.ipns,
+            sequence: remote.sequence,
+            previous: previous_release,
+            release_bytes,
+            shared_bytes,
+            new_bytes: release_bytes.saturating_sub(shared_bytes),
+        })
+    }
+}
+
+fn tempdir_in(dir: &Path) -> Result<tempfile::TempDir, PublishError> {
+    tempfile::Builder::new()
+        .prefix("publish-")
+        .tempdir_in(dir)
+        .map_err(|e| {
+            PublishError::Internal(format!(
+                "cannot create a scratch directory in {}: {e}",
+                dir.display()
+            ))
+        })
+}
+
+/// Flatpak's name for this machine's architecture.
+pub fn host_arch() -> String {
+    match std::env::consts::ARCH {
+        "x86" => "i386".into(),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_names() {
+        for good in ["main", "a", "my-store.2", "x_y"] {
+            assert!(valid_remote_name(good), "{good}");
+        }
+        for bad in ["", "Main", "-x", ".x", "a/b", "a b", &"a".repeat(65)] {
+            assert!(!valid_remote_name(bad), "{bad}");
+        }
+    }
+}

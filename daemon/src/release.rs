@@ -1,0 +1,377 @@
+//! The release format: the manifest and its validation.
+//!
+//! A release root is a UnixFS directory holding `deploy/` (the app's Flatpak
+//! deploy directory: `metadata`, `export/`, `files/`) and `manifest`, a JSON
+//! document described here (`docs/release-format.md`). The manifest is
+//! authoritative for what a mount shows; [`Manifest::validate`] rejects
+//! anything unsafe before it is used.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest schema this daemon writes and reads.
+pub const SCHEMA: u32 = 1;
+/// The name of the manifest in a release root.
+pub const MANIFEST_NAME: &str = "manifest";
+/// The name of the deploy tree in a release root.
+pub const DEPLOY_NAME: &str = "deploy";
+
+/// What a release holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    App,
+    Runtime,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::App => "app",
+            Kind::Runtime => "runtime",
+        }
+    }
+}
+
+/// The type of a tree entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    #[serde(rename = "dir")]
+    Directory,
+    File,
+    Symlink,
+}
+
+/// How the content was imported into IPFS; a client re-adding a file with
+/// the same profile must get the same CID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportProfile {
+    pub kubo_version: String,
+    pub chunker: String,
+    pub cid_version: u32,
+    pub hash: String,
+    pub raw_leaves: bool,
+}
+
+/// One entry of `deploy/`, path relative to `deploy/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    pub mode: u32,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub cid: String,
+}
+
+/// Totals over `deploy/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Sum of file sizes.
+    pub bytes: u64,
+    pub files: u64,
+    pub entries: u64,
+    /// Blocks of the `deploy/` DAG.
+    pub blocks: u64,
+    /// Bytes of the `deploy/` DAG's blocks.
+    pub dag_bytes: u64,
+}
+
+/// A byte range an app reads at start-up, in first-access order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartupRange {
+    pub path: String,
+    pub cid: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// The manifest of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema: u32,
+    pub id: String,
+    pub kind: Kind,
+    pub arch: String,
+    pub branch: String,
+    pub version: String,
+    /// For apps: the runtime ref (`org.test.Platform/x86_64/master`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub published: u64,
+    pub import: ImportProfile,
+    /// CID of `deploy/`.
+    pub deploy: String,
+    pub entries: Vec<Entry>,
+    pub totals: Totals,
+    #[serde(default)]
+    pub startup_set: Vec<StartupRange>,
+}
+
+/// Limits a manifest must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestLimits {
+    pub max_entries: usize,
+    pub max_file_size: u64,
+}
+
+/// Why a manifest is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("unsupported manifest schema {0} (this daemon reads {SCHEMA})")]
+    Schema(u32),
+    #[error("invalid app id {0:?}")]
+    BadId(String),
+    #[error("unsafe path {0:?} (absolute, empty, `.`/`..` component or NUL)")]
+    UnsafePath(String),
+    #[error("duplicate path {0:?}")]
+    Duplicate(String),
+    #[error("{0:?} has no parent directory in the manifest")]
+    Orphan(String),
+    #[error("{path:?}: {what}")]
+    BadEntry { path: String, what: String },
+    #[error("invalid CID {cid:?} for {path:?}: must be a CIDv1")]
+    BadCid { path: String, cid: String },
+    #[error("{0} entries, over the limit of {1}")]
+    TooMany(usize, usize),
+    #[error("{path:?} is {size} bytes, over the limit of {limit}")]
+    TooLarge { path: String, size: u64, limit: u64 },
+}
+
+/// Whether `id` is a valid Flatpak application id (`org.example.App`).
+pub fn valid_app_id(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('.').collect();
+    id.len() <= 255
+        && parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.as_bytes()[0].is_ascii_digit()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// Whether `path` is a safe relative path: not empty, not absolute, no
+/// empty, `.` or `..` component, no NUL.
+pub fn safe_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Whether `cid` parses as a CIDv1.
+pub fn valid_cid_v1(cid: &str) -> bool {
+    matches!(cid::Cid::try_from(cid), Ok(c) if c.version() == cid::Version::V1)
+}
+
+impl Manifest {
+    /// Checks everything a client relies on; see the module docs.
+    pub fn validate(&self, limits: ManifestLimits) -> Result<(), ManifestError> {
+        if self.schema != SCHEMA {
+            return Err(ManifestError::Schema(self.schema));
+        }
+        if !valid_app_id(&self.id) {
+            return Err(ManifestError::BadId(self.id.clone()));
+        }
+        if self.entries.len() > limits.max_entries {
+            return Err(ManifestError::TooMany(
+                self.entries.len(),
+                limits.max_entries,
+            ));
+        }
+        if !valid_cid_v1(&self.deploy) {
+            return Err(ManifestError::BadCid {
+                path: DEPLOY_NAME.into(),
+                cid: self.deploy.clone(),
+            });
+        }
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut dirs: HashSet<&str> = HashSet::new();
+        for entry in &self.entries {
+            let path = entry.path.as_str();
+            if !safe_relative_path(path) {
+                return Err(ManifestError::UnsafePath(entry.path.clone()));
+            }
+            if !seen.insert(path) {
+                return Err(ManifestError::Duplicate(entry.path.clone()));
+            }
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                if !dirs.contains(parent) {
+                    return Err(ManifestError::Orphan(entry.path.clone()));
+                }
+            }
+            if !valid_cid_v1(&entry.cid) {
+                return Err(ManifestError::BadCid {
+                    path: entry.path.clone(),
+                    cid: entry.cid.clone(),
+                });
+            }
+            let bad = |what: &str| ManifestError::BadEntry {
+                path: entry.path.clone(),
+                what: what.into(),
+            };
+            if entry.mode > 0o7777 {
+                return Err(bad("mode has bits beyond 07777"));
+            }
+            match entry.kind {
+                EntryKind::Directory => {
+                    dirs.insert(path);
+                }
+                EntryKind::File if entry.size > limits.max_file_size => {
+                    return Err(ManifestError::TooLarge {
+                        path: entry.path.clone(),
+                        size: entry.size,
+                        limit: limits.max_file_size,
+                    });
+                }
+                EntryKind::File => {}
+                EntryKind::Symlink => match &entry.target {
+                    Some(t) if !t.is_empty() && !t.contains('\0') => {}
+                    _ => return Err(bad("symlink without a valid target")),
+                },
+            }
+            if entry.kind != EntryKind::Symlink && entry.target.is_some() {
+                return Err(bad("only symlinks have a target"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CID: &str = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+    const LIMITS: ManifestLimits = ManifestLimits {
+        max_entries: 100,
+        max_file_size: 1000,
+    };
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            size: 0,
+            target: (kind == EntryKind::Symlink).then(|| "x".into()),
+            cid: CID.into(),
+        }
+    }
+
+    fn manifest(entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            schema: SCHEMA,
+            id: "org.test.Hello".into(),
+            kind: Kind::App,
+            arch: "x86_64".into(),
+            branch: "master".into(),
+            version: "1".into(),
+            runtime: Some("org.test.Platform/x86_64/master".into()),
+            published: 0,
+            import: ImportProfile {
+                kubo_version: "0.43.1".into(),
+                chunker: "buzhash".into(),
+                cid_version: 1,
+                hash: "sha2-256".into(),
+                raw_leaves: true,
+            },
+            deploy: CID.into(),
+            entries,
+            totals: Totals::default(),
+            startup_set: vec![],
+        }
+    }
+
+    #[test]
+    fn a_good_manifest_passes_and_round_trips() {
+        let m = manifest(vec![
+            entry("files", EntryKind::Directory),
+            entry("files/a", EntryKind::File),
+            entry("files/l", EntryKind::Symlink),
+        ]);
+        m.validate(LIMITS).unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn unsafe_and_duplicate_paths_are_refused() {
+        for bad in [
+            "/etc/passwd",
+            "files/../../x",
+            "",
+            "files//a",
+            "./a",
+            "a\0b",
+        ] {
+            let m = manifest(vec![entry(bad, EntryKind::File)]);
+            assert_eq!(
+                m.validate(LIMITS),
+                Err(ManifestError::UnsafePath(bad.into())),
+                "{bad:?}"
+            );
+        }
+        let m = manifest(vec![
+            entry("a", EntryKind::File),
+            entry("a", EntryKind::File),
+        ]);
+        assert_eq!(
+            m.validate(LIMITS),
+            Err(ManifestError::Duplicate("a".into()))
+        );
+        let m = manifest(vec![entry("nodir/a", EntryKind::File)]);
+        assert_eq!(
+            m.validate(LIMITS),
+            Err(ManifestError::Orphan("nodir/a".into()))
+        );
+    }
+
+    #[test]
+    fn bad_cids_ids_and_sizes_are_refused() {
+        let mut e = entry("a", EntryKind::File);
+        e.cid = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG".into();
+        assert!(matches!(
+            manifest(vec![e]).validate(LIMITS),
+            Err(ManifestError::BadCid { .. })
+        ));
+        let mut m = manifest(vec![]);
+        m.id = "../evil".into();
+        assert!(matches!(m.validate(LIMITS), Err(ManifestError::BadId(_))));
+        let mut e = entry("a", EntryKind::File);
+        e.size = 5000;
+        assert!(matches!(
+            manifest(vec![e]).validate(LIMITS),
+            Err(ManifestError::TooLarge { .. })
+        ));
+        let m = manifest(vec![entry("a", EntryKind::File); 101]);
+        assert!(matches!(
+            m.validate(LIMITS),
+            Err(ManifestError::TooMany(101, 100))
+        ));
+    }
+
+    #[test]
+    fn app_ids() {
+        assert!(valid_app_id("org.test.Hello"));
+        assert!(valid_app_id("org.gnome.Text_Editor-2"));
+        assert!(!valid_app_id("org.test"));
+        assert!(!valid_app_id("org..Hello"));
+        assert!(!valid_app_id("org.1test.Hello"));
+        assert!(!valid_app_id("org.test.Hello/x"));
+    }
+}

@@ -1,0 +1,130 @@
+//! The daemon's persistent state, one JSON file under the state directory.
+//!
+//! Written so that a crash at any instant leaves either the old or the new
+//! state: write a temporary file, fsync it, rename it over the old one, fsync
+//! the directory.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the daemon must remember across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// Remotes this daemon publishes to, by name.
+    pub publishing: BTreeMap<String, PublishingRemote>,
+}
+
+/// A remote whose store index this daemon signs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishingRemote {
+    /// Name of the key in Kubo's keystore.
+    pub key: String,
+    /// The IPNS name (`k51…`).
+    pub ipns: String,
+    /// The IPNS sequence last used (written before publishing with it).
+    pub sequence: u64,
+    /// CID of the store index last published.
+    pub index: String,
+}
+
+/// Failures reading or writing the state.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The state file.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// The store in `state_directory`.
+    pub fn new(state_directory: &Path) -> Self {
+        Store {
+            path: state_directory.join("state.json"),
+        }
+    }
+
+    /// Reads the state; a missing file is the empty state.
+    pub fn load(&self) -> Result<State, StoreError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                source,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(source) => Err(StoreError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Replaces the state durably and atomically.
+    pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let write = |source| StoreError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self.path.parent().expect("state file has a directory");
+        std::fs::create_dir_all(dir).map_err(write)?;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(write)?;
+        file.write_all(&serde_json::to_vec_pretty(state).expect("state serializes"))
+            .map_err(write)?;
+        file.sync_all().map_err(write)?;
+        std::fs::rename(&tmp, &self.path).map_err(write)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert_eq!(store.load().unwrap(), State::default());
+        let mut state = State::default();
+        state.publishing.insert(
+            "main".into(),
+            PublishingRemote {
+                key: "k".into(),
+                ipns: "k51".into(),
+                sequence: 3,
+                index: "bafy".into(),
+            },
+        );
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), state);
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+}
