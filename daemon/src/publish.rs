@@ -356,6 +356,7 @@ impl Publisher {
                 cid_version: 1,
                 hash: "sha2-256".into(),
                 raw_leaves: true,
+                inline_limit: crate::kubo::INLINE_LIMIT.parse().expect("a number"),
             },
             deploy: deploy.clone(),
             totals: Totals {

@@ -54,6 +54,8 @@ pub struct ImportProfile {
     pub cid_version: u32,
     pub hash: String,
     pub raw_leaves: bool,
+    /// Blocks up to this size are inlined into identity CIDs.
+    pub inline_limit: u32,
 }
 
 /// One entry of `deploy/`, path relative to `deploy/`.
@@ -289,6 +291,7 @@ mod tests {
                 cid_version: 1,
                 hash: "sha2-256".into(),
                 raw_leaves: true,
+                inline_limit: 32,
             },
             deploy: CID.into(),
             entries,

@@ -1,0 +1,528 @@
+//! Publishing through the daemon, checked from a second Kubo node: remotes,
+//! releases from a Flatpak repo and from a deploy directory, determinism,
+//! and bad input that must leave the index naming the previous release.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
+use flatipfs_tests::users::{self, PLAIN_USER};
+use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
+use serde_json::Value;
+
+fn ctl(stack: &Stack, args: &[&str]) -> Output {
+    let mut command = Command::new(paths::binary("flatipfsctl").unwrap());
+    command
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .args(args);
+    users::output(&mut command).unwrap()
+}
+
+/// The last line of stdout as JSON (progress lines come before it).
+fn last_json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout:?} / {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn ok_json(stack: &Stack, args: &[&str]) -> Value {
+    let out = ctl(stack, args);
+    assert!(out.status.success(), "flatipfsctl {args:?}: {out:?}");
+    last_json(&out)
+}
+
+/// `flatipfsctl remote create NAME --json` → the IPNS name (without /ipns/).
+fn create_remote(stack: &Stack, name: &str) -> String {
+    let created = ok_json(stack, &["remote", "create", name, "--json"]);
+    created["name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/ipns/")
+        .to_string()
+}
+
+/// The store index as node `node` resolves it.
+fn index_on(stack: &Stack, node: usize, ipns: &str) -> Value {
+    let path = stack
+        .ipfs(
+            node,
+            &["name", "resolve", "--nocache", &format!("/ipns/{ipns}")],
+        )
+        .unwrap();
+    serde_json::from_str(&stack.ipfs(node, &["cat", path.trim()]).unwrap()).unwrap()
+}
+
+fn publish_repo(stack: &Stack, repo: &Path, reference: &str) -> Value {
+    ok_json(
+        stack,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--repo",
+            repo.to_str().unwrap(),
+            reference,
+        ],
+    )
+}
+
+#[test]
+fn a_release_published_on_one_node_is_read_back_on_another() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions::default()).unwrap();
+    let ipns = create_remote(&stack, "main");
+
+    // A new remote publishes an empty index.
+    stack.carry_ipns_record(&ipns, 1, 2).unwrap();
+    let empty = index_on(&stack, 2, &ipns);
+    assert_eq!(empty["apps"], serde_json::json!({}));
+
+    let published = publish_repo(&stack, &apps.join("repo-v1"), &reference);
+    assert_eq!(published["app"], "org.test.Hello");
+    assert_eq!(published["version"], "1");
+    assert_eq!(published["index"], format!("/ipns/{ipns}"));
+    assert_eq!(published["sequence"], 2);
+    let release = published["release"].as_str().unwrap();
+
+    // Node 2 learns the record, resolves the index and reads the release.
+    stack.carry_ipns_record(&ipns, 1, 2).unwrap();
+    let index = index_on(&stack, 2, &ipns);
+    assert_eq!(index["apps"]["org.test.Hello"]["release"], release);
+    assert_eq!(index["apps"]["org.test.Hello"]["kind"], "app");
+    let manifest: Value = serde_json::from_str(
+        &stack
+            .ipfs(2, &["cat", &format!("/ipfs/{release}/manifest")])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["id"], "org.test.Hello");
+    assert_eq!(manifest["kind"], "app");
+    assert_eq!(
+        manifest["runtime"].as_str().unwrap(),
+        format!(
+            "org.test.Platform/{}/master",
+            reference.split('/').nth(2).unwrap()
+        )
+    );
+    assert_eq!(manifest["import"]["chunker"], "buzhash");
+    assert_eq!(manifest["import"]["kubo_version"], "0.43.1");
+    assert_eq!(manifest["deploy"], published["deploy"]);
+
+    // Every file's bytes, read through node 2, equal the deployed original;
+    // modes and symlinks are in the manifest.
+    let scratch = tempfile::tempdir().unwrap();
+    let original = deploy_dir(&apps.join("repo-v1"), &reference, scratch.path()).unwrap();
+    let entries = manifest["entries"].as_array().unwrap();
+    let entry = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} missing"))
+    };
+    for e in entries.iter().filter(|e| e["type"] == "file") {
+        let path = e["path"].as_str().unwrap();
+        let want = std::fs::read(original.join(path)).unwrap();
+        assert_eq!(e["size"].as_u64().unwrap(), want.len() as u64);
+        let got = Command::new(paths::kubo_binary().unwrap())
+            .env("IPFS_PATH", &stack.kubo[1].repo)
+            .args([
+                "--timeout=60s",
+                "cat",
+                &format!("/ipfs/{}", e["cid"].as_str().unwrap()),
+            ])
+            .output()
+            .unwrap();
+        assert!(got.status.success());
+        assert_eq!(got.stdout, want, "{path} differs");
+    }
+    assert_eq!(
+        entry("files/bin/hello.sh")["mode"].as_u64().unwrap() & 0o777,
+        0o755
+    );
+    assert_eq!(entry("files/bin/hello")["type"], "symlink");
+    assert_eq!(entry("files/bin/hello")["target"], "hello.sh");
+    assert_eq!(
+        entry("files/bin/hello-absolute")["target"],
+        "/app/bin/hello.sh"
+    );
+    assert_eq!(entry("metadata")["type"], "file");
+    // Tiny files are inlined: the empty .ref needs no block at all.
+    assert_eq!(entry("files/.ref")["cid"], "bafkqaaa");
+    assert_eq!(manifest["import"]["inline_limit"], 32);
+    let desktop = stack
+        .ipfs(
+            2,
+            &[
+                "cat",
+                &format!("/ipfs/{release}/deploy/export/share/applications/org.test.Hello.desktop"),
+            ],
+        )
+        .unwrap();
+    assert!(
+        desktop.contains("Exec=/usr/bin/flatpak run"),
+        "published in deployed form: {desktop}"
+    );
+    assert!(
+        !entries.iter().any(|e| e["path"] == "deploy"),
+        "Flatpak's own deploy file is not published"
+    );
+}
+
+#[test]
+fn a_second_version_shares_what_did_not_change_and_raises_the_sequence() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let ipns = create_remote(&stack, "main");
+    let v1 = publish_repo(&stack, &apps.join("repo-v1"), &reference);
+    let runtime = reference.replace("app/org.test.Hello", "runtime/org.test.Platform");
+    let rt = publish_repo(&stack, &apps.join("repo-v1"), &runtime);
+    assert_eq!(rt["app"], "org.test.Platform");
+    let v2 = publish_repo(&stack, &apps.join("repo-v2"), &reference);
+    assert_eq!(v2["version"], "2");
+    assert_eq!(v2["previous"], v1["release"]);
+    assert!(v2["sequence"].as_u64() > rt["sequence"].as_u64());
+    let shared = v2["shared_bytes"].as_u64().unwrap();
+    let new = v2["new_bytes"].as_u64().unwrap();
+    // data.txt (300 kB) is unchanged; hello.sh changed and NEWS is new.
+    assert!(shared > 300_000, "{v2}");
+    assert!(new > 0 && new < 50_000, "{v2}");
+    assert_eq!(shared + new, v2["release_bytes"].as_u64().unwrap());
+
+    let index = index_on(&stack, 1, &ipns);
+    assert_eq!(index["apps"]["org.test.Hello"]["release"], v2["release"]);
+    assert_eq!(index["apps"]["org.test.Hello"]["version"], "2");
+    assert_eq!(index["apps"]["org.test.Platform"]["kind"], "runtime");
+    let manifest: Value = serde_json::from_str(
+        &stack
+            .ipfs(
+                1,
+                &[
+                    "cat",
+                    &format!("/ipfs/{}/manifest", v2["release"].as_str().unwrap()),
+                ],
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["path"] == "files/share/hello/NEWS"));
+}
+
+#[test]
+fn publishing_the_same_tree_twice_gives_the_same_deploy_cid() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    create_remote(&stack, "main");
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = deploy_dir(&apps.join("repo-v1"), &reference, scratch.path()).unwrap();
+    let startup = scratch.path().join("startup-set");
+    std::fs::write(&startup, "files/bin/hello.sh\nfiles/share/hello/data.txt\n").unwrap();
+
+    let first = ok_json(
+        &stack,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--version",
+            "1.0",
+            "--startup-set",
+            startup.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    let second = ok_json(
+        &stack,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--version",
+            "1.0",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let from_repo = publish_repo(&stack, &apps.join("repo-v1"), &reference);
+    assert_eq!(first["deploy"], second["deploy"]);
+    assert_eq!(
+        first["deploy"], from_repo["deploy"],
+        "a deploy directory and its repo publish the same tree"
+    );
+    assert_eq!(
+        second["new_bytes"].as_u64(),
+        Some(second["release_bytes"].as_u64().unwrap() - second["shared_bytes"].as_u64().unwrap())
+    );
+
+    let manifest: Value = serde_json::from_str(
+        &stack
+            .ipfs(
+                1,
+                &[
+                    "cat",
+                    &format!("/ipfs/{}/manifest", first["release"].as_str().unwrap()),
+                ],
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let startup_set = manifest["startup_set"].as_array().unwrap();
+    assert_eq!(startup_set.len(), 2);
+    assert_eq!(startup_set[0]["path"], "files/bin/hello.sh");
+    assert_eq!(startup_set[1]["length"], 300000);
+}
+
+/// Publishes with `args`, expects failure with `error_name`, and checks that
+/// the index still names `release`.
+fn refused(
+    stack: &Stack,
+    ipns: &str,
+    release: &str,
+    args: &[&str],
+    error_name: &str,
+    message: &str,
+) {
+    let out = ctl(stack, args);
+    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
+    let error = last_json(&out);
+    assert_eq!(error["error"]["name"], error_name, "{args:?}: {error}");
+    let text = error["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains(message),
+        "{args:?}: {text:?} lacks {message:?}"
+    );
+    let index = index_on(stack, 1, ipns);
+    assert_eq!(
+        index["apps"]["org.test.Hello"]["release"], release,
+        "{args:?} changed the index"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_a_typed_error_and_the_index_keeps_the_previous_release() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 1,
+        extra_config: "\n[limits]\nmax_file_size = 200000\n".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let ipns = create_remote(&stack, "main");
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let good = deploy_dir(
+        &apps.join("repo-v1"),
+        &reference,
+        &scratch.path().join("inst"),
+    )
+    .unwrap();
+
+    // A small copy of the app that fits under the size limit, published once.
+    let small = scratch.path().join("small");
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(&good)
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    std::fs::remove_file(small.join("files/share/hello/data.txt")).unwrap();
+    let first = ok_json(
+        &stack,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            small.to_str().unwrap(),
+        ],
+    );
+    let release = first["release"].as_str().unwrap().to_string();
+    let publish = |target: &str| {
+        vec!["publish", "--json", "--remote", "main", target]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let check = |args: Vec<String>, name: &str, message: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&stack, &ipns, &release, &args, name, message);
+    };
+
+    let missing = scratch.path().join("missing");
+    check(
+        publish(missing.to_str().unwrap()),
+        "org.flatipfs.Manager1.Error.NotFound",
+        "does not exist",
+    );
+    check(
+        vec![
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--repo",
+            apps.join("repo-v1").to_str().unwrap(),
+            "app/org.test.Nope/x86_64/master",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        "org.flatipfs.Manager1.Error.NotFound",
+        "not in the repository",
+    );
+    let bare = scratch.path().join("bare");
+    std::fs::create_dir_all(bare.join("files")).unwrap();
+    check(
+        publish(bare.to_str().unwrap()),
+        "org.flatipfs.Manager1.Error.VerificationFailed",
+        "no Flatpak `metadata`",
+    );
+
+    let fifo = scratch.path().join("with-fifo");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&small)
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    nix::unistd::mkfifo(&fifo.join("files/pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    check(
+        publish(fifo.to_str().unwrap()),
+        "org.flatipfs.Manager1.Error.VerificationFailed",
+        "FIFO",
+    );
+
+    let device = scratch.path().join("with-device");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&small)
+        .arg(&device)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("mknod")
+        .arg(device.join("files/null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap()
+        .success());
+    check(
+        publish(device.to_str().unwrap()),
+        "org.flatipfs.Manager1.Error.VerificationFailed",
+        "character device",
+    );
+
+    let socket = scratch.path().join("with-socket");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&small)
+        .arg(&socket)
+        .status()
+        .unwrap()
+        .success());
+    let _listener = std::os::unix::net::UnixListener::bind(socket.join("files/sock")).unwrap();
+    check(
+        publish(socket.to_str().unwrap()),
+        "org.flatipfs.Manager1.Error.VerificationFailed",
+        "socket",
+    );
+
+    check(
+        publish(good.to_str().unwrap()),
+        "org.flatipfs.Manager1.Error.VerificationFailed",
+        "over the limit",
+    );
+
+    check(
+        vec![
+            "publish",
+            "--json",
+            "--remote",
+            "Not/Valid",
+            small.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        "org.freedesktop.DBus.Error.InvalidArgs",
+        "invalid remote name",
+    );
+    check(
+        vec![
+            "publish",
+            "--json",
+            "--remote",
+            "nosuch",
+            small.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        "org.flatipfs.Manager1.Error.NotFound",
+        "no publishing remote",
+    );
+    let bad_create = ctl(&stack, &["remote", "create", "Bad Name", "--json"]);
+    assert_eq!(
+        last_json(&bad_create)["error"]["name"],
+        "org.freedesktop.DBus.Error.InvalidArgs"
+    );
+}
+
+#[test]
+fn publishing_needs_authorization() {
+    let apps = fixtures::test_apps().unwrap();
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    users::ensure_test_users().unwrap();
+    create_remote(&stack, "main");
+    let bin = paths::binary("flatipfsctl").unwrap();
+    let mut command = users::as_user(PLAIN_USER, bin.to_str().unwrap()).unwrap();
+    command
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .args([
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--repo",
+            apps.join("repo-v1").to_str().unwrap(),
+            &hello_ref(&apps).unwrap(),
+        ]);
+    let out = users::output(&mut command).unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let error = last_json(&out);
+    // `publish` is auth_admin for everyone: without a terminal to ask on,
+    // the daemon says a password is needed.
+    assert_eq!(
+        error["error"]["name"], "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+        "{error}"
+    );
+}
