@@ -360,6 +360,42 @@ impl Stack {
         })
     }
 
+    /// Runs the `ipfs` CLI against node `number`; returns stdout.
+    pub fn ipfs(&self, number: usize, args: &[&str]) -> Result<String> {
+        let kubo = paths::kubo_binary()?;
+        let node = self.kubo_node(number)?;
+        // A bound, so that a block that never arrives fails the test instead of hanging it.
+        run_ok(
+            Command::new(kubo)
+                .env("IPFS_PATH", &node.repo)
+                .arg("--timeout=60s")
+                .args(args),
+        )
+    }
+
+    /// Moves the signed IPNS record of `name` from node `from` to node `to`
+    /// (`name get` / `name put`), as a second node would learn it.
+    pub fn carry_ipns_record(&self, name: &str, from: usize, to: usize) -> Result<()> {
+        let record = self.dir.join(format!("ipns-record-{name}"));
+        let kubo = paths::kubo_binary()?;
+        let output = Command::new(&kubo)
+            .env("IPFS_PATH", &self.kubo_node(from)?.repo)
+            .args(["name", "get", name])
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "ipfs name get {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        fs::write(&record, output.stdout)?;
+        self.ipfs(
+            to,
+            &["name", "put", "--force", name, record.to_str().unwrap()],
+        )?;
+        Ok(())
+    }
+
     /// The daemon's log so far.
     pub fn daemon_log(&self) -> String {
         fs::read_to_string(self.log("flatipfsd")).unwrap_or_default()
@@ -591,43 +627,5 @@ mod tests {
     fn mount_paths_are_unescaped() {
         assert_eq!(unescape_mount_path("/tmp/a\\040b"), "/tmp/a b");
         assert_eq!(unescape_mount_path("/plain"), "/plain");
-    }
-}
-
-impl Stack {
-    /// Runs the `ipfs` CLI against node `number`; returns stdout.
-    pub fn ipfs(&self, number: usize, args: &[&str]) -> Result<String> {
-        let kubo = paths::kubo_binary()?;
-        let node = self.kubo_node(number)?;
-        // A bound, so that a block that never arrives fails the test instead of hanging it.
-        run_ok(
-            Command::new(kubo)
-                .env("IPFS_PATH", &node.repo)
-                .arg("--timeout=60s")
-                .args(args),
-        )
-    }
-
-    /// Moves the signed IPNS record of `name` from node `from` to node `to`
-    /// (`name get` / `name put`), as a second node would learn it.
-    pub fn carry_ipns_record(&self, name: &str, from: usize, to: usize) -> Result<()> {
-        let record = self.dir.join(format!("ipns-record-{name}"));
-        let kubo = paths::kubo_binary()?;
-        let output = Command::new(&kubo)
-            .env("IPFS_PATH", &self.kubo_node(from)?.repo)
-            .args(["name", "get", name])
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "ipfs name get {name}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        fs::write(&record, output.stdout)?;
-        self.ipfs(
-            to,
-            &["name", "put", "--force", name, record.to_str().unwrap()],
-        )?;
-        Ok(())
     }
 }
