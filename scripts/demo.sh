@@ -31,6 +31,22 @@ step "flatipfsctl status --json"
 step "flatipfsctl reload-config (root passes polkit)"
 "$bin/flatipfsctl" reload-config
 
+step "Building the sample apps with the real flatpak tools (runtime org.test.Platform, org.test.Hello v1 and v2)"
+apps="$here/target/test-apps"
+bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
+arch=$(cat "$apps/arch")
+ls "$apps"
+
+step "flatipfsctl remote create main"
+"$bin/flatipfsctl" remote create main
+
+step "flatipfsctl publish: the runtime, then org.test.Hello version 1"
+"$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master"
+"$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v1" "app/org.test.Hello/$arch/master"
+
+step "flatipfsctl publish: org.test.Hello version 2 (one file changed, one added)"
+"$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v2" "app/org.test.Hello/$arch/master"
+
 if [ "${FLATIPFS_DEMO_KEEP:-0}" = 1 ]; then
   step "The stack keeps running. To use it:"
   "$bin/flatipfs-stack" env "$dir"
