@@ -95,8 +95,20 @@ impl Stack {
             );
         }
         let _ = fs::remove_file(dir.join(PIDS_FILE));
-        // Clients running as other users must reach the bus socket inside.
+        // polkitd (as user polkitd) and clients running as other users must
+        // reach the bus socket inside.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        for ancestor in dir.ancestors().skip(1) {
+            let mode = fs::metadata(ancestor)?.permissions().mode();
+            if mode & 0o001 == 0 {
+                bail!(
+                    "{} is not searchable by other users (mode {:o}): polkitd and unprivileged clients could not reach the bus socket in {}; use a directory whose parents are world-searchable, like /tmp/NAME",
+                    ancestor.display(),
+                    mode & 0o7777,
+                    dir.display()
+                );
+            }
+        }
         let mut stack = Stack {
             bus_address: format!("unix:path={}", dir.join("system_bus_socket").display()),
             config: dir.join("flatipfsd.toml"),
