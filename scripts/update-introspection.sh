@@ -8,21 +8,29 @@ bin="$here/target/debug"
 dir=$(mktemp -d)
 trap '"$bin/flatipfs-stack" down "$dir"; rm -rf "$dir"' EXIT
 eval "$("$bin/flatipfs-stack" up "$dir" --kubo-nodes 1)"
-out="$here/dbus/org.flatipfs.Manager1.xml"
-{
-  cat <<'HEAD'
+write() { # INTERFACE OBJECT
+  local out="$here/dbus/$1.xml"
+  {
+    cat <<HEAD
 <!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">
 <!--
-  The org.flatipfs.Manager1 interface as the running daemon reports it.
+  The $1 interface as the running daemon reports it.
   A test compares this file with the daemon; after changing the interface,
   regenerate it with scripts/update-introspection.sh and document the change
   in docs/dbus-api.md. Never change a released signature.
 -->
 <node>
 HEAD
-  busctl --system introspect --xml-interface org.flatipfs.Manager1 /org/flatipfs/Manager1 \
-    | sed -n '/<interface name="org.flatipfs.Manager1">/,/<\/interface>/p'
-  echo '</node>'
-} > "$out"
-echo "wrote $out"
+    busctl --system introspect --xml-interface org.flatipfs.Manager1 "$2" \
+      | sed -n "/<interface name=\"$1\">/,/<\/interface>/p"
+    echo '</node>'
+  } > "$out"
+  echo "wrote $out"
+}
+write org.flatipfs.Manager1 /org/flatipfs/Manager1
+# A job object exists while a job runs and for a grace period after: start
+# one that fails at once (no such remote).
+job=$(busctl --system call org.flatipfs.Manager1 /org/flatipfs/Manager1 org.flatipfs.Manager1 \
+  Publish 'sa{sv}' / 1 remote s no-such-remote | awk '{ print $2 }' | tr -d '"')
+write org.flatipfs.Manager1.Job "$job"

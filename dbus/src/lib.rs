@@ -23,5 +23,9 @@ pub const MANAGER_INTERFACE: &str = "org.flatipfs.Manager1";
 
 /// The committed introspection XML of the manager interface.
 pub const MANAGER_INTROSPECTION_XML: &str = include_str!("../org.flatipfs.Manager1.xml");
+/// The job interface.
+pub const JOB_INTERFACE: &str = "org.flatipfs.Manager1.Job";
+/// The committed introspection XML of the job interface.
+pub const JOB_INTROSPECTION_XML: &str = include_str!("../org.flatipfs.Manager1.Job.xml");
 /// The bus policy file (installed in `/usr/share/dbus-1/system.d/`).
 pub const BUS_POLICY_FILE: &str = "org.flatipfs.Manager1.conf";

@@ -526,3 +526,85 @@ fn publishing_needs_authorization() {
         "{error}"
     );
 }
+
+#[test]
+fn a_publish_job_can_be_cancelled_by_its_initiator_only() {
+    use flatipfs_dbus::proxy::{JobProxyBlocking, ManagerProxyBlocking};
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    users::ensure_test_users().unwrap();
+    let ipns = create_remote(&stack, "main");
+    let scratch = tempfile::tempdir().unwrap();
+    let tree = scratch.path().join("big");
+    std::fs::create_dir_all(tree.join("files")).unwrap();
+    std::fs::write(
+        tree.join("metadata"),
+        "[Application]\nname=org.test.Big\nruntime=org.test.Platform/x86_64/master\n",
+    )
+    .unwrap();
+    // Enough data that the job is still running when the cancel arrives.
+    let data = Command::new("head")
+        .args(["-c", "400M", "/dev/urandom"])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(tree.join("files/blob"), data).unwrap();
+
+    let bus = stack.bus().unwrap();
+    let manager = ManagerProxyBlocking::new(&bus).unwrap();
+    let removed = manager.receive_job_removed().unwrap();
+    let options =
+        std::collections::HashMap::from([("remote", zbus::zvariant::Value::from("main"))]);
+    let path = manager.publish(tree.to_str().unwrap(), options).unwrap();
+    let job = JobProxyBlocking::builder(&bus)
+        .path(path.clone())
+        .unwrap()
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .unwrap();
+    assert_eq!(job.kind().unwrap(), "publish");
+    assert_eq!(job.state().unwrap(), "running");
+
+    // Someone else may not cancel it (cancel-other needs an admin).
+    let mut other = users::as_user(PLAIN_USER, "/usr/bin/dbus-send").unwrap();
+    other
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .args([
+            "--system",
+            "--print-reply",
+            "--dest=org.flatipfs.Manager1",
+            path.as_str(),
+            "org.flatipfs.Manager1.Job.Cancel",
+        ]);
+    let out = users::output(&mut other).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("InteractiveAuthorizationRequired"),
+        "{out:?}"
+    );
+    assert_eq!(
+        job.state().unwrap(),
+        "running",
+        "another user's cancel stopped the job"
+    );
+
+    job.cancel().unwrap();
+    let signal = removed
+        .into_iter()
+        .find(|s| s.args().map(|a| a.path == path).unwrap_or(false))
+        .unwrap();
+    let args = signal.args().unwrap();
+    assert_eq!(args.result, "cancelled");
+    assert_eq!(args.error_name, "org.flatipfs.Manager1.Error.Cancelled");
+    // Still readable during the grace period.
+    assert_eq!(job.result().unwrap(), "cancelled");
+    assert_eq!(job.state().unwrap(), "finished");
+    let index = index_on(&stack, 1, &ipns);
+    assert!(
+        index["apps"].get("org.test.Big").is_none(),
+        "a cancelled publication reached the index"
+    );
+}
