@@ -8,6 +8,7 @@
 
 mod api;
 mod config;
+mod deploy_data;
 mod flatpak;
 mod index;
 mod jobs;
