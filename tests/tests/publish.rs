@@ -361,136 +361,91 @@ fn bad_input_is_refused_with_a_typed_error_and_the_index_keeps_the_previous_rele
         ],
     );
     let release = first["release"].as_str().unwrap().to_string();
-    let publish = |target: &str| {
-        vec!["publish", "--json", "--remote", "main", target]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>()
+    let check = |args: &[&str], name: &str, message: &str| {
+        refused(&stack, &ipns, &release, args, name, message)
     };
-    let check = |args: Vec<String>, name: &str, message: &str| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refused(&stack, &ipns, &release, &args, name, message);
+    let publish = |target: &Path, name: &str, message: &str| {
+        check(
+            &[
+                "publish",
+                "--json",
+                "--remote",
+                "main",
+                target.to_str().unwrap(),
+            ],
+            name,
+            message,
+        )
     };
+    // A copy of the small app with one more entry made by `add`.
+    let variant = |name: &str, add: &dyn Fn(&Path)| {
+        let dir = scratch.path().join(name);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&small)
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success());
+        add(&dir.join("files"));
+        dir
+    };
+    const NOT_FOUND: &str = "org.flatipfs.Manager1.Error.NotFound";
+    const VERIFICATION: &str = "org.flatipfs.Manager1.Error.VerificationFailed";
+    const INVALID: &str = "org.freedesktop.DBus.Error.InvalidArgs";
 
-    let missing = scratch.path().join("missing");
+    publish(&scratch.path().join("missing"), NOT_FOUND, "does not exist");
+    let repo = apps.join("repo-v1");
     check(
-        publish(missing.to_str().unwrap()),
-        "org.flatipfs.Manager1.Error.NotFound",
-        "does not exist",
-    );
-    check(
-        vec![
+        &[
             "publish",
             "--json",
             "--remote",
             "main",
             "--repo",
-            apps.join("repo-v1").to_str().unwrap(),
+            repo.to_str().unwrap(),
             "app/org.test.Nope/x86_64/master",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        "org.flatipfs.Manager1.Error.NotFound",
+        ],
+        NOT_FOUND,
         "not in the repository",
     );
     let bare = scratch.path().join("bare");
     std::fs::create_dir_all(bare.join("files")).unwrap();
-    check(
-        publish(bare.to_str().unwrap()),
-        "org.flatipfs.Manager1.Error.VerificationFailed",
-        "no Flatpak `metadata`",
-    );
+    publish(&bare, VERIFICATION, "no Flatpak `metadata`");
 
-    let fifo = scratch.path().join("with-fifo");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&small)
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    nix::unistd::mkfifo(&fifo.join("files/pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    check(
-        publish(fifo.to_str().unwrap()),
-        "org.flatipfs.Manager1.Error.VerificationFailed",
-        "FIFO",
-    );
+    let fifo = variant("with-fifo", &|files| {
+        nix::unistd::mkfifo(&files.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap()
+    });
+    publish(&fifo, VERIFICATION, "FIFO");
+    let device = variant("with-device", &|files| {
+        assert!(Command::new("mknod")
+            .arg(files.join("null"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap()
+            .success())
+    });
+    publish(&device, VERIFICATION, "character device");
+    let socket = variant("with-socket", &|files| {
+        // Bound, then closed: the socket file stays.
+        std::os::unix::net::UnixListener::bind(files.join("sock")).unwrap();
+    });
+    publish(&socket, VERIFICATION, "socket");
+    publish(&good, VERIFICATION, "over the limit");
 
-    let device = scratch.path().join("with-device");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&small)
-        .arg(&device)
-        .status()
-        .unwrap()
-        .success());
-    assert!(Command::new("mknod")
-        .arg(device.join("files/null"))
-        .args(["c", "1", "3"])
-        .status()
-        .unwrap()
-        .success());
+    let small_path = small.to_str().unwrap();
     check(
-        publish(device.to_str().unwrap()),
-        "org.flatipfs.Manager1.Error.VerificationFailed",
-        "character device",
-    );
-
-    let socket = scratch.path().join("with-socket");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&small)
-        .arg(&socket)
-        .status()
-        .unwrap()
-        .success());
-    let _listener = std::os::unix::net::UnixListener::bind(socket.join("files/sock")).unwrap();
-    check(
-        publish(socket.to_str().unwrap()),
-        "org.flatipfs.Manager1.Error.VerificationFailed",
-        "socket",
-    );
-
-    check(
-        publish(good.to_str().unwrap()),
-        "org.flatipfs.Manager1.Error.VerificationFailed",
-        "over the limit",
-    );
-
-    check(
-        vec![
-            "publish",
-            "--json",
-            "--remote",
-            "Not/Valid",
-            small.to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        "org.freedesktop.DBus.Error.InvalidArgs",
+        &["publish", "--json", "--remote", "Not/Valid", small_path],
+        INVALID,
         "invalid remote name",
     );
     check(
-        vec![
-            "publish",
-            "--json",
-            "--remote",
-            "nosuch",
-            small.to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        "org.flatipfs.Manager1.Error.NotFound",
+        &["publish", "--json", "--remote", "nosuch", small_path],
+        NOT_FOUND,
         "no publishing remote",
     );
     let bad_create = ctl(&stack, &["remote", "create", "Bad Name", "--json"]);
-    assert_eq!(
-        last_json(&bad_create)["error"]["name"],
-        "org.freedesktop.DBus.Error.InvalidArgs"
-    );
+    assert_eq!(last_json(&bad_create)["error"]["name"], INVALID);
 }
 
 #[test]
