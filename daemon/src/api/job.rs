@@ -153,6 +153,51 @@ impl JobObject {
     }
 }
 
+/// Emits `PropertiesChanged` for every property that differs.
+async fn emit_changes(
+    iface: &zbus::object_server::InterfaceRef<JobObject>,
+    old: &JobInfo,
+    new: &JobInfo,
+) {
+    let object = iface.get().await;
+    let e = iface.signal_emitter();
+    let mut results = Vec::new();
+    if old.app != new.app {
+        results.push(object.app_changed(e).await);
+    }
+    if old.state != new.state {
+        results.push(object.state_changed(e).await);
+    }
+    if old.status != new.status {
+        results.push(object.status_changed(e).await);
+    }
+    if old.bytes_done != new.bytes_done
+        || old.bytes_total != new.bytes_total
+        || old.state != new.state
+    {
+        results.push(object.progress_changed(e).await);
+        results.push(object.bytes_done_changed(e).await);
+        results.push(object.bytes_total_changed(e).await);
+    }
+    if old.result != new.result {
+        results.push(object.result_changed(e).await);
+    }
+    if old.error_name != new.error_name {
+        results.push(object.error_name_changed(e).await);
+    }
+    if old.error_message != new.error_message {
+        results.push(object.error_message_changed(e).await);
+    }
+    if old.details != new.details {
+        results.push(object.details_changed(e).await);
+    }
+    for r in results {
+        if let Err(e) = r {
+            warn!("cannot emit a job's PropertiesChanged: {e}");
+        }
+    }
+}
+
 /// Exports `job`, runs `work` in the background and returns the job's path.
 pub async fn spawn_job<F>(
     connection: &zbus::Connection,
@@ -165,9 +210,12 @@ where
     F: Future<Output = Result<BTreeMap<String, Detail>, Error>> + Send + 'static,
 {
     let path = job_path(job.id());
+    // Subscribed before the work starts, so that no change (not even an
+    // immediate end) is missed.
+    let mut changes = job.watch();
     let object = JobObject {
         job: job.clone(),
-        info: job.watch().borrow().clone(),
+        info: changes.borrow_and_update().clone(),
         gate,
     };
     connection
@@ -176,114 +224,52 @@ where
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot export the job: {e}")))?;
     let grace = manager.grace_period();
-    let connection = connection.clone();
-    let forward_path = path.clone();
-    let mut changes = job.watch();
-    // Mirror changes onto the bus.
-    let mirror = {
-        let connection = connection.clone();
-        tokio::spawn(async move {
-            let Ok(iface) = connection
-                .object_server()
-                .interface::<_, JobObject>(&forward_path)
-                .await
-            else {
-                return;
-            };
-            while changes.changed().await.is_ok() {
-                let new = changes.borrow_and_update().clone();
-                let mut object = iface.get_mut().await;
-                let old = std::mem::replace(&mut object.info, new.clone());
-                let e = iface.signal_emitter();
-                let mut results = Vec::new();
-                if old.app != new.app {
-                    results.push(object.app_changed(e).await)
-                }
-                if old.state != new.state {
-                    results.push(object.state_changed(e).await)
-                }
-                if old.status != new.status {
-                    results.push(object.status_changed(e).await)
-                }
-                if old.bytes_done != new.bytes_done
-                    || old.bytes_total != new.bytes_total
-                    || old.state != new.state
-                {
-                    results.push(object.progress_changed(e).await);
-                    results.push(object.bytes_done_changed(e).await);
-                    results.push(object.bytes_total_changed(e).await);
-                }
-                if old.result != new.result {
-                    results.push(object.result_changed(e).await)
-                }
-                if old.error_name != new.error_name {
-                    results.push(object.error_name_changed(e).await)
-                }
-                if old.error_message != new.error_message {
-                    results.push(object.error_message_changed(e).await)
-                }
-                if old.details != new.details {
-                    results.push(object.details_changed(e).await)
-                }
-                for r in results {
-                    if let Err(e) = r {
-                        warn!("cannot emit a job's PropertiesChanged: {e}");
-                    }
-                }
-            }
-        })
-    };
-    let job_path = path.clone();
+    // The worker: runs the work and records how it ended.
+    let worker_job = job.clone();
     tokio::spawn(async move {
-        let cancelled = job.cancelled();
+        let cancelled = worker_job.cancelled();
         let result = tokio::select! {
             r = work => r,
             _ = cancelled.cancelled() => Err(Error::new(ErrorKind::Cancelled, "cancelled")),
         };
-        match &result {
-            Ok(details) => job.succeed(details.clone()),
-            Err(e) => job.fail(e.kind().unwrap_or(ErrorKind::Internal), &e.to_string()),
+        match result {
+            Ok(details) => worker_job.succeed(details),
+            Err(e) => worker_job.fail(e.kind().unwrap_or(ErrorKind::Internal), &e.to_string()),
         }
-        // Let the mirror publish the final properties before JobRemoved.
-        tokio::task::yield_now().await;
-        let info = job.watch().borrow().clone();
-        while !mirror.is_finished() {
-            let Ok(iface) = connection
-                .object_server()
-                .interface::<_, JobObject>(&job_path)
-                .await
-            else {
+    });
+    // The bus side: mirrors every change as PropertiesChanged, then, once
+    // the final state is on the bus, emits JobRemoved, waits out the grace
+    // period and removes the object.
+    let connection = connection.clone();
+    let job_path = path.clone();
+    tokio::spawn(async move {
+        let server = connection.object_server();
+        let Ok(iface) = server.interface::<_, JobObject>(&job_path).await else {
+            return;
+        };
+        while changes.changed().await.is_ok() {
+            let new = changes.borrow_and_update().clone();
+            let old = std::mem::replace(&mut iface.get_mut().await.info, new.clone());
+            emit_changes(&iface, &old, &new).await;
+            if new.state == "finished" {
+                if let Ok(manager) = server.interface::<_, ManagerObject>(MANAGER_PATH).await {
+                    let removed = ManagerObject::job_removed(
+                        manager.signal_emitter(),
+                        new.id,
+                        job_path.clone(),
+                        &new.result,
+                        &new.error_name,
+                        &new.error_message,
+                    );
+                    if let Err(e) = removed.await {
+                        warn!("cannot emit JobRemoved: {e}");
+                    }
+                }
                 break;
-            };
-            if iface.get().await.info == info {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        if let Ok(manager) = connection
-            .object_server()
-            .interface::<_, ManagerObject>(MANAGER_PATH)
-            .await
-        {
-            if let Err(e) = ManagerObject::job_removed(
-                manager.signal_emitter(),
-                info.id,
-                job_path.clone(),
-                &info.result,
-                &info.error_name,
-                &info.error_message,
-            )
-            .await
-            {
-                warn!("cannot emit JobRemoved: {e}");
             }
         }
         tokio::time::sleep(grace).await;
-        mirror.abort();
-        let _ = connection
-            .object_server()
-            .remove::<JobObject, _>(&job_path)
-            .await;
+        let _ = server.remove::<JobObject, _>(&job_path).await;
     });
     Ok(path)
 }
