@@ -384,6 +384,34 @@ impl Client {
         Ok(bytes.to_vec())
     }
 
+    /// `length` bytes of file `cid` from `offset` (fewer at the end of the
+    /// file). Missing blocks are fetched; the caller bounds the time.
+    pub async fn cat_range(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, KuboError> {
+        let path = format!("/ipfs/{cid}");
+        let (offset, length) = (offset.to_string(), length.to_string());
+        let response = self
+            .send(
+                "cat",
+                &[("arg", &path), ("offset", &offset), ("length", &length)],
+                None,
+            )
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "cat".into(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
     /// `dag/stat` over `cids`, from local blocks only.
     pub async fn dag_stat(&self, cids: &[&str]) -> Result<DagStat, KuboError> {
         let mut args: Vec<(&str, &str)> = cids.iter().map(|c| ("arg", *c)).collect();

@@ -10,6 +10,7 @@ mod api;
 mod config;
 mod deploy_data;
 mod flatpak;
+mod fuse;
 mod index;
 mod jobs;
 mod kubo;
@@ -21,6 +22,7 @@ mod policy;
 mod publish;
 mod release;
 mod store;
+mod tools;
 mod tree;
 
 use std::path::PathBuf;
@@ -43,6 +45,26 @@ struct Args {
     /// Configuration file.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    tool: Option<Tool>,
+}
+
+/// Diagnosis tools; without one, flatipfsd runs as the daemon.
+#[derive(clap::Subcommand)]
+enum Tool {
+    /// Serve one release's files/ read-only on MOUNTPOINT (as root), in the
+    /// foreground until SIGTERM or SIGINT: the filesystem installed apps get.
+    MountRelease {
+        /// Kubo RPC API (multiaddr or http:// URL).
+        #[arg(long)]
+        kubo_api: String,
+        /// How long a read may wait for Kubo before it fails with EIO.
+        #[arg(long, default_value = "30s", value_parser = humantime_serde::re::humantime::parse_duration)]
+        read_timeout: Duration,
+        /// The release root CID.
+        release: String,
+        mountpoint: PathBuf,
+    },
 }
 
 /// How long start-up waits for the embedded node's first start.
@@ -59,6 +81,15 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Some(Tool::MountRelease {
+        kubo_api,
+        read_timeout,
+        release,
+        mountpoint,
+    }) = args.tool
+    {
+        return tools::mount_release(&kubo_api, read_timeout, &release, &mountpoint).await;
+    }
     let (config_path, missing_ok) = match args.config {
         Some(path) => (path, false),
         None => (PathBuf::from(config::DEFAULT_PATH), true),

@@ -238,6 +238,11 @@ impl Stack {
         self.dir.join("logs").join(format!("{name}.log"))
     }
 
+    /// Starts another process that belongs to this stack (stopped by `down`).
+    pub fn start_process(&self, name: &str, command: Command) -> Result<Owned> {
+        self.spawn(name, command)
+    }
+
     fn spawn(&self, name: &str, command: Command) -> Result<Owned> {
         let owned = process::spawn(name, command, &self.log(name))?;
         process::record(&self.dir.join(PIDS_FILE), &owned)?;

@@ -1,0 +1,248 @@
+//! The release filesystem (what installed apps are served by) against real
+//! Kubo nodes and a real FUSE mount: published on node 1, mounted from
+//! node 2 with `flatipfsd mount-release`, so every byte travels.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
+use flatipfs_tests::stack::{run_ok, wait_for};
+use flatipfs_tests::users::{self, PLAIN_USER};
+use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn publish(stack: &Stack, repo: &Path, reference: &str) -> String {
+    let mut command = stack.command(paths::binary("flatipfsctl").unwrap());
+    command.args([
+        "publish",
+        "--json",
+        "--remote",
+        "main",
+        "--repo",
+        repo.to_str().unwrap(),
+        reference,
+    ]);
+    let out = run_ok(&mut command).unwrap();
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    last["release"].as_str().unwrap().to_string()
+}
+
+/// Mounts `release` from node `node` on DIR/`name`; returns the mount point.
+fn mount(stack: &Stack, node: usize, release: &str, name: &str, read_timeout: &str) -> PathBuf {
+    let mountpoint = stack.dir.join(name);
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let mut command = Command::new(paths::binary("flatipfsd").unwrap());
+    command
+        .args([
+            "mount-release",
+            "--kubo-api",
+            &stack.kubo_node(node).unwrap().api,
+            "--read-timeout",
+            read_timeout,
+        ])
+        .arg(release)
+        .arg(&mountpoint);
+    stack.start_process(name, command).unwrap();
+    let mut mounted = || Ok(mounted_options(&mountpoint).is_some());
+    wait_for("the release mount", LIMIT, &mut mounted).unwrap();
+    mountpoint
+}
+
+/// The mount options of `path` if something is mounted there.
+fn mounted_options(path: &Path) -> Option<String> {
+    let out = Command::new("findmnt")
+        .args(["-n", "-o", "OPTIONS", "--mountpoint"])
+        .arg(path)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Compares the mounted tree with the original, entry by entry.
+fn assert_same_tree(original: &Path, mounted: &Path) {
+    let mut count = 0;
+    for entry in walk(original) {
+        let rel = entry.strip_prefix(original).unwrap();
+        let there = mounted.join(rel);
+        let want = std::fs::symlink_metadata(&entry).unwrap();
+        let got = std::fs::symlink_metadata(&there)
+            .unwrap_or_else(|e| panic!("{}: {e}", there.display()));
+        assert_eq!(got.file_type(), want.file_type(), "{}", rel.display());
+        assert_eq!(
+            got.mode() & 0o7777,
+            want.mode() & 0o7777,
+            "mode of {}",
+            rel.display()
+        );
+        if want.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&there).unwrap(),
+                std::fs::read_link(&entry).unwrap()
+            );
+        } else if want.is_file() {
+            assert_eq!(
+                std::fs::read(&there).unwrap(),
+                std::fs::read(&entry).unwrap(),
+                "{}",
+                rel.display()
+            );
+        }
+        count += 1;
+    }
+    assert!(count > 5, "compared only {count} entries");
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_mounted_release_shows_exactly_the_published_tree_read_only() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions::default()).unwrap();
+    users::ensure_test_users().unwrap();
+    run_ok(
+        stack
+            .command(paths::binary("flatipfsctl").unwrap())
+            .args(["remote", "create", "main"]),
+    )
+    .unwrap();
+    let release = publish(&stack, &apps.join("repo-v1"), &reference);
+    let mounted = mount(&stack, 2, &release, "mnt", "30s");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let original = deploy_dir(&apps.join("repo-v1"), &reference, scratch.path())
+        .unwrap()
+        .join("files");
+    assert_same_tree(&original, &mounted);
+
+    let options = mounted_options(&mounted).unwrap();
+    for option in [
+        "ro",
+        "nosuid",
+        "nodev",
+        "allow_other",
+        "default_permissions",
+    ] {
+        assert!(
+            options.split(',').any(|o| o == option),
+            "{option} missing from {options}"
+        );
+    }
+    // Nothing can be written.
+    for result in [
+        std::fs::write(mounted.join("new-file"), b"x"),
+        std::fs::write(mounted.join("bin/hello.sh"), b"x"),
+        std::fs::create_dir(mounted.join("new-dir")),
+        std::fs::remove_file(mounted.join("bin/hello.sh")),
+    ] {
+        let e = result.expect_err("a write into the mount succeeded");
+        assert_eq!(e.raw_os_error(), Some(nix::libc::EROFS), "{e}");
+    }
+    // Other users read it too (allow_other), within the published modes.
+    let mut cat = users::as_user(PLAIN_USER, "cat").unwrap();
+    cat.arg(mounted.join("bin/hello.sh"));
+    let out = users::output(&mut cat).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1"));
+    assert_eq!(
+        std::fs::metadata(mounted.join("bin/hello.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+
+    // Stopping the stack leaves nothing mounted.
+    let dir = stack.dir.clone();
+    drop(stack);
+    assert!(
+        mounted_options(&dir.join("mnt")).is_none(),
+        "still mounted after down"
+    );
+}
+
+#[test]
+fn a_read_kubo_cannot_serve_fails_with_eio_in_bounded_time_and_works_once_the_node_is_back() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions::default()).unwrap();
+    run_ok(
+        stack
+            .command(paths::binary("flatipfsctl").unwrap())
+            .args(["remote", "create", "main"]),
+    )
+    .unwrap();
+    let release = publish(&stack, &apps.join("repo-v2"), &reference);
+    // Node 2 gets the manifest (so it can mount), then the publisher goes away.
+    stack
+        .ipfs(2, &["cat", &format!("/ipfs/{release}/manifest")])
+        .unwrap();
+    stack.stop_kubo(1).unwrap();
+    let mounted = mount(&stack, 2, &release, "mnt", "2s");
+
+    // Metadata needs no network: listing and stat work with the publisher gone.
+    assert!(
+        std::fs::read_dir(mounted.join("share/hello"))
+            .unwrap()
+            .count()
+            >= 2
+    );
+    assert_eq!(
+        std::fs::metadata(mounted.join("share/hello/data.txt"))
+            .unwrap()
+            .len(),
+        300_000
+    );
+    // Tiny files are inlined in their CID: readable with no node at all.
+    assert_eq!(
+        std::fs::read_to_string(mounted.join("share/hello/NEWS")).unwrap(),
+        "Version 2 adds this file.\n"
+    );
+    // Content that is nowhere to be had fails with EIO instead of hanging.
+    let e = std::fs::read(mounted.join("share/hello/data.txt")).expect_err("read data no node has");
+    assert_eq!(e.raw_os_error(), Some(nix::libc::EIO), "{e}");
+
+    stack.start_kubo(1).unwrap();
+    let kubo = paths::kubo_binary().unwrap();
+    let addrs = stack.ipfs(1, &["id", "-f", "<addrs>"]).unwrap();
+    let id = stack.ipfs(1, &["id", "-f", "<id>"]).unwrap();
+    let addr = addrs
+        .lines()
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .unwrap();
+    let _ = Command::new(&kubo)
+        .env("IPFS_PATH", &stack.kubo[1].repo)
+        .args(["swarm", "connect", &format!("{addr}/p2p/{}", id.trim())])
+        .output();
+    let mut readable = || Ok(std::fs::read(mounted.join("share/hello/data.txt")).is_ok());
+    wait_for(
+        "data.txt to become readable with the publisher back",
+        LIMIT,
+        &mut readable,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(mounted.join("share/hello/data.txt")).unwrap(),
+        vec![b'h'; 300_000]
+    );
+}
