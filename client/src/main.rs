@@ -50,6 +50,12 @@ enum Command {
 enum RemoteCommand {
     /// Create a remote to publish to; prints its /ipns/ name.
     Create { name: String },
+    /// Trust a remote to install apps from: NAME for the index at /ipns/….
+    Add { name: String, address: String },
+    /// Stop trusting a remote.
+    Remove { name: String },
+    /// List remotes (installed from, and published to).
+    List,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +117,34 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let ipns: String =
                 call_mutating(&manager, "CreateRemote", &(name.as_str(), options)).await?;
             output::remote_created(cli.json, name, &ipns);
+            Ok(())
+        }
+        Command::Remote {
+            command: RemoteCommand::Add { name, address },
+        } => {
+            let options: HashMap<&str, Value<'_>> = HashMap::new();
+            call_mutating::<_, ()>(
+                &manager,
+                "AddRemote",
+                &(name.as_str(), address.as_str(), options),
+            )
+            .await?;
+            output::done(cli.json, &format!("remote {name} added"));
+            Ok(())
+        }
+        Command::Remote {
+            command: RemoteCommand::Remove { name },
+        } => {
+            let options: HashMap<&str, Value<'_>> = HashMap::new();
+            call_mutating::<_, ()>(&manager, "RemoveRemote", &(name.as_str(), options)).await?;
+            output::done(cli.json, &format!("remote {name} removed"));
+            Ok(())
+        }
+        Command::Remote {
+            command: RemoteCommand::List,
+        } => {
+            let remotes = manager.list_remotes().await.map_err(Failure::from_call)?;
+            output::remotes(cli.json, &remotes);
             Ok(())
         }
         Command::Publish(args) => publish(cli.json, &manager, args).await,

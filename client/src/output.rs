@@ -68,6 +68,34 @@ pub fn remote_created(json: bool, name: &str, ipns: &str) {
     }
 }
 
+/// `flatipfsctl remote list`.
+pub fn remotes(json: bool, remotes: &[flatipfs_dbus::proxy::RemoteEntry]) {
+    let publishing = |d: &HashMap<String, OwnedValue>| {
+        d.get("Publishing")
+            .and_then(|v| bool::try_from(v).ok())
+            .unwrap_or(false)
+    };
+    if json {
+        let list: Vec<_> = remotes
+            .iter()
+            .map(|(name, ipns, d)| json!({ "name": name, "address": format!("/ipns/{ipns}"), "publishing": publishing(d) }))
+            .collect();
+        println!("{}", json!({ "remotes": list }));
+        return;
+    }
+    if remotes.is_empty() {
+        println!("no remotes; add one with `flatipfsctl remote add NAME /ipns/…`");
+    }
+    for (name, ipns, d) in remotes {
+        let kind = if publishing(d) {
+            "publishing"
+        } else {
+            "installing from"
+        };
+        println!("{name}\t/ipns/{ipns}\t{kind}");
+    }
+}
+
 /// `flatipfsctl publish`.
 pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
     let t = |k: &str| jobs::text(details, k);

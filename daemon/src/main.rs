@@ -21,6 +21,7 @@ mod manager;
 mod policy;
 mod publish;
 mod release;
+mod remotes;
 mod store;
 mod tools;
 mod tree;

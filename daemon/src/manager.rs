@@ -16,6 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::jobs::Jobs;
 use crate::kubo::{self, Client};
 use crate::publish::{PublishError, Publisher};
+use crate::remotes::Remotes;
 use crate::store::Store;
 use crate::tree::Limits;
 
@@ -28,8 +29,8 @@ pub struct Manager {
     kubo: watch::Receiver<KuboStatus>,
     /// Every job of this daemon.
     pub jobs: Jobs,
-    /// Serializes changes to publishing remotes and their indexes.
-    publish_lock: Arc<Mutex<()>>,
+    /// Serializes every read-modify-write of the state file.
+    state_lock: Arc<Mutex<()>>,
 }
 
 /// What a reload changed.
@@ -53,7 +54,7 @@ impl Manager {
             config,
             kubo,
             jobs: Jobs::default(),
-            publish_lock: Arc::default(),
+            state_lock: Arc::default(),
         }
     }
 
@@ -79,6 +80,15 @@ impl Manager {
         ))
     }
 
+    /// The remotes this daemon installs from.
+    pub fn remotes(&self) -> Remotes {
+        let config = self.config.borrow().clone();
+        Remotes {
+            store: Store::new(&config.state_directory),
+            lock: self.state_lock.clone(),
+        }
+    }
+
     /// The publisher, bound to the current Kubo node and configuration.
     pub async fn publisher(&self) -> Result<Publisher, PublishError> {
         let (kubo, kubo_version) = self.kubo()?;
@@ -92,7 +102,7 @@ impl Manager {
                 max_file_size: config.limits.max_file_size,
                 max_entries: config.limits.max_entries,
             },
-            lock: self.publish_lock.clone(),
+            lock: self.state_lock.clone(),
         })
     }
 

@@ -16,6 +16,17 @@ use serde::{Deserialize, Serialize};
 pub struct State {
     /// Remotes this daemon publishes to, by name.
     pub publishing: BTreeMap<String, PublishingRemote>,
+    /// Remotes this daemon installs from (trusted by an admin), by name.
+    pub remotes: BTreeMap<String, Remote>,
+}
+
+/// A remote apps are installed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Remote {
+    /// The store index's IPNS name (`k51…`).
+    pub ipns: String,
+    /// When it was added (seconds since the epoch).
+    pub added: u64,
 }
 
 /// A remote whose store index this daemon signs.

@@ -7,6 +7,9 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use crate::{Error, KuboStatus};
 
+/// One entry of `ListRemotes`: name, IPNS name, details (`Publishing`: b).
+pub type RemoteEntry = (String, String, HashMap<String, OwnedValue>);
+
 /// `org.flatipfs.Manager1` at `/org/flatipfs/Manager1`.
 #[proxy(
     interface = "org.flatipfs.Manager1",
@@ -20,6 +23,20 @@ pub trait Manager {
     /// Create a publishing remote; returns its IPNS name (action `publish`).
     fn create_remote(&self, name: &str, options: HashMap<&str, Value<'_>>)
         -> Result<String, Error>;
+
+    /// Trust a remote to install apps from (action `trust-remote`).
+    fn add_remote(
+        &self,
+        name: &str,
+        address: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<(), Error>;
+
+    /// Stop trusting a remote (action `trust-remote`).
+    fn remove_remote(&self, name: &str, options: HashMap<&str, Value<'_>>) -> Result<(), Error>;
+
+    /// Every remote: (name, IPNS name, details).
+    fn list_remotes(&self) -> Result<Vec<RemoteEntry>, Error>;
 
     /// Publish a release as a job (action `publish`).
     fn publish(

@@ -22,11 +22,12 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use crate::manager::Manager;
 use crate::policy::{Denied, Gate};
 use crate::publish::{self, PublishError};
+use crate::remotes::{self, RemoteError};
 
 pub use job::spawn_job;
 
 /// What this daemon implements, as the `Features` property lists it.
-pub const FEATURES: &[&str] = &["kubo-status", "reload-config", "publish"];
+pub const FEATURES: &[&str] = &["kubo-status", "reload-config", "publish", "remotes"];
 
 /// The manager object at `/org/flatipfs/Manager1`.
 pub struct ManagerObject {
@@ -61,6 +62,17 @@ pub(crate) async fn authorize(
                 denied.to_string(),
             ),
         })
+}
+
+/// The D-Bus error for a remote failure.
+pub(crate) fn remote_error(e: &RemoteError) -> Error {
+    let kind = match e {
+        RemoteError::BadName(_) | RemoteError::BadAddress(_) => ErrorKind::InvalidArgs,
+        RemoteError::Exists(_) => ErrorKind::AlreadyInstalled,
+        RemoteError::Missing(_) => ErrorKind::NotFound,
+        RemoteError::Store(_) => ErrorKind::Internal,
+    };
+    Error::new(kind, e.to_string())
 }
 
 /// The D-Bus error for a publishing failure.
@@ -127,6 +139,70 @@ impl ManagerObject {
             .create_remote(&name)
             .await
             .map_err(|e| publish_error(&e))
+    }
+
+    /// Trusts a remote to install apps from: NAME for the store index at
+    /// ADDRESS (`/ipns/k51…`). Polkit action `trust-remote`. No options.
+    async fn add_remote(
+        &self,
+        name: String,
+        address: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        options::reject_unknown(&options, &[])?;
+        remotes::validate(&name, Some(&address)).map_err(|e| remote_error(&e))?;
+        let details = HashMap::from([("remote", name.as_str()), ("address", address.as_str())]);
+        authorize(&self.gate, &header, Action::TrustRemote, &details).await?;
+        self.manager
+            .remotes()
+            .add(&name, &address)
+            .await
+            .map(|_| ())
+            .map_err(|e| remote_error(&e))
+    }
+
+    /// Stops trusting a remote. Polkit action `trust-remote`. No options.
+    async fn remove_remote(
+        &self,
+        name: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        options::reject_unknown(&options, &[])?;
+        remotes::validate(&name, None).map_err(|e| remote_error(&e))?;
+        authorize(
+            &self.gate,
+            &header,
+            Action::TrustRemote,
+            &HashMap::from([("remote", name.as_str())]),
+        )
+        .await?;
+        self.manager
+            .remotes()
+            .remove(&name)
+            .await
+            .map_err(|e| remote_error(&e))
+    }
+
+    /// Every remote: (name, IPNS name, details). Details: `Publishing` (b),
+    /// true for remotes this daemon publishes to. Needs no authorization.
+    async fn list_remotes(
+        &self,
+    ) -> Result<Vec<(String, String, HashMap<String, OwnedValue>)>, Error> {
+        let listed = self
+            .manager
+            .remotes()
+            .list()
+            .map_err(|e| remote_error(&e))?;
+        Ok(listed
+            .into_iter()
+            .map(|r| {
+                let details =
+                    HashMap::from([("Publishing".to_string(), OwnedValue::from(r.publishing))]);
+                (r.name, r.ipns, details)
+            })
+            .collect())
     }
 
     /// Publishes a Flatpak build as a release of a remote, as a job.
