@@ -5,10 +5,6 @@
 //! and libflatpak never try to load an ostree commit that does not exist.
 //! The installed size is stored big-endian (Flatpak byte-swaps it before
 //! serializing); everything else is little-endian GVariant normal form.
-//!
-//! Not used by the daemon yet: it is the first piece of the installer
-//! (issue "Install and run"), kept with its golden-bytes test.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,7 @@ mod deploy_data;
 mod flatpak;
 mod fuse;
 mod index;
+mod installation;
 mod jobs;
 mod kubo;
 mod kubo_monitor;
@@ -62,9 +63,19 @@ enum Tool {
         /// How long a read may wait for Kubo before it fails with EIO.
         #[arg(long, default_value = "30s", value_parser = humantime_serde::re::humantime::parse_duration)]
         read_timeout: Duration,
+        /// Instead of MOUNTPOINT's files/ alone: lay the release out as a
+        /// deploy in the Flatpak installation at this path (registered as
+        /// `flatipfs` in --flatpak-config-dir/installations.d), mount its
+        /// files/, and make it active, so `flatpak run` starts it.
+        #[arg(long, value_name = "PATH")]
+        installation: Option<PathBuf>,
+        /// Flatpak's configuration directory, with --installation.
+        #[arg(long, value_name = "DIR", default_value = "/etc/flatpak")]
+        flatpak_config_dir: PathBuf,
         /// The release root CID.
         release: String,
-        mountpoint: PathBuf,
+        /// Where to mount files/ (ignored with --installation).
+        mountpoint: Option<PathBuf>,
     },
 }
 
@@ -85,11 +96,22 @@ async fn run(args: Args) -> Result<()> {
     if let Some(Tool::MountRelease {
         kubo_api,
         read_timeout,
+        installation,
+        flatpak_config_dir,
         release,
         mountpoint,
     }) = args.tool
     {
-        return tools::mount_release(&kubo_api, read_timeout, &release, &mountpoint).await;
+        let target = match (installation, mountpoint) {
+            (Some(path), _) => tools::Target::Installation(installation::Installation {
+                id: "flatipfs".into(),
+                path,
+                config_dir: flatpak_config_dir,
+            }),
+            (None, Some(mountpoint)) => tools::Target::Mountpoint(mountpoint),
+            (None, None) => anyhow::bail!("give a MOUNTPOINT or --installation PATH"),
+        };
+        return tools::mount_release(&kubo_api, read_timeout, &release, target).await;
     }
     let (config_path, missing_ok) = match args.config {
         Some(path) => (path, false),

@@ -4,15 +4,54 @@
 //! the installer uses, so the filesystem can be inspected, measured and
 //! tested against a real Kubo node on its own.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::fuse::ReleaseFs;
+use crate::installation::{Installation, LocalFile};
 use crate::kubo::Client;
-use crate::release::{Manifest, ManifestLimits, MANIFEST_NAME};
+use crate::release::{EntryKind, Manifest, ManifestLimits, MANIFEST_NAME};
+
+/// Where `mount-release` serves a release.
+pub enum Target {
+    /// Just `files/`, on this directory.
+    Mountpoint(std::path::PathBuf),
+    /// As the active deploy of its ref in this Flatpak installation.
+    Installation(Installation),
+}
+
+/// Fetches `metadata` and the files of `export/`: what a deploy keeps on
+/// local disk. Symlinks in `export/` are skipped, never followed or copied.
+async fn local_files(kubo: &Client, manifest: &Manifest) -> Result<Vec<LocalFile>> {
+    let mut out = Vec::new();
+    for entry in &manifest.entries {
+        if entry.kind != EntryKind::File
+            || !(entry.path == "metadata" || entry.path.starts_with("export/"))
+        {
+            continue;
+        }
+        let data = kubo
+            .cat(&format!("/ipfs/{}", entry.cid), entry.size)
+            .await?;
+        anyhow::ensure!(
+            data.len() as u64 == entry.size,
+            "{} arrived short",
+            entry.path
+        );
+        out.push(LocalFile {
+            path: entry.path.clone(),
+            data,
+            executable: entry.mode & 0o111 != 0,
+        });
+    }
+    anyhow::ensure!(
+        out.iter().any(|f| f.path == "metadata"),
+        "the release has no metadata file"
+    );
+    Ok(out)
+}
 
 /// The largest manifest accepted (a manifest is one JSON line per entry).
 const MAX_MANIFEST: u64 = 64 << 20;
@@ -23,7 +62,7 @@ pub async fn mount_release(
     api: &str,
     read_timeout: Duration,
     release: &str,
-    mountpoint: &Path,
+    target: Target,
 ) -> Result<()> {
     anyhow::ensure!(
         crate::release::valid_cid_v1(release),
@@ -43,7 +82,19 @@ pub async fn mount_release(
             max_file_size: defaults.max_file_size,
         })
         .context("the manifest is refused")?;
-    let session = ReleaseFs::new(&manifest, kubo, read_timeout)?.mount(mountpoint)?;
+    let (mountpoint, installation) = match target {
+        Target::Mountpoint(path) => (path, None),
+        Target::Installation(installation) => {
+            installation.register().await?;
+            let local = local_files(&kubo, &manifest).await?;
+            let deploy = installation.write_deploy(&manifest, release, &local)?;
+            (deploy.join("files"), Some(installation))
+        }
+    };
+    let session = ReleaseFs::new(&manifest, kubo, read_timeout)?.mount(&mountpoint)?;
+    if let Some(installation) = &installation {
+        installation.activate(&manifest, release)?;
+    }
     eprintln!(
         "serving {} {} ({release}) on {}",
         manifest.id,

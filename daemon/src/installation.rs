@@ -1,0 +1,279 @@
+//! The daemon's own Flatpak installation, laid out the way Flatpak reads it
+//! (`../shared/reference/flatpak-installation.md`).
+//!
+//! Owns: registering the installation in `installations.d` with a disabled
+//! origin remote (so `flatpak update` leaves flatipfs deploys alone); writing
+//! a release's deploy directory (`deploy`, local `metadata` and `export/`, an
+//! empty `files/` mount point) under a 64-hex id; and switching `active` and
+//! `current` atomically under the installation's lock, with the exports farm
+//! and `.changed` kept up to date. Knows nothing of IPFS or D-Bus: callers
+//! hand it validated content.
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+
+use crate::deploy_data::DeployData;
+use crate::release::{Kind, Manifest};
+
+/// Name of the disabled origin remote every flatipfs deploy names.
+pub const ORIGIN: &str = "flatipfs";
+
+/// Failures writing the installation.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallationError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`flatpak {args}` failed: {stderr}")]
+    Flatpak { args: String, stderr: String },
+    #[error("cannot run flatpak ({0}); install the Debian package `flatpak`")]
+    Spawn(std::io::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallationError + '_ {
+    move |source| InstallationError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One file of `metadata` or `export/`, fetched and checked by the caller.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    /// Relative to the deploy directory: `metadata` or `export/…`.
+    pub path: String,
+    pub data: Vec<u8>,
+    /// Only the executable bit is kept: files are written 0644 or 0755.
+    pub executable: bool,
+}
+
+/// A Flatpak installation owned by flatipfsd.
+#[derive(Debug, Clone)]
+pub struct Installation {
+    /// The installation id in `installations.d` (`flatipfs`).
+    pub id: String,
+    /// Where it lives (under the state directory by default).
+    pub path: PathBuf,
+    /// Flatpak's configuration directory (`/etc/flatpak`).
+    pub config_dir: PathBuf,
+}
+
+/// The 64-hex deploy directory name of a release: sha256 of its root CID.
+pub fn deploy_id(release: &str) -> String {
+    let digest = Sha256::digest(release.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `data` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), InstallationError> {
+    let dir = path.parent().expect("a file in a directory");
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let mut file = fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(data).map_err(io(&tmp))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Points `link` at `target` atomically (a new link renamed over the old).
+fn replace_symlink(target: &Path, link: &Path) -> Result<(), InstallationError> {
+    let dir = link.parent().expect("a link in a directory");
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        link.file_name().unwrap().to_string_lossy()
+    ));
+    let _ = fs::remove_file(&tmp);
+    symlink(target, &tmp).map_err(io(&tmp))?;
+    fs::rename(&tmp, link).map_err(io(link))
+}
+
+impl Installation {
+    /// Creates the installation if needed: its directory, its entry in
+    /// `installations.d`, and the disabled origin remote.
+    pub async fn register(&self) -> Result<(), InstallationError> {
+        fs::create_dir_all(&self.path).map_err(io(&self.path))?;
+        let conf = self
+            .config_dir
+            .join("installations.d")
+            .join(format!("{}.conf", self.id));
+        let text = format!(
+            "# Written by flatipfsd: apps installed from IPFS.\n[Installation \"{}\"]\nPath={}\nDisplayName=flatipfs (IPFS)\n",
+            self.id,
+            self.path.display()
+        );
+        if fs::read_to_string(&conf).ok().as_deref() != Some(text.as_str()) {
+            write_atomic(&conf, text.as_bytes(), 0o644)?;
+        }
+        let installation = format!("--installation={}", self.id);
+        self.flatpak(&[
+            "remote-add",
+            &installation,
+            "--if-not-exists",
+            "--no-gpg-verify",
+            "--disable",
+            "--no-enumerate",
+            "--no-use-for-deps",
+            ORIGIN,
+            "file:///nonexistent",
+        ])
+        .await
+    }
+
+    async fn flatpak(&self, args: &[&str]) -> Result<(), InstallationError> {
+        let output = Command::new("flatpak")
+            .args(args)
+            .env("FLATPAK_CONFIG_DIR", &self.config_dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(InstallationError::Spawn)?;
+        if !output.status.success() {
+            return Err(InstallationError::Flatpak {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `app/ID/ARCH/BRANCH` (or `runtime/…`) of a manifest.
+    pub fn ref_dir(&self, manifest: &Manifest) -> PathBuf {
+        let kind = match manifest.kind {
+            Kind::App => "app",
+            Kind::Runtime => "runtime",
+        };
+        self.path
+            .join(kind)
+            .join(&manifest.id)
+            .join(&manifest.arch)
+            .join(&manifest.branch)
+    }
+
+    /// Writes the deploy directory of `release` (complete, with an empty
+    /// `files/` for the mount) and returns it. Written under a temporary
+    /// name and renamed into place, so a crash never leaves half of one.
+    pub fn write_deploy(
+        &self,
+        manifest: &Manifest,
+        release: &str,
+        local: &[LocalFile],
+    ) -> Result<PathBuf, InstallationError> {
+        let ref_dir = self.ref_dir(manifest);
+        let id = deploy_id(release);
+        let dir = ref_dir.join(&id);
+        if dir.join("deploy").is_file() {
+            return Ok(dir);
+        }
+        let tmp = ref_dir.join(format!(".{id}.tmp"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(tmp.join("files")).map_err(io(&tmp))?;
+        for file in local {
+            let mode = if file.executable { 0o755 } else { 0o644 };
+            write_atomic(&tmp.join(&file.path), &file.data, mode)?;
+        }
+        let deploy = DeployData {
+            origin: ORIGIN.into(),
+            commit: id.clone(),
+            installed_size: manifest.totals.bytes,
+            timestamp: manifest.published,
+            runtime: manifest.runtime.clone(),
+        };
+        write_atomic(&tmp.join("deploy"), &deploy.encode(), 0o644)?;
+        fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    /// Makes the deploy of `release` the active one of its ref (and, for
+    /// apps, the current branch), refreshes the exports and touches
+    /// `.changed`, all under the installation lock.
+    pub fn activate(&self, manifest: &Manifest, release: &str) -> Result<(), InstallationError> {
+        let _lock = self.lock()?;
+        let ref_dir = self.ref_dir(manifest);
+        replace_symlink(Path::new(&deploy_id(release)), &ref_dir.join("active"))?;
+        if manifest.kind == Kind::App {
+            let app_dir = ref_dir
+                .parent()
+                .and_then(Path::parent)
+                .expect("app/ID/ARCH/BRANCH");
+            replace_symlink(
+                &Path::new(&manifest.arch).join(&manifest.branch),
+                &app_dir.join("current"),
+            )?;
+            for entry in manifest
+                .entries
+                .iter()
+                .filter(|e| e.kind == crate::release::EntryKind::File)
+            {
+                let Some(exported) = entry.path.strip_prefix("export/") else {
+                    continue;
+                };
+                let depth = exported.split('/').count();
+                let target = PathBuf::from("../".repeat(depth))
+                    .join("app")
+                    .join(&manifest.id)
+                    .join("current/active/export")
+                    .join(exported);
+                replace_symlink(&target, &self.path.join("exports").join(exported))?;
+            }
+        }
+        let changed = self.path.join(".changed");
+        fs::File::create(&changed).map_err(io(&changed))?;
+        Ok(())
+    }
+
+    /// The installation lock, as Flatpak takes it: an open-file-description
+    /// write lock on the whole `lock` file (never replaced or deleted).
+    fn lock(&self) -> Result<fs::File, InstallationError> {
+        let path = self.path.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let flock = nix::libc::flock {
+            l_type: nix::libc::F_WRLCK as i16,
+            l_whence: nix::libc::SEEK_SET as i16,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        nix::fcntl::fcntl(file.as_raw_fd(), nix::fcntl::FcntlArg::F_OFD_SETLKW(&flock)).map_err(
+            |e| InstallationError::Io {
+                path: path.clone(),
+                source: e.into(),
+            },
+        )?;
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_ids_are_64_hex() {
+        let id = deploy_id("bafybeihw2l5dbupktvzyxuildm2sk7l3zr3oajz46uvsj6d6zo2av4mgva");
+        assert_eq!(id.len(), 64);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(id, deploy_id("bafkqaaa"));
+    }
+}
