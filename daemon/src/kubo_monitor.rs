@@ -22,18 +22,22 @@ pub enum ApiSource {
     Embedded(watch::Receiver<Option<String>>),
 }
 
-/// Starts polling; the returned channel always holds the latest status.
+/// Starts polling; `tx` always holds the latest status.
 pub fn spawn(
     config: watch::Receiver<Arc<Config>>,
     source: ApiSource,
-) -> watch::Receiver<KuboStatus> {
-    let (tx, rx) = watch::channel(KuboStatus {
-        embedded: matches!(source, ApiSource::Embedded(_)),
-        error: "not checked yet".into(),
-        ..Default::default()
-    });
+    tx: watch::Sender<KuboStatus>,
+) {
     tokio::spawn(run(config, source, tx));
-    rx
+}
+
+/// The status shown until the first look at the node.
+pub fn starting(embedded: bool) -> KuboStatus {
+    KuboStatus {
+        embedded,
+        error: "starting".into(),
+        ..Default::default()
+    }
 }
 
 async fn run(

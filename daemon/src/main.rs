@@ -2,9 +2,9 @@
 //!
 //! Start-up order: read the configuration (a bad file is fatal and names the
 //! file, line and key), claim `org.flatipfs.Manager1` on the system bus
-//! (`DBUS_SYSTEM_BUS_ADDRESS` is honoured), reach Kubo (configured API, or an
-//! embedded node it supervises) and refuse one older than 0.42, then serve
-//! until SIGTERM or SIGINT.
+//! (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) with `KuboStatus` "starting",
+//! reach Kubo (configured API, or an embedded node it supervises) and refuse
+//! one older than 0.42 (exiting), then serve until SIGTERM or SIGINT.
 
 mod api;
 mod config;
@@ -127,17 +127,11 @@ async fn run(args: Args) -> Result<()> {
         .build()
         .await
         .context("cannot connect to the system bus")?;
-    let (source, node) = match &config.kubo.api {
-        Some(address) => {
-            check_configured_kubo(address, &config).await?;
-            (ApiSource::Configured, None)
-        }
-        None => {
-            let node = start_embedded_kubo(&config).await?;
-            (ApiSource::Embedded(node.api()), Some(node))
-        }
-    };
-    let status = kubo_monitor::spawn(config_rx, source);
+    // The bus name is claimed before Kubo is reached, so that clients (and
+    // systemd's Type=dbus) see the daemon at once; KuboStatus says "starting"
+    // until the first look at the node.
+    let (status_tx, status) =
+        tokio::sync::watch::channel(kubo_monitor::starting(config.kubo.api.is_none()));
     let manager = Arc::new(manager::Manager::new(
         config_path,
         missing_ok,
@@ -162,6 +156,18 @@ async fn run(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot own {BUS_NAME} on the system bus"))?;
     info!("owning {BUS_NAME} on the system bus");
+
+    let (source, node) = match &config.kubo.api {
+        Some(address) => {
+            check_configured_kubo(address, &config).await?;
+            (ApiSource::Configured, None)
+        }
+        None => {
+            let node = start_embedded_kubo(&config).await?;
+            (ApiSource::Embedded(node.api()), Some(node))
+        }
+    };
+    kubo_monitor::spawn(config_rx, source, status_tx);
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

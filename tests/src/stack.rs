@@ -365,15 +365,27 @@ impl Stack {
         let mut command = self.command(paths::binary("flatipfsd")?);
         command.arg("--config").arg(&self.config);
         let owned = self.spawn("flatipfsd", command)?;
-        wait_until("flatipfsd on the bus", || {
-            if !owned.alive() {
-                return Err(Fatal(format!(
+        let alive = || -> Result<()> {
+            if owned.alive() {
+                Ok(())
+            } else {
+                Err(Fatal(format!(
                     "flatipfsd exited; see {}",
                     self.log("flatipfsd").display()
                 ))
-                .into());
+                .into())
             }
+        };
+        wait_until("flatipfsd on the bus", || {
+            alive()?;
             self.name_has_owner(flatipfs_dbus::BUS_NAME)
+        })?;
+        // Ready once the daemon has had its first look at Kubo.
+        wait_until("flatipfsd's first Kubo status", || {
+            alive()?;
+            let bus = self.bus()?;
+            let manager = flatipfs_dbus::proxy::ManagerProxyBlocking::new(&bus)?;
+            Ok(manager.kubo_status()?.error != "starting")
         })
     }
 
