@@ -16,6 +16,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 if [ -f "$dir/pids" ]; then
   "$bin/flatipfs-stack" down "$dir" || true
 fi
+rm -rf "$dir"   # every demo starts from nothing
 step "Starting a private stack in $dir"
 eval "$("$bin/flatipfs-stack" up "$dir")"
 if [ "${FLATIPFS_DEMO_KEEP:-0}" != 1 ]; then
@@ -46,6 +47,30 @@ step "flatipfsctl publish: the runtime, then org.test.Hello version 1"
 
 step "flatipfsctl publish: org.test.Hello version 2 (one file changed, one added)"
 "$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v2" "app/org.test.Hello/$arch/master"
+
+step "Serving the releases from the second Kubo node over FUSE, in a flatipfs Flatpak installation"
+# The installer (flatipfsctl install) is not there yet; flatipfsd's
+# mount-release tool lays out and mounts a release the way it will.
+release_of() { # INDEX-JSON APP-ID
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["apps"][sys.argv[2]]["release"])' "$1" "$2"
+}
+index_name=$("$bin/flatipfsctl" remote list --json | python3 -c 'import json, sys; print([r for r in json.load(sys.stdin)["remotes"] if r["name"] == "main"][0]["address"])')
+IPFS_PATH="$FLATIPFS_KUBO_PATH_1" "$(bash "$here/scripts/build-kubo.sh")" cat "$index_name" > "$dir/index.json"
+mkdir -p "$dir/flatpak-config"
+for id in org.test.Platform org.test.Hello; do
+  "$bin/flatipfsd" mount-release --kubo-api "$FLATIPFS_KUBO_API_2" --installation "$dir/installation" \
+    --flatpak-config-dir "$dir/flatpak-config" "$(release_of "$dir/index.json" "$id")" 2>>"$dir/logs/mount-release.log" &
+done
+for _ in $(seq 100); do
+  [ -e "$dir/installation/app/org.test.Hello/$arch/master/active/files/bin/hello.sh" ] && break
+  sleep 0.1
+done
+export FLATPAK_CONFIG_DIR="$dir/flatpak-config"
+
+step "flatpak list / flatpak run org.test.Hello"
+flatpak list
+flatpak run org.test.Hello
+kill $(jobs -p) 2>/dev/null; wait 2>/dev/null || true
 
 if [ "${FLATIPFS_DEMO_KEEP:-0}" = 1 ]; then
   step "The stack keeps running. To use it:"
