@@ -367,21 +367,9 @@ impl Client {
         .await
     }
 
-    /// The whole content of a (small) file, at most `limit` bytes.
+    /// The content of the file at `path` (`/ipfs/…`), at most `limit` bytes.
     pub async fn cat(&self, path: &str, limit: u64) -> Result<Vec<u8>, KuboError> {
-        let limit_text = limit.to_string();
-        let response = self
-            .send("cat", &[("arg", path), ("length", &limit_text)], None)
-            .await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| KuboError::BadReply {
-                api: self.address.clone(),
-                command: "cat".into(),
-                source,
-            })?;
-        Ok(bytes.to_vec())
+        self.cat_path(path, 0, limit).await
     }
 
     /// `length` bytes of file `cid` from `offset` (fewer at the end of the
@@ -392,12 +380,15 @@ impl Client {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, KuboError> {
-        let path = format!("/ipfs/{cid}");
+        self.cat_path(&format!("/ipfs/{cid}"), offset, length).await
+    }
+
+    async fn cat_path(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, KuboError> {
         let (offset, length) = (offset.to_string(), length.to_string());
         let response = self
             .send(
                 "cat",
-                &[("arg", &path), ("offset", &offset), ("length", &length)],
+                &[("arg", path), ("offset", &offset), ("length", &length)],
                 None,
             )
             .await?;

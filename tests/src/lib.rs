@@ -7,6 +7,7 @@
 //! - [`users`]: test users and groups, and running commands as them.
 //! - [`process`]: starting detached processes and stopping exactly those.
 
+pub mod ctl;
 pub mod fixtures;
 pub mod paths;
 pub mod process;

@@ -4,33 +4,16 @@
 //! run by `flatpak`, for root and for an unprivileged user.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use flatipfs_tests::ctl::publish_repo;
 use flatipfs_tests::fixtures::{self, hello_ref};
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::users::{self, PLAIN_USER};
-use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
-use serde_json::Value;
+use flatipfs_tests::{paths, StackOptions, TestStack};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn publish(stack: &Stack, repo: &Path, reference: &str) -> String {
-    let mut command = stack.command(paths::binary("flatipfsctl").unwrap());
-    command.args([
-        "publish",
-        "--json",
-        "--remote",
-        "main",
-        "--repo",
-        repo.to_str().unwrap(),
-        reference,
-    ]);
-    let out = run_ok(&mut command).unwrap();
-    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    last["release"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn a_release_served_from_ipfs_runs_with_flatpak_for_root_and_users() {
@@ -45,8 +28,14 @@ fn a_release_served_from_ipfs_runs_with_flatpak_for_root_and_users() {
             .args(["remote", "create", "main"]),
     )
     .unwrap();
-    let runtime = publish(&stack, &apps.join("repo-v1"), &runtime_ref);
-    let app = publish(&stack, &apps.join("repo-v1"), &app_ref);
+    let runtime = publish_repo(&stack, &apps.join("repo-v1"), &runtime_ref)["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let app = publish_repo(&stack, &apps.join("repo-v1"), &app_ref)["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let config = stack.dir.join("flatpak-config");
     let installation = stack.dir.join("installation");

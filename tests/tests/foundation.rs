@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use flatipfs_dbus::proxy::ManagerProxyBlocking;
 use flatipfs_dbus::{KuboStatus, BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH};
+use flatipfs_tests::ctl::flatipfsctl;
 use flatipfs_tests::paths;
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::users::{self, ADMIN_USER, CHALLENGED_USER, PLAIN_USER};
@@ -22,19 +23,6 @@ fn one_node() -> StackOptions {
         kubo_nodes: 1,
         ..Default::default()
     }
-}
-
-/// `flatipfsctl ARGS` against `stack`, as root or as `user`.
-fn flatipfsctl(stack: &Stack, user: Option<&str>, args: &[&str]) -> std::process::Output {
-    let bin = paths::binary("flatipfsctl").unwrap();
-    let mut command = match user {
-        Some(user) => users::as_user(user, bin.to_str().unwrap()).unwrap(),
-        None => Command::new(bin),
-    };
-    command
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
-        .args(args);
-    users::output(&mut command).unwrap()
 }
 
 fn json_of(output: &std::process::Output) -> Value {

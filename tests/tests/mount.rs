@@ -7,29 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use flatipfs_tests::ctl::publish_repo;
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
-use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn publish(stack: &Stack, repo: &Path, reference: &str) -> String {
-    let mut command = stack.command(paths::binary("flatipfsctl").unwrap());
-    command.args([
-        "publish",
-        "--json",
-        "--remote",
-        "main",
-        "--repo",
-        repo.to_str().unwrap(),
-        reference,
-    ]);
-    let out = run_ok(&mut command).unwrap();
-    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    last["release"].as_str().unwrap().to_string()
-}
 
 /// Mounts `release` from node `node` on DIR/`name`; returns the mount point.
 fn mount(stack: &Stack, node: usize, release: &str, name: &str, read_timeout: &str) -> PathBuf {
@@ -125,7 +109,10 @@ fn a_mounted_release_shows_exactly_the_published_tree_read_only() {
             .args(["remote", "create", "main"]),
     )
     .unwrap();
-    let release = publish(&stack, &apps.join("repo-v1"), &reference);
+    let release = publish_repo(&stack, &apps.join("repo-v1"), &reference)["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mounted = mount(&stack, 2, &release, "mnt", "30s");
 
     let scratch = tempfile::tempdir().unwrap();
@@ -192,7 +179,10 @@ fn a_read_kubo_cannot_serve_fails_with_eio_in_bounded_time_and_works_once_the_no
             .args(["remote", "create", "main"]),
     )
     .unwrap();
-    let release = publish(&stack, &apps.join("repo-v2"), &reference);
+    let release = publish_repo(&stack, &apps.join("repo-v2"), &reference)["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Node 2 gets the manifest (so it can mount), then the publisher goes away.
     stack
         .ipfs(2, &["cat", &format!("/ipfs/{release}/manifest")])

@@ -4,38 +4,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json, publish_repo};
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
 use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
 use serde_json::Value;
-
-fn ctl(stack: &Stack, args: &[&str]) -> Output {
-    let mut command = Command::new(paths::binary("flatipfsctl").unwrap());
-    command
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
-        .args(args);
-    users::output(&mut command).unwrap()
-}
-
-/// The last line of stdout as JSON (progress lines come before it).
-fn last_json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {stdout:?} / {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn ok_json(stack: &Stack, args: &[&str]) -> Value {
-    let out = ctl(stack, args);
-    assert!(out.status.success(), "flatipfsctl {args:?}: {out:?}");
-    last_json(&out)
-}
 
 /// `flatipfsctl remote create NAME --json` → the IPNS name (without /ipns/).
 fn create_remote(stack: &Stack, name: &str) -> String {
@@ -56,21 +31,6 @@ fn index_on(stack: &Stack, node: usize, ipns: &str) -> Value {
         )
         .unwrap();
     serde_json::from_str(&stack.ipfs(node, &["cat", path.trim()]).unwrap()).unwrap()
-}
-
-fn publish_repo(stack: &Stack, repo: &Path, reference: &str) -> Value {
-    ok_json(
-        stack,
-        &[
-            "publish",
-            "--json",
-            "--remote",
-            "main",
-            "--repo",
-            repo.to_str().unwrap(),
-            reference,
-        ],
-    )
 }
 
 #[test]
@@ -304,7 +264,7 @@ fn refused(
     error_name: &str,
     message: &str,
 ) {
-    let out = ctl(stack, args);
+    let out = flatipfsctl(stack, None, args);
     assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
     let error = last_json(&out);
     assert_eq!(error["error"]["name"], error_name, "{args:?}: {error}");
@@ -444,7 +404,7 @@ fn bad_input_is_refused_with_a_typed_error_and_the_index_keeps_the_previous_rele
         NOT_FOUND,
         "no publishing remote",
     );
-    let bad_create = ctl(&stack, &["remote", "create", "Bad Name", "--json"]);
+    let bad_create = flatipfsctl(&stack, None, &["remote", "create", "Bad Name", "--json"]);
     assert_eq!(last_json(&bad_create)["error"]["name"], INVALID);
 }
 

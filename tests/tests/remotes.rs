@@ -1,31 +1,20 @@
 //! Remotes to install from: trusting one needs authorization, bad input is
 //! refused with a typed error, and the list survives a daemon restart.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use flatipfs_tests::ctl::flatipfsctl;
 use flatipfs_tests::users::{self, ADMIN_USER, PLAIN_USER};
-use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
+use flatipfs_tests::{Stack, StackOptions, TestStack};
 use serde_json::Value;
-
-fn ctl(stack: &Stack, user: Option<&str>, args: &[&str]) -> Output {
-    let bin = paths::binary("flatipfsctl").unwrap();
-    let mut command = match user {
-        Some(user) => users::as_user(user, bin.to_str().unwrap()).unwrap(),
-        None => Command::new(bin),
-    };
-    command
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
-        .args(args);
-    users::output(&mut command).unwrap()
-}
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
 fn names(stack: &Stack, user: Option<&str>) -> Vec<(String, String, bool)> {
-    let out = ctl(stack, user, &["remote", "list", "--json"]);
+    let out = flatipfsctl(stack, user, &["remote", "list", "--json"]);
     assert!(out.status.success(), "{out:?}");
     json(&out)["remotes"]
         .as_array()
@@ -49,11 +38,11 @@ fn remotes_are_added_listed_and_removed_with_authorization() {
     })
     .unwrap();
     users::ensure_test_users().unwrap();
-    let created = ctl(&stack, None, &["remote", "create", "mine", "--json"]);
+    let created = flatipfsctl(&stack, None, &["remote", "create", "mine", "--json"]);
     let mine = json(&created)["name"].as_str().unwrap().to_string();
 
     // A remote to install from: here, the one this daemon publishes.
-    let add = ctl(&stack, None, &["remote", "add", "store", &mine, "--json"]);
+    let add = flatipfsctl(&stack, None, &["remote", "add", "store", &mine, "--json"]);
     assert!(add.status.success(), "{add:?}");
     let expected = vec![
         ("store".to_string(), mine.clone(), false),
@@ -65,7 +54,7 @@ fn remotes_are_added_listed_and_removed_with_authorization() {
 
     // Trusting a remote needs an admin: a plain user is asked for a
     // password it cannot give; the admin group passes.
-    let plain = ctl(
+    let plain = flatipfsctl(
         &stack,
         Some(PLAIN_USER),
         &["remote", "add", "evil", &mine, "--json"],
@@ -75,7 +64,7 @@ fn remotes_are_added_listed_and_removed_with_authorization() {
         json(&plain)["error"]["name"],
         "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
     );
-    let admin = ctl(
+    let admin = flatipfsctl(
         &stack,
         Some(ADMIN_USER),
         &["remote", "add", "second", &mine, "--json"],
@@ -107,7 +96,7 @@ fn remotes_are_added_listed_and_removed_with_authorization() {
     ] {
         let mut args = args.clone();
         args.push("--json");
-        let out = ctl(&stack, None, &args);
+        let out = flatipfsctl(&stack, None, &args);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert_eq!(json(&out)["error"]["name"], name, "{args:?}");
     }
@@ -122,7 +111,7 @@ fn remotes_are_added_listed_and_removed_with_authorization() {
     stack.start_daemon().unwrap();
     assert_eq!(names(&stack, None).len(), 3);
 
-    let remove = ctl(&stack, None, &["remote", "remove", "second", "--json"]);
+    let remove = flatipfsctl(&stack, None, &["remote", "remove", "second", "--json"]);
     assert!(remove.status.success(), "{remove:?}");
     assert_eq!(names(&stack, None), expected);
 }

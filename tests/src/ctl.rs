@@ -1,0 +1,56 @@
+//! Running `flatipfsctl` against a stack, as the tests do.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::{paths, users, Stack};
+
+/// `flatipfsctl ARGS` against `stack`, as root or as `user`.
+pub fn flatipfsctl(stack: &Stack, user: Option<&str>, args: &[&str]) -> Output {
+    let bin = paths::binary("flatipfsctl").unwrap();
+    let mut command = match user {
+        Some(user) => users::as_user(user, bin.to_str().unwrap()).unwrap(),
+        None => Command::new(bin),
+    };
+    command
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .args(args);
+    users::output(&mut command).unwrap()
+}
+
+/// The last line of stdout as JSON (`--json` progress lines come before it).
+pub fn last_json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout:?} / stderr {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `flatipfsctl ARGS` as root; panics unless it succeeds; its JSON.
+pub fn ok_json(stack: &Stack, args: &[&str]) -> Value {
+    let out = flatipfsctl(stack, None, args);
+    assert!(out.status.success(), "flatipfsctl {args:?}: {out:?}");
+    last_json(&out)
+}
+
+/// Publishes `reference` from `repo` to remote `main`; the result's JSON.
+pub fn publish_repo(stack: &Stack, repo: &Path, reference: &str) -> Value {
+    ok_json(
+        stack,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--repo",
+            repo.to_str().unwrap(),
+            reference,
+        ],
+    )
+}
