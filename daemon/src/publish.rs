@@ -193,6 +193,14 @@ impl Publisher {
             .ok_or_else(|| PublishError::Internal(format!("Kubo returned no CID for {name}")))
     }
 
+    /// The store index with CID `cid`.
+    async fn read_index(&self, cid: &str) -> Result<StoreIndex, PublishError> {
+        let bytes = self.kubo.cat(&format!("/ipfs/{cid}"), MAX_DOCUMENT).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            PublishError::Internal(format!("the store index {cid} cannot be read: {e}"))
+        })
+    }
+
     /// Publishes one release; see the module docs for the order of steps.
     pub async fn publish(
         &self,
@@ -311,16 +319,8 @@ impl Publisher {
         let deploy_stat = self.kubo.dag_stat(&[&deploy]).await?;
 
         // 4. The index as it stands, and the version.
-        let index_bytes = self
-            .kubo
-            .cat(&format!("/ipfs/{}", remote.index), MAX_DOCUMENT)
-            .await?;
-        let mut index: StoreIndex = serde_json::from_slice(&index_bytes).map_err(|e| {
-            PublishError::Internal(format!(
-                "the store index {} cannot be read: {e}",
-                remote.index
-            ))
-        })?;
+        let read_index = remote.index.clone();
+        let mut index = self.read_index(&read_index).await?;
         let previous = index.apps.get(&metadata.id).cloned();
         let version = match &request.version {
             Some(v) => v.clone(),
@@ -422,15 +422,9 @@ impl Publisher {
             .get(&request.remote)
             .cloned()
             .ok_or_else(|| PublishError::NoSuchRemote(request.remote.clone()))?;
-        // Re-read the index if another publication replaced it meanwhile.
-        if let Ok(bytes) = self
-            .kubo
-            .cat(&format!("/ipfs/{}", remote.index), MAX_DOCUMENT)
-            .await
-        {
-            if let Ok(current) = serde_json::from_slice::<StoreIndex>(&bytes) {
-                index = current;
-            }
+        // Another publication may have replaced the index meanwhile.
+        if remote.index != read_index {
+            index = self.read_index(&remote.index).await?;
         }
         index.sequence += 1;
         index.apps.insert(
