@@ -3,15 +3,17 @@
 //! Names, types, modes, sizes and symlink targets come from the validated
 //! manifest alone: `lookup`, `getattr`, `readdir` and `readlink` never call
 //! Kubo. File contents are read through Kubo's `cat` with offset and length,
-//! addressed by the file's CID; content is immutable, so the kernel may cache
-//! it for good (`FOPEN_KEEP_CACHE`, long TTLs). A read that Kubo cannot serve
+//! addressed by the file's CID, a window of up to 4 MiB per call (kept per
+//! file for the reads that follow); content is immutable, so the kernel may
+//! cache it for good (`FOPEN_KEEP_CACHE`, long TTLs). A read that Kubo cannot serve
 //! within the configured time fails with `EIO` instead of hanging, and
 //! several worker threads keep one slow read from blocking the others.
 //! Mounted `ro,nosuid,nodev,allow_other,default_permissions`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -28,6 +30,11 @@ use crate::release::{EntryKind, Manifest};
 const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Worker threads: one slow read must not block the others.
 const THREADS: usize = 8;
+/// A read that misses fetches this much from the requested offset (one
+/// Kubo call instead of one per 128 KiB kernel request).
+const WINDOW: u64 = 4 << 20;
+/// Read windows kept (per file, the latest one): at most 32 × 4 MiB.
+const WINDOWS: usize = 32;
 
 struct Node {
     parent: u64,
@@ -40,6 +47,9 @@ struct Node {
     children: BTreeMap<String, u64>,
 }
 
+/// Bytes of a file from an offset, as one Kubo call returned them.
+type Window = (u64, Arc<Vec<u8>>);
+
 /// One release's `files/` tree.
 pub struct ReleaseFs {
     /// Index `inode - 1`.
@@ -48,6 +58,8 @@ pub struct ReleaseFs {
     kubo: Client,
     runtime: tokio::runtime::Handle,
     read_timeout: Duration,
+    /// inode → the latest window read from Kubo.
+    windows: Mutex<HashMap<u64, Window>>,
 }
 
 /// Why a release cannot be mounted.
@@ -119,6 +131,7 @@ impl ReleaseFs {
             kubo,
             runtime: tokio::runtime::Handle::current(),
             read_timeout,
+            windows: Default::default(),
         })
     }
 
@@ -229,26 +242,48 @@ impl Filesystem for ReleaseFs {
             return reply.data(&[]);
         }
         let length = (size as u64).min(node.size - offset);
+        let inode = u64::from(ino);
+        let cached = self
+            .windows
+            .lock()
+            .expect("not poisoned")
+            .get(&inode)
+            .cloned();
+        if let Some((start, bytes)) = cached {
+            if offset >= start && offset + length <= start + bytes.len() as u64 {
+                let from = (offset - start) as usize;
+                return reply.data(&bytes[from..from + length as usize]);
+            }
+        }
+        let window = WINDOW.max(length).min(node.size - offset);
         // The timer must be created inside the runtime, hence the async block.
         let read = async {
             tokio::time::timeout(
                 self.read_timeout,
-                self.kubo.cat_range(&node.cid, offset, length),
+                self.kubo.cat_range(&node.cid, offset, window),
             )
             .await
         };
         match self.runtime.block_on(read) {
-            Ok(Ok(bytes)) if bytes.len() as u64 == length => reply.data(&bytes),
+            Ok(Ok(bytes)) if bytes.len() as u64 == window => {
+                reply.data(&bytes[..length as usize]);
+                let mut windows = self.windows.lock().expect("not poisoned");
+                if windows.len() >= WINDOWS && !windows.contains_key(&inode) {
+                    let victim = *windows.keys().next().expect("not empty");
+                    windows.remove(&victim);
+                }
+                windows.insert(inode, (offset, Arc::new(bytes)));
+            }
             Ok(Ok(bytes)) => {
-                warn!(cid = %node.cid, offset, length, got = bytes.len(), "short read from Kubo");
+                warn!(cid = %node.cid, offset, window, got = bytes.len(), "short read from Kubo");
                 reply.error(Errno::EIO)
             }
             Ok(Err(e)) => {
-                warn!(cid = %node.cid, offset, length, "read failed: {e}");
+                warn!(cid = %node.cid, offset, window, "read failed: {e}");
                 reply.error(Errno::EIO)
             }
             Err(_) => {
-                warn!(cid = %node.cid, offset, length, "read not served within {:?}", self.read_timeout);
+                warn!(cid = %node.cid, offset, window, "read not served within {:?}", self.read_timeout);
                 reply.error(Errno::EIO)
             }
         }
