@@ -121,3 +121,65 @@ pub fn number(details: &HashMap<String, OwnedValue>, key: &str) -> u64 {
         .and_then(|v| u64::try_from(v).ok())
         .unwrap_or(0)
 }
+
+/// What `flatipfsctl jobs` shows of one job.
+#[derive(Debug, serde::Serialize)]
+pub struct Described {
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub app: String,
+    pub state: String,
+    pub status: String,
+    pub progress: f64,
+    pub result: String,
+}
+
+fn job_proxy_builder<'a>(
+    manager: &'a ManagerProxy<'_>,
+    path: OwnedObjectPath,
+) -> Result<zbus::proxy::Builder<'a, JobProxy<'a>>, Failure> {
+    JobProxy::builder(manager.inner().connection())
+        .path(path)
+        .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
+        .map_err(|e| Failure::from_call(Error::from(e)))
+}
+
+/// Reads a job's properties.
+pub async fn describe(
+    manager: &ManagerProxy<'_>,
+    path: OwnedObjectPath,
+) -> Result<Described, Failure> {
+    let call = |e: zbus::Error| Failure::from_call(Error::from(e));
+    let job = job_proxy_builder(manager, path)?
+        .build()
+        .await
+        .map_err(call)?;
+    Ok(Described {
+        id: job.id().await.map_err(call)?,
+        kind: job.kind().await.map_err(call)?,
+        app: job.app().await.map_err(call)?,
+        state: job.state().await.map_err(call)?,
+        status: job.status().await.map_err(call)?,
+        progress: job.progress().await.map_err(call)?,
+        result: job.result().await.map_err(call)?,
+    })
+}
+
+/// Cancels job number `id`.
+pub async fn cancel(manager: &ManagerProxy<'_>, id: u64) -> Result<(), Failure> {
+    let path = OwnedObjectPath::try_from(format!("{}/job/{id}", flatipfs_dbus::MANAGER_PATH))
+        .map_err(|e| Failure::usage(format!("invalid job number {id}: {e}")))?;
+    let listed = manager.list_jobs().await.map_err(Failure::from_call)?;
+    if !listed.contains(&path) {
+        return Err(Failure::from_call(Error::new(
+            ErrorKind::NotFound,
+            format!("no job {id}; see `flatipfsctl jobs`"),
+        )));
+    }
+    let job = job_proxy_builder(manager, path)?
+        .build()
+        .await
+        .map_err(|e| Failure::from_call(Error::from(e)))?;
+    job.cancel().await.map_err(Failure::from_call)
+}

@@ -44,6 +44,13 @@ enum Command {
     },
     /// Publish a Flatpak build to a remote: DEPLOY_DIR, or --repo PATH REF.
     Publish(PublishArgs),
+    /// List the jobs running or recently finished.
+    Jobs,
+    /// Cancel a job (yours; another user's needs authorization).
+    Cancel {
+        /// The job's number, as `jobs` shows it.
+        job: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +155,23 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Publish(args) => publish(cli.json, &manager, args).await,
+        Command::Jobs => {
+            let paths = manager.list_jobs().await.map_err(Failure::from_call)?;
+            let mut listed = Vec::new();
+            for path in paths {
+                // A job may vanish between the list and the read: skip it.
+                if let Ok(job) = jobs::describe(&manager, path).await {
+                    listed.push(job);
+                }
+            }
+            output::jobs(cli.json, &listed);
+            Ok(())
+        }
+        Command::Cancel { job } => {
+            jobs::cancel(&manager, *job).await?;
+            output::done(cli.json, &format!("job {job} cancelled"));
+            Ok(())
+        }
     }
 }
 

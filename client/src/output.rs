@@ -135,6 +135,32 @@ pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
     }
 }
 
+/// `flatipfsctl jobs`.
+pub fn jobs(json: bool, jobs: &[jobs::Described]) {
+    if json {
+        println!("{}", json!({ "jobs": jobs }));
+        return;
+    }
+    if jobs.is_empty() {
+        println!("no jobs");
+    }
+    for j in jobs {
+        let state = if j.result.is_empty() {
+            format!("{} {:.0}%", j.state, j.progress * 100.0)
+        } else {
+            j.result.clone()
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            j.id,
+            j.kind,
+            if j.app.is_empty() { "-" } else { &j.app },
+            state,
+            j.status
+        );
+    }
+}
+
 /// A mutating command that finished.
 pub fn done(json: bool, what: &str) {
     if json {

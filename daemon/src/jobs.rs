@@ -133,6 +133,8 @@ impl Job {
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
+    /// Jobs running or still in their grace period, by id.
+    live: std::sync::Mutex<BTreeMap<u64, Arc<Job>>>,
 }
 
 impl Jobs {
@@ -148,10 +150,30 @@ impl Jobs {
             status: "starting".into(),
             ..Default::default()
         });
-        Arc::new(Job {
+        let job = Arc::new(Job {
             info,
             cancel: CancellationToken::new(),
-        })
+        });
+        self.live
+            .lock()
+            .expect("not poisoned")
+            .insert(id, job.clone());
+        job
+    }
+
+    /// Ids of the jobs running or in their grace period, oldest first.
+    pub fn live(&self) -> Vec<u64> {
+        self.live
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Forgets a job whose object is gone.
+    pub fn forget(&self, id: u64) {
+        self.live.lock().expect("not poisoned").remove(&id);
     }
 }
 
@@ -165,6 +187,10 @@ mod tests {
         let a = jobs.create("publish", "", 0);
         let b = jobs.create("publish", "", 0);
         assert_eq!((a.id(), b.id()), (1, 2));
+        assert_eq!(jobs.live(), [1, 2]);
+        jobs.forget(1);
+        assert_eq!(jobs.live(), [2]);
+        assert_eq!(jobs.create("publish", "", 0).id(), 3);
         a.set_bytes(50, 100);
         assert_eq!(a.watch().borrow().progress(), 0.5);
         a.set_bytes(150, 100);

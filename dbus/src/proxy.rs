@@ -45,6 +45,9 @@ pub trait Manager {
         options: HashMap<&str, Value<'_>>,
     ) -> Result<OwnedObjectPath, Error>;
 
+    /// The jobs running or in their grace period.
+    fn list_jobs(&self) -> Result<Vec<OwnedObjectPath>, Error>;
+
     /// A job finished.
     #[zbus(signal)]
     fn job_removed(

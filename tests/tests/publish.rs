@@ -506,7 +506,21 @@ fn a_publish_job_can_be_cancelled_by_its_initiator_only() {
         "another user's cancel stopped the job"
     );
 
-    job.cancel().unwrap();
+    // It is listed, and `flatipfsctl cancel` stops it.
+    let id = job.id().unwrap();
+    let listed = ok_json(&stack, &["jobs", "--json"]);
+    let entry = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("job {id} not listed: {listed}"));
+    assert_eq!(entry["type"], "publish");
+    assert_eq!(entry["state"], "running");
+    let missing = flatipfsctl(&stack, None, &["cancel", "999", "--json"]);
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    ok_json(&stack, &["cancel", &id.to_string(), "--json"]);
     let signal = removed
         .into_iter()
         .find(|s| s.args().map(|a| a.path == path).unwrap_or(false))
@@ -516,6 +530,15 @@ fn a_publish_job_can_be_cancelled_by_its_initiator_only() {
     assert_eq!(args.error_name, "org.flatipfs.Manager1.Error.Cancelled");
     // Still readable during the grace period.
     assert_eq!(job.result().unwrap(), "cancelled");
+    let listed = ok_json(&stack, &["jobs", "--json"]);
+    assert!(
+        listed["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id && j["result"] == "cancelled"),
+        "{listed}"
+    );
     assert_eq!(job.state().unwrap(), "finished");
     let index = index_on(&stack, 1, &ipns);
     assert!(

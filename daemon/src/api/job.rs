@@ -224,6 +224,8 @@ where
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot export the job: {e}")))?;
     let grace = manager.grace_period();
+    let id = job.id();
+    let manager = manager.clone();
     // The worker: runs the work and records how it ended.
     let worker_job = job.clone();
     tokio::spawn(async move {
@@ -270,6 +272,7 @@ where
         }
         tokio::time::sleep(grace).await;
         let _ = server.remove::<JobObject, _>(&job_path).await;
+        manager.jobs.forget(id);
     });
     Ok(path)
 }

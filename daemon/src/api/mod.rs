@@ -239,6 +239,17 @@ impl ManagerObject {
         spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
     }
 
+    /// The jobs running or still in their grace period, oldest first.
+    /// Needs no authorization.
+    async fn list_jobs(&self) -> Vec<OwnedObjectPath> {
+        self.manager
+            .jobs
+            .live()
+            .into_iter()
+            .map(job::job_path)
+            .collect()
+    }
+
     /// The daemon's version.
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
