@@ -10,28 +10,11 @@
 # The tree is the one bench-publish.sh uses (a scipy wheel unpacked into an
 # app's files/), published on Kubo node 1 and served from node 2.
 #   scripts/bench-mount.sh     # prints Markdown (also target/bench-mount.md)
-set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-bash "$here/scripts/setup.sh"
-export PATH="$HOME/.cargo/bin:$PATH"
-(cd "$here" && cargo build --release --workspace --quiet)
-bin="$here/target/release"
-kubo=$(bash "$here/scripts/build-kubo.sh")
-package=${BENCH_PACKAGE:-scipy}
+source "$(dirname "$0")/bench-common.sh"
 version=${BENCH_OLD:-1.14.0}
-cache="${FLATIPFS_CACHE:-$HOME/.cache/flatipfs}/bench/$package"
-work=$(mktemp -d /tmp/flatipfs-bench.XXXXXX)
-chmod 0755 "$work"
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; "$bin/flatipfs-stack" down "$work/stack" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-
-mkdir -p "$cache"
-ls "$cache"/*-"$version"-*.whl >/dev/null 2>&1 || python3 -m pip download --quiet --no-deps --only-binary=:all: \
-  --python-version 3.11 --platform manylinux2014_x86_64 --dest "$cache" "$package==$version" >&2
 tree="$work/tree"
-mkdir -p "$tree/files/lib/python3.11/site-packages"
-python3 -m zipfile -e "$(ls "$cache"/*-"$version"-*.whl | head -1)" "$tree/files/lib/python3.11/site-packages"
-: > "$tree/files/.ref"
-printf '[Application]\nname=org.bench.Package\nruntime=org.test.Platform/x86_64/master\n' > "$tree/metadata"
+make_tree "$version" "$tree"
 
 env_lines=$("$bin/flatipfs-stack" up "$work/stack")
 eval "$env_lines"

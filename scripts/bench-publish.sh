@@ -12,35 +12,14 @@
 #   BENCH_PACKAGE=numpy BENCH_OLD=2.1.2 BENCH_NEW=2.1.3 scripts/bench-publish.sh
 #
 # Prints a Markdown report (also written to target/bench-publish.md).
-set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-bash "$here/scripts/setup.sh"
-export PATH="$HOME/.cargo/bin:$PATH"
-# Optimized binaries: the daemon is measured against Kubo, a release build.
-(cd "$here" && cargo build --release --workspace --quiet)
-bin="$here/target/release"
-kubo=$(bash "$here/scripts/build-kubo.sh")
-package=${BENCH_PACKAGE:-scipy}
+source "$(dirname "$0")/bench-common.sh"
 old=${BENCH_OLD:-1.14.0}
 new=${BENCH_NEW:-1.14.1}
-cache="${FLATIPFS_CACHE:-$HOME/.cache/flatipfs}/bench/$package"
-work=$(mktemp -d /tmp/flatipfs-bench.XXXXXX)
-chmod 0755 "$work"   # polkitd (its own user) must reach the stack inside
 trap '"$bin/flatipfs-stack" down "$work/stack" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 # --- the trees ---------------------------------------------------------------
-mkdir -p "$cache"
-for v in "$old" "$new"; do
-  if ! ls "$cache"/*-"$v"-*.whl >/dev/null 2>&1; then
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
-      --platform manylinux2014_x86_64 --dest "$cache" "$package==$v" >&2
-  fi
-  tree="$work/$v"
-  mkdir -p "$tree/files/lib/python3.11/site-packages"
-  python3 -m zipfile -e "$(ls "$cache"/*-"$v"-*.whl | head -1)" "$tree/files/lib/python3.11/site-packages"
-  : > "$tree/files/.ref"
-  printf '[Application]\nname=org.bench.Package\nruntime=org.test.Platform/x86_64/master\ncommand=python3\n' > "$tree/metadata"
-done
+make_tree "$old" "$work/$old"
+make_tree "$new" "$work/$new"
 
 # --- the stack ---------------------------------------------------------------
 env_lines=$("$bin/flatipfs-stack" up "$work/stack")

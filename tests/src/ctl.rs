@@ -54,3 +54,21 @@ pub fn publish_repo(stack: &Stack, repo: &Path, reference: &str) -> Value {
         ],
     )
 }
+
+/// `flatipfsctl remote create NAME`; the remote's IPNS name (without `/ipns/`).
+pub fn create_remote(stack: &Stack, name: &str) -> String {
+    let created = ok_json(stack, &["remote", "create", name, "--json"]);
+    created["name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/ipns/")
+        .to_string()
+}
+
+/// Publishes like [`publish_repo`]; just the release root CID.
+pub fn publish_release(stack: &Stack, repo: &Path, reference: &str) -> String {
+    publish_repo(stack, repo, reference)["release"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

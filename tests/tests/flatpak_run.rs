@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use flatipfs_tests::ctl::publish_repo;
+use flatipfs_tests::ctl::{create_remote, publish_release};
 use flatipfs_tests::fixtures::{self, hello_ref};
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::users::{self, PLAIN_USER};
@@ -22,20 +22,9 @@ fn a_release_served_from_ipfs_runs_with_flatpak_for_root_and_users() {
     let runtime_ref = app_ref.replace("app/org.test.Hello", "runtime/org.test.Platform");
     let stack = TestStack::up(&StackOptions::default()).unwrap();
     users::ensure_test_users().unwrap();
-    run_ok(
-        stack
-            .command(paths::binary("flatipfsctl").unwrap())
-            .args(["remote", "create", "main"]),
-    )
-    .unwrap();
-    let runtime = publish_repo(&stack, &apps.join("repo-v1"), &runtime_ref)["release"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let app = publish_repo(&stack, &apps.join("repo-v1"), &app_ref)["release"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    create_remote(&stack, "main");
+    let runtime = publish_release(&stack, &apps.join("repo-v1"), &runtime_ref);
+    let app = publish_release(&stack, &apps.join("repo-v1"), &app_ref);
 
     let config = stack.dir.join("flatpak-config");
     let installation = stack.dir.join("installation");

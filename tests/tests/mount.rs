@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use flatipfs_tests::ctl::publish_repo;
+use flatipfs_tests::ctl::{create_remote, publish_release};
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
-use flatipfs_tests::stack::{run_ok, wait_for};
+use flatipfs_tests::stack::wait_for;
 use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
 
@@ -103,16 +103,8 @@ fn a_mounted_release_shows_exactly_the_published_tree_read_only() {
     let reference = hello_ref(&apps).unwrap();
     let stack = TestStack::up(&StackOptions::default()).unwrap();
     users::ensure_test_users().unwrap();
-    run_ok(
-        stack
-            .command(paths::binary("flatipfsctl").unwrap())
-            .args(["remote", "create", "main"]),
-    )
-    .unwrap();
-    let release = publish_repo(&stack, &apps.join("repo-v1"), &reference)["release"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    create_remote(&stack, "main");
+    let release = publish_release(&stack, &apps.join("repo-v1"), &reference);
     let mounted = mount(&stack, 2, &release, "mnt", "30s");
 
     let scratch = tempfile::tempdir().unwrap();
@@ -173,16 +165,8 @@ fn a_read_kubo_cannot_serve_fails_with_eio_in_bounded_time_and_works_once_the_no
     let apps = fixtures::test_apps().unwrap();
     let reference = hello_ref(&apps).unwrap();
     let stack = TestStack::up(&StackOptions::default()).unwrap();
-    run_ok(
-        stack
-            .command(paths::binary("flatipfsctl").unwrap())
-            .args(["remote", "create", "main"]),
-    )
-    .unwrap();
-    let release = publish_repo(&stack, &apps.join("repo-v2"), &reference)["release"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    create_remote(&stack, "main");
+    let release = publish_release(&stack, &apps.join("repo-v2"), &reference);
     // Node 2 gets the manifest (so it can mount), then the publisher goes away.
     stack
         .ipfs(2, &["cat", &format!("/ipfs/{release}/manifest")])

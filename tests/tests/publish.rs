@@ -6,21 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json, publish_repo};
+use flatipfs_tests::ctl::{create_remote, flatipfsctl, last_json, ok_json, publish_repo};
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
 use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
 use serde_json::Value;
-
-/// `flatipfsctl remote create NAME --json` → the IPNS name (without /ipns/).
-fn create_remote(stack: &Stack, name: &str) -> String {
-    let created = ok_json(stack, &["remote", "create", name, "--json"]);
-    created["name"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("/ipns/")
-        .to_string()
-}
 
 /// The store index as node `node` resolves it.
 fn index_on(stack: &Stack, node: usize, ipns: &str) -> Value {
