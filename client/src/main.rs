@@ -4,6 +4,7 @@
 //! printed as text or, with `--json`, as JSON on stdout (errors included).
 //! Exit codes are listed in `docs/flatipfsctl.md` and in [`exit`].
 
+mod apps;
 mod exit;
 mod jobs;
 mod output;
@@ -44,6 +45,27 @@ enum Command {
     },
     /// Publish a Flatpak build to a remote: DEPLOY_DIR, or --repo PATH REF.
     Publish(PublishArgs),
+    /// Install an app: REMOTE APP_ID, or /ipfs/<release root> for a fixed release.
+    Install {
+        /// Return once the app can run, leaving the rest of the fetch to the daemon.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(required = true, num_args = 1..=2, value_names = ["REMOTE", "APP_ID"])]
+        source: Vec<String>,
+    },
+    /// Uninstall an app (unmounted, unpinned, its files removed).
+    Uninstall { app_id: String },
+    /// List installed apps and runtimes.
+    List,
+    /// Show one installed app.
+    Info { app_id: String },
+    /// Run an app with `flatpak run`, warning while it is still being fetched.
+    Run {
+        app_id: String,
+        /// Arguments for the app.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// List the jobs running or recently finished.
     Jobs,
     /// Cancel a job (yours; another user's needs authorization).
@@ -155,6 +177,13 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Publish(args) => publish(cli.json, &manager, args).await,
+        Command::Install { no_wait, source } => {
+            apps::install(cli.json, &manager, source, *no_wait).await
+        }
+        Command::Uninstall { app_id } => apps::uninstall(cli.json, &manager, app_id).await,
+        Command::List => apps::list(cli.json, &manager).await,
+        Command::Info { app_id } => apps::info(cli.json, &manager, app_id).await,
+        Command::Run { app_id, args } => apps::run(&manager, app_id, args).await,
         Command::Jobs => {
             let paths = manager.list_jobs().await.map_err(Failure::from_call)?;
             let mut listed = Vec::new();

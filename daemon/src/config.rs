@@ -28,6 +28,72 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Jobs.
     pub jobs: JobsConfig,
+    /// The Flatpak installation apps are laid out in.
+    pub installation: InstallationConfig,
+    /// Fetching releases from the network.
+    pub fetch: FetchConfig,
+}
+
+/// The `[installation]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstallationConfig {
+    /// The installation's id in `installations.d` (`flatpak --installation=ID`).
+    pub id: String,
+    /// Where it lives; unset: `<state_directory>/installation`.
+    pub path: Option<PathBuf>,
+    /// Flatpak's configuration directory, whose `installations.d` registers it.
+    pub flatpak_config_dir: PathBuf,
+}
+
+impl Default for InstallationConfig {
+    fn default() -> Self {
+        InstallationConfig {
+            id: "flatipfs".into(),
+            path: None,
+            flatpak_config_dir: PathBuf::from("/etc/flatpak"),
+        }
+    }
+}
+
+/// The `[fetch]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// A read through a mount that Kubo cannot serve in this time fails with EIO.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Longest wait for a store index name to resolve.
+    #[serde(with = "humantime_serde")]
+    pub resolve_timeout: Duration,
+    /// Longest wait for a manifest or a store index document.
+    #[serde(with = "humantime_serde")]
+    pub document_timeout: Duration,
+    /// A background fetch without progress for this long is cancelled and retried.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+    /// First pause before a failed fetch is retried; doubled each time.
+    #[serde(with = "humantime_serde")]
+    pub retry_delay: Duration,
+    /// Longest pause between retries.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Startup-set ranges fetched at once.
+    pub prefetch_concurrency: usize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            read_timeout: Duration::from_secs(30),
+            resolve_timeout: Duration::from_secs(60),
+            document_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(120),
+            retry_delay: Duration::from_secs(5),
+            retry_max_delay: Duration::from_secs(300),
+            prefetch_concurrency: 4,
+        }
+    }
 }
 
 /// The `[limits]` table.
@@ -96,6 +162,8 @@ impl Default for Config {
             kubo: KuboConfig::default(),
             limits: LimitsConfig::default(),
             jobs: JobsConfig::default(),
+            installation: InstallationConfig::default(),
+            fetch: FetchConfig::default(),
         }
     }
 }
@@ -174,12 +242,51 @@ impl Config {
         for (name, value) in [
             ("kubo.status_interval", self.kubo.status_interval),
             ("kubo.request_timeout", self.kubo.request_timeout),
+            ("fetch.read_timeout", self.fetch.read_timeout),
+            ("fetch.resolve_timeout", self.fetch.resolve_timeout),
+            ("fetch.document_timeout", self.fetch.document_timeout),
+            ("fetch.stall_timeout", self.fetch.stall_timeout),
+            ("fetch.retry_delay", self.fetch.retry_delay),
         ] {
             if value.is_zero() {
                 return Err(inconsistent(&format!("{name} must be longer than 0s")));
             }
         }
+        if self.fetch.prefetch_concurrency == 0 {
+            return Err(inconsistent(
+                "fetch.prefetch_concurrency must be at least 1",
+            ));
+        }
+        if !crate::installation::valid_installation_id(&self.installation.id) {
+            return Err(inconsistent(
+                "installation.id must be 1 to 64 of a-z, A-Z, 0-9, '-', '_'",
+            ));
+        }
+        for (name, path) in [
+            ("installation.path", self.installation.path.as_deref()),
+            (
+                "installation.flatpak_config_dir",
+                Some(self.installation.flatpak_config_dir.as_path()),
+            ),
+        ] {
+            if path.is_some_and(|p| !p.is_absolute()) {
+                return Err(inconsistent(&format!("{name} must be an absolute path")));
+            }
+        }
         Ok(())
+    }
+
+    /// The installation apps are laid out in.
+    pub fn installation(&self) -> crate::installation::Installation {
+        crate::installation::Installation {
+            id: self.installation.id.clone(),
+            path: self
+                .installation
+                .path
+                .clone()
+                .unwrap_or_else(|| self.state_directory.join("installation")),
+            config_dir: self.installation.flatpak_config_dir.clone(),
+        }
     }
 
     /// The embedded node's repository.

@@ -67,6 +67,15 @@ pub struct Installation {
     pub config_dir: PathBuf,
 }
 
+/// Whether `id` can name an installation in `installations.d`.
+pub fn valid_installation_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The 64-hex deploy directory name of a release: sha256 of its root CID.
 pub fn deploy_id(release: &str) -> String {
     let digest = Sha256::digest(release.as_bytes());
@@ -234,6 +243,109 @@ impl Installation {
         let changed = self.path.join(".changed");
         fs::File::create(&changed).map_err(io(&changed))?;
         Ok(())
+    }
+
+    /// The deploy directory of `release` of `manifest`'s ref.
+    pub fn deploy_dir(&self, manifest: &Manifest, release: &str) -> PathBuf {
+        self.ref_dir(manifest).join(deploy_id(release))
+    }
+
+    /// Every ref directory present (`app/ID/ARCH/BRANCH`, `runtime/…`),
+    /// as `(kind, id, arch, branch)`.
+    pub fn refs(&self) -> Vec<(Kind, String, String, String)> {
+        let names = |dir: &Path| -> Vec<String> {
+            fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for kind in [Kind::App, Kind::Runtime] {
+            let top = self.path.join(kind.as_str());
+            for id in names(&top) {
+                for arch in names(&top.join(&id)) {
+                    for branch in names(&top.join(&id).join(&arch)) {
+                        out.push((kind, id.clone(), arch.clone(), branch));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every deploy of a ref except those of `keep` (release root
+    /// CIDs), and leftovers of interrupted writes. With nothing kept, the
+    /// ref goes entirely: `active`, `current` if it names this branch, the
+    /// exports pointing into it, and its directories. Under the lock;
+    /// `.changed` is touched. Mounts must be detached before.
+    pub fn prune_ref(
+        &self,
+        kind: Kind,
+        id: &str,
+        arch: &str,
+        branch: &str,
+        keep: &[String],
+    ) -> Result<(), InstallationError> {
+        let _lock = self.lock()?;
+        let id_dir = self.path.join(kind.as_str()).join(id);
+        let ref_dir = id_dir.join(arch).join(branch);
+        let kept: Vec<String> = keep.iter().map(|r| deploy_id(r)).collect();
+        if let Ok(entries) = fs::read_dir(&ref_dir) {
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir && !kept.contains(&name) {
+                    fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+                }
+            }
+        }
+        if kept.is_empty() {
+            let _ = fs::remove_file(ref_dir.join("active"));
+            let _ = fs::remove_dir(&ref_dir);
+            let current = id_dir.join("current");
+            if fs::read_link(&current).is_ok_and(|t| t == Path::new(arch).join(branch)) {
+                let _ = fs::remove_file(&current);
+            }
+            let _ = fs::remove_dir(id_dir.join(arch));
+            let _ = fs::remove_dir(&id_dir);
+            self.prune_exports();
+        }
+        let changed = self.path.join(".changed");
+        fs::File::create(&changed).map_err(io(&changed))?;
+        Ok(())
+    }
+
+    /// Removes export links whose target is gone, and emptied directories.
+    fn prune_exports(&self) {
+        fn walk(dir: &Path) -> bool {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return false;
+            };
+            let mut empty = true;
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_symlink() && !path.exists() => {
+                        let _ = fs::remove_file(&path);
+                    }
+                    Ok(t) if t.is_dir() => {
+                        if walk(&path) {
+                            let _ = fs::remove_dir(&path);
+                        } else {
+                            empty = false;
+                        }
+                    }
+                    _ => empty = false,
+                }
+            }
+            empty
+        }
+        walk(&self.path.join("exports"));
     }
 
     /// The installation lock, as Flatpak takes it: an open-file-description

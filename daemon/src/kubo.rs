@@ -55,6 +55,8 @@ pub enum KuboError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no progress {what} for {after:?}")]
+    Stalled { what: String, after: Duration },
     #[error("Kubo is not usable: {0}")]
     NotUsable(String),
     #[error("Kubo {found} is too old: flatipfsd needs Kubo {}.{} or newer", MIN_VERSION.0, MIN_VERSION.1)]
@@ -129,6 +131,17 @@ pub enum AddPart {
         name: String,
         data: Vec<u8>,
     },
+}
+
+/// Reply of `files/stat?with-local=true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Locality {
+    pub cumulative_size: u64,
+    #[serde(default)]
+    pub size_local: u64,
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// Summary of `dag/stat` over several roots.
@@ -347,6 +360,206 @@ impl Client {
         let path = format!("/ipfs/{cid}");
         self.call_unit("pin/add", &[("arg", &path), ("name", name)])
             .await
+    }
+
+    /// Removes the recursive pin of `cid`; a CID not pinned is not an error.
+    pub async fn pin_rm(&self, cid: &str) -> Result<(), KuboError> {
+        let path = format!("/ipfs/{cid}");
+        match self.call_unit("pin/rm", &[("arg", &path)]).await {
+            Err(KuboError::Rpc { message, .. }) if message.contains("not pinned") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether `cid` is pinned recursively (by anyone).
+    pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
+        let path = format!("/ipfs/{cid}");
+        match self
+            .call_unit("pin/ls", &[("arg", &path), ("type", "recursive")])
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(KuboError::Rpc { message, .. }) if message.contains("not pinned") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Recursive pins whose name starts with `prefix`: `(cid, name)`.
+    pub async fn pins_named(&self, prefix: &str) -> Result<Vec<(String, String)>, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Pin {
+            #[serde(default)]
+            name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Pins {
+            #[serde(default)]
+            keys: std::collections::BTreeMap<String, Pin>,
+        }
+        let pins: Pins = self
+            .call("pin/ls", &[("type", "recursive"), ("names", "true")])
+            .await?;
+        Ok(pins
+            .keys
+            .into_iter()
+            .filter(|(_, p)| p.name.starts_with(prefix))
+            .map(|(cid, p)| (cid, p.name))
+            .collect())
+    }
+
+    /// Names in an MFS directory; a missing directory is empty.
+    pub async fn files_ls(&self, path: &str) -> Result<Vec<String>, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Listing {
+            entries: Option<Vec<Entry>>,
+        }
+        match self.call::<Listing>("files/ls", &[("arg", path)]).await {
+            Ok(listing) => Ok(listing
+                .entries
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.name)
+                .collect()),
+            Err(KuboError::Rpc { message, .. }) if message.contains("does not exist") => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pins `cid` recursively under `name`, fetching what is missing, and
+    /// reports `(blocks, bytes)` as Kubo walks the DAG (every 500 ms).
+    /// Fails with [`KuboError::Stalled`] when the block count has not grown
+    /// for `stall`.
+    pub async fn pin_add_progress(
+        &self,
+        cid: &str,
+        name: &str,
+        stall: Duration,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<(), KuboError> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct Line {
+            progress: u64,
+            bytes: u64,
+            pins: Option<Vec<String>>,
+        }
+        let path = format!("/ipfs/{cid}");
+        let url = format!("{}/api/v0/pin/add", self.base);
+        let mut response = self
+            .http
+            .post(url)
+            .query(&[("arg", path.as_str()), ("name", name), ("progress", "true")])
+            .timeout(Duration::from_secs(7 * 24 * 3600))
+            .send()
+            .await
+            .map_err(|source| KuboError::Unreachable {
+                api: self.address.clone(),
+                source,
+            })?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            return Err(KuboError::Rpc {
+                api: self.address.clone(),
+                command: "pin/add".into(),
+                status,
+                message: serde_json::from_str::<RpcError>(&body)
+                    .map(|e| e.message)
+                    .unwrap_or(body),
+            });
+        }
+        let mut buffer = Vec::new();
+        let mut blocks = 0;
+        let mut last_growth = tokio::time::Instant::now();
+        loop {
+            let deadline = last_growth + stall;
+            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+                .await
+                .map_err(|_| KuboError::Stalled {
+                    what: format!("pinning {cid}"),
+                    after: stall,
+                })?
+                .map_err(|source| KuboError::BadReply {
+                    api: self.address.clone(),
+                    command: "pin/add".into(),
+                    source,
+                })?;
+            let Some(chunk) = chunk else {
+                return Err(KuboError::Garbled {
+                    api: self.address.clone(),
+                    command: "pin/add".into(),
+                    message: "the reply ended before the pin was confirmed".into(),
+                });
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Ok(error) = serde_json::from_slice::<RpcError>(&line) {
+                    return Err(KuboError::Rpc {
+                        api: self.address.clone(),
+                        command: "pin/add".into(),
+                        status: 200,
+                        message: error.message,
+                    });
+                }
+                let line: Line =
+                    serde_json::from_slice(&line).map_err(|e| self.garbled("pin/add", e))?;
+                if line.pins.is_some() {
+                    return Ok(());
+                }
+                if line.progress > blocks {
+                    blocks = line.progress;
+                    last_growth = tokio::time::Instant::now();
+                }
+                progress(line.progress, line.bytes);
+            }
+        }
+    }
+
+    /// Size and locality of an MFS path (`files/stat?with-local=true`):
+    /// walks the DAG with an offline block service, never fetching.
+    pub async fn files_locality(&self, path: &str) -> Result<Locality, KuboError> {
+        self.call("files/stat", &[("arg", path), ("with-local", "true")])
+            .await
+    }
+
+    /// Resolves `/ipns/NAME` to the path it names, asking the network
+    /// (`nocache`), within `timeout`.
+    pub async fn name_resolve(&self, name: &str, timeout: Duration) -> Result<String, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Resolved {
+            path: String,
+        }
+        let arg = format!("/ipns/{name}");
+        let kubo_timeout = format!("{}ms", timeout.as_millis());
+        let args = [
+            ("arg", arg.as_str()),
+            ("nocache", "true"),
+            ("dht-timeout", kubo_timeout.as_str()),
+            ("timeout", kubo_timeout.as_str()),
+        ];
+        let call = self.call::<Resolved>("name/resolve", &args);
+        match tokio::time::timeout(timeout + Duration::from_secs(2), call).await {
+            Ok(result) => result.map(|r| r.path),
+            Err(_) => Err(KuboError::Stalled {
+                what: format!("resolving /ipns/{name}"),
+                after: timeout,
+            }),
+        }
     }
 
     /// Publishes `/ipfs/CID` under key `key` with IPNS sequence `sequence`.

@@ -7,11 +7,14 @@
 //! one older than 0.42 (exiting), then serve until SIGTERM or SIGINT.
 
 mod api;
+mod apps;
 mod config;
 mod deploy_data;
+mod fetch;
 mod flatpak;
 mod fuse;
 mod index;
+mod install;
 mod installation;
 mod jobs;
 mod kubo;
@@ -19,10 +22,12 @@ mod kubo_monitor;
 mod kubo_node;
 mod logging;
 mod manager;
+mod mounts;
 mod policy;
 mod publish;
 mod release;
 mod remotes;
+mod source;
 mod store;
 mod tools;
 mod tree;
@@ -139,6 +144,11 @@ async fn run(args: Args) -> Result<()> {
         status.clone(),
     ));
     let gate = policy::Gate::new(connection.clone());
+    tokio::spawn(api::forward_apps(
+        connection.clone(),
+        manager.clone(),
+        gate.clone(),
+    ));
     connection
         .object_server()
         .at(MANAGER_PATH, zbus::fdo::ObjectManager)
@@ -168,6 +178,7 @@ async fn run(args: Args) -> Result<()> {
         }
     };
     kubo_monitor::spawn(config_rx, source, status_tx);
+    tokio::spawn(install::restore(manager.clone()));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use flatipfs_dbus::KuboStatus;
 use tokio::sync::Mutex;
 
+use crate::apps::Apps;
 use crate::config::{Config, ConfigError};
 use crate::jobs::Jobs;
 use crate::kubo::{self, Client};
@@ -29,6 +30,8 @@ pub struct Manager {
     kubo: watch::Receiver<KuboStatus>,
     /// Every job of this daemon.
     pub jobs: Jobs,
+    /// The installed apps at run time.
+    pub apps: Arc<Apps>,
     /// Serializes every read-modify-write of the state file.
     state_lock: Arc<Mutex<()>>,
 }
@@ -54,8 +57,49 @@ impl Manager {
             config,
             kubo,
             jobs: Jobs::default(),
+            apps: Arc::default(),
             state_lock: Arc::default(),
         }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// The state file.
+    pub fn store(&self) -> Store {
+        Store::new(&self.config.borrow().state_directory)
+    }
+
+    /// Serializes every read-modify-write of the state file.
+    pub fn state_lock(&self) -> Arc<Mutex<()>> {
+        self.state_lock.clone()
+    }
+
+    /// Waits for the Kubo monitor's first look at the node (at most
+    /// `limit`), then returns a client of the node's API whether or not
+    /// it is up: mounts use it, and their reads fail with EIO until it is.
+    pub async fn mount_client(
+        &self,
+        limit: std::time::Duration,
+    ) -> Result<Client, kubo::KuboError> {
+        let mut status = self.kubo.clone();
+        let _ = tokio::time::timeout(limit, status.wait_for(|s| !s.api.is_empty())).await;
+        let config = self.config();
+        let api = match self.kubo.borrow().api.clone() {
+            api if !api.is_empty() => api,
+            _ => config
+                .kubo
+                .api
+                .clone()
+                .ok_or_else(|| kubo::KuboError::NotUsable("no API address yet".into()))?,
+        };
+        // The mount bounds each read itself (fetch.read_timeout).
+        Client::new(
+            &api,
+            config.fetch.read_timeout + std::time::Duration::from_secs(5),
+        )
     }
 
     /// How long finished jobs stay on the bus.

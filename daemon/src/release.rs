@@ -18,7 +18,7 @@ pub const MANIFEST_NAME: &str = "manifest";
 pub const DEPLOY_NAME: &str = "deploy";
 
 /// What a release holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     App,

@@ -18,6 +18,65 @@ pub struct State {
     pub publishing: BTreeMap<String, PublishingRemote>,
     /// Remotes this daemon installs from (trusted by an admin), by name.
     pub remotes: BTreeMap<String, Remote>,
+    /// Apps and runtimes installed by this daemon, by id.
+    pub apps: BTreeMap<String, InstalledApp>,
+}
+
+/// How far an install got; see `docs/architecture.md` ("crash safety").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Being laid out: a daemon that restarts in this phase removes it.
+    Installing,
+    /// Laid out and active: mounted at every start, fetched until complete.
+    Ready,
+}
+
+/// An app or runtime this daemon installed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledApp {
+    pub id: String,
+    pub kind: crate::release::Kind,
+    pub arch: String,
+    pub branch: String,
+    /// The remote it came from; none for a fixed `/ipfs/` release.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// What the install was asked for (`REMOTE APP_ID` or `/ipfs/CID`).
+    pub source: String,
+    pub phase: Phase,
+    /// The release root in use.
+    pub current: String,
+    /// Every release kept on this machine, oldest first.
+    pub deployments: Vec<Deployment>,
+    /// The runtime it needs (`ID/ARCH/BRANCH`), for apps.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// When it was installed (seconds since the epoch).
+    pub installed: u64,
+}
+
+/// One release of an installed app kept on this machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Release root CID.
+    pub release: String,
+    pub version: String,
+    /// The store index sequence it was published at (0: unknown).
+    pub sequence: u64,
+    /// Bytes of the release's DAG.
+    pub total_bytes: u64,
+    /// Every block is local and pinned.
+    pub complete: bool,
+    /// When it was deployed here (seconds since the epoch).
+    pub deployed: u64,
+}
+
+impl InstalledApp {
+    /// The deployment in use.
+    pub fn current(&self) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.release == self.current)
+    }
 }
 
 /// A remote apps are installed from.

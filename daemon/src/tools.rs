@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::fuse::ReleaseFs;
-use crate::installation::{Installation, LocalFile};
+use crate::installation::Installation;
 use crate::kubo::Client;
-use crate::release::{EntryKind, Manifest, ManifestLimits, MANIFEST_NAME};
+use crate::release::{Manifest, ManifestLimits, MANIFEST_NAME};
 
 /// Where `mount-release` serves a release.
 pub enum Target {
@@ -20,37 +20,6 @@ pub enum Target {
     Mountpoint(std::path::PathBuf),
     /// As the active deploy of its ref in this Flatpak installation.
     Installation(Installation),
-}
-
-/// Fetches `metadata` and the files of `export/`: what a deploy keeps on
-/// local disk. Symlinks in `export/` are skipped, never followed or copied.
-async fn local_files(kubo: &Client, manifest: &Manifest) -> Result<Vec<LocalFile>> {
-    let mut out = Vec::new();
-    for entry in &manifest.entries {
-        if entry.kind != EntryKind::File
-            || !(entry.path == "metadata" || entry.path.starts_with("export/"))
-        {
-            continue;
-        }
-        let data = kubo
-            .cat(&format!("/ipfs/{}", entry.cid), entry.size)
-            .await?;
-        anyhow::ensure!(
-            data.len() as u64 == entry.size,
-            "{} arrived short",
-            entry.path
-        );
-        out.push(LocalFile {
-            path: entry.path.clone(),
-            data,
-            executable: entry.mode & 0o111 != 0,
-        });
-    }
-    anyhow::ensure!(
-        out.iter().any(|f| f.path == "metadata"),
-        "the release has no metadata file"
-    );
-    Ok(out)
 }
 
 /// The largest manifest accepted (a manifest is one JSON line per entry).
@@ -86,7 +55,8 @@ pub async fn mount_release(
         Target::Mountpoint(path) => (path, None),
         Target::Installation(installation) => {
             installation.register().await?;
-            let local = local_files(&kubo, &manifest).await?;
+            let local =
+                crate::install::local_files(&kubo, &manifest, Duration::from_secs(60)).await?;
             let deploy = installation.write_deploy(&manifest, release, &local)?;
             (deploy.join("files"), Some(installation))
         }

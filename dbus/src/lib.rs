@@ -27,5 +27,43 @@ pub const MANAGER_INTROSPECTION_XML: &str = include_str!("../org.flatipfs.Manage
 pub const JOB_INTERFACE: &str = "org.flatipfs.Manager1.Job";
 /// The committed introspection XML of the job interface.
 pub const JOB_INTROSPECTION_XML: &str = include_str!("../org.flatipfs.Manager1.Job.xml");
+/// The app interface.
+pub const APP_INTERFACE: &str = "org.flatipfs.Manager1.App";
+/// The committed introspection XML of the app interface.
+pub const APP_INTROSPECTION_XML: &str = include_str!("../org.flatipfs.Manager1.App.xml");
+
+/// The object path of app `id`: `/org/flatipfs/Manager1/app/<escaped id>`,
+/// where every byte outside `[A-Za-z0-9]` becomes `_` and two hex digits
+/// (as systemd escapes unit names), so `org.test.Hello` is `org_2etest_2eHello`.
+pub fn app_path(id: &str) -> String {
+    let mut path = format!("{MANAGER_PATH}/app/");
+    if id.is_empty() {
+        path.push('_');
+    }
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
 /// The bus policy file (installed in `/usr/share/dbus-1/system.d/`).
 pub const BUS_POLICY_FILE: &str = "org.flatipfs.Manager1.conf";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn app_paths_are_valid_and_distinct() {
+        assert_eq!(
+            super::app_path("org.test.Hello"),
+            "/org/flatipfs/Manager1/app/org_2etest_2eHello"
+        );
+        assert_ne!(super::app_path("a_b"), super::app_path("a.b"));
+        for id in ["org.test.Hello", "a_b", "x-y", ""] {
+            zbus::zvariant::ObjectPath::try_from(super::app_path(id)).unwrap();
+        }
+    }
+}

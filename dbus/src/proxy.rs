@@ -45,6 +45,20 @@ pub trait Manager {
         options: HashMap<&str, Value<'_>>,
     ) -> Result<OwnedObjectPath, Error>;
 
+    /// Install an app (`/ipfs/CID`, or an app id with option `remote`) as a
+    /// job (action `install`); returns the app's object and the job.
+    fn install(
+        &self,
+        source: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error>;
+
+    /// The installed apps and runtimes.
+    fn list_apps(&self) -> Result<Vec<OwnedObjectPath>, Error>;
+
+    /// The object of installed app `id`.
+    fn get_app(&self, id: &str) -> Result<OwnedObjectPath, Error>;
+
     /// The jobs running or in their grace period.
     fn list_jobs(&self) -> Result<Vec<OwnedObjectPath>, Error>;
 
@@ -105,4 +119,45 @@ pub trait Job {
     fn error_message(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn details(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+}
+
+/// `org.flatipfs.Manager1.App` at `/org/flatipfs/Manager1/app/<escaped id>`.
+#[proxy(
+    interface = "org.flatipfs.Manager1.App",
+    default_service = "org.flatipfs.Manager1"
+)]
+pub trait App {
+    /// Remove the app as a job (action `uninstall`).
+    fn uninstall(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    #[zbus(property)]
+    fn id(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "Kind")]
+    fn kind(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn remote(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn source(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn current_version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn current_cid(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "Ref")]
+    fn reference(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn runtime(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn fetched_bytes(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn total_bytes(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn mount_point(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn active_job(&self) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(property)]
+    fn status(&self) -> zbus::Result<String>;
 }

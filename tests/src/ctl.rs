@@ -16,6 +16,7 @@ pub fn flatipfsctl(stack: &Stack, user: Option<&str>, args: &[&str]) -> Output {
     };
     command
         .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
         .args(args);
     users::output(&mut command).unwrap()
 }

@@ -9,9 +9,11 @@
 
 pub mod ctl;
 pub mod fixtures;
+pub mod pair;
 pub mod paths;
 pub mod process;
 pub mod stack;
+pub mod trees;
 pub mod users;
 
 pub use stack::{Stack, StackOptions};

@@ -178,10 +178,13 @@ impl Stack {
 
     /// The lines to `eval` in a shell to use this stack.
     pub fn env_lines(&self) -> Vec<String> {
-        let mut lines = vec![format!(
-            "export DBUS_SYSTEM_BUS_ADDRESS={}",
-            self.bus_address
-        )];
+        let mut lines = vec![
+            format!("export DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address),
+            format!(
+                "export FLATPAK_CONFIG_DIR={}",
+                self.flatpak_config_dir().display()
+            ),
+        ];
         for node in &self.kubo {
             lines.push(format!(
                 "export FLATIPFS_KUBO_API_{}={}",
@@ -355,6 +358,11 @@ impl Stack {
         if let Some(api) = api {
             text.push_str(&format!("api = \"{api}\"\n"));
         }
+        // Short fetch timings, so that failures and retries show within a test.
+        text.push_str(&format!(
+            "\n[installation]\nflatpak_config_dir = \"{}\"\n\n[fetch]\nread_timeout = \"10s\"\nresolve_timeout = \"10s\"\ndocument_timeout = \"20s\"\nstall_timeout = \"10s\"\nretry_delay = \"1s\"\nretry_max_delay = \"4s\"\n",
+            self.flatpak_config_dir().display()
+        ));
         text.push_str(extra);
         fs::write(&self.config, text)?;
         Ok(())
@@ -405,6 +413,17 @@ impl Stack {
     /// Moves the signed IPNS record of `name` from node `from` to node `to`
     /// (`name get` / `name put`), as a second node would learn it.
     pub fn carry_ipns_record(&self, name: &str, from: usize, to: usize) -> Result<()> {
+        self.carry_ipns_record_to(name, from, self, to)
+    }
+
+    /// Like [`Stack::carry_ipns_record`], to node `to` of another stack.
+    pub fn carry_ipns_record_to(
+        &self,
+        name: &str,
+        from: usize,
+        other: &Stack,
+        to: usize,
+    ) -> Result<()> {
         let record = self.dir.join(format!("ipns-record-{name}"));
         let kubo = paths::kubo_binary()?;
         let output = Command::new(&kubo)
@@ -418,11 +437,32 @@ impl Stack {
             );
         }
         fs::write(&record, output.stdout)?;
-        self.ipfs(
+        other.ipfs(
             to,
             &["name", "put", "--force", name, record.to_str().unwrap()],
         )?;
         Ok(())
+    }
+
+    /// Connects node `number` of this stack to node `to` of `other`
+    /// (and keeps them peered), so that blocks travel between the stacks.
+    pub fn connect_to(&self, number: usize, other: &Stack, to: usize) -> Result<()> {
+        connect_kubo(
+            &paths::kubo_binary()?,
+            self.kubo_node(number)?,
+            other.kubo_node(to)?,
+        )
+    }
+
+    /// The Flatpak configuration directory the daemon registers its
+    /// installation in (`FLATPAK_CONFIG_DIR` for `flatpak` commands).
+    pub fn flatpak_config_dir(&self) -> PathBuf {
+        self.dir.join("flatpak-config")
+    }
+
+    /// The daemon's Flatpak installation.
+    pub fn installation(&self) -> PathBuf {
+        self.dir.join("state/installation")
     }
 
     /// The daemon's log so far.

@@ -4,6 +4,7 @@
 //! calls into [`Manager`], and maps results and errors to D-Bus. Property
 //! changes coming from below are emitted as `PropertiesChanged` here.
 
+mod app;
 mod job;
 mod options;
 
@@ -24,10 +25,23 @@ use crate::policy::{Denied, Gate};
 use crate::publish::{self, PublishError};
 use crate::remotes::{self, RemoteError};
 
+pub use app::forward_apps;
+pub(crate) use app::map_install_error as install_error_kind;
 pub use job::spawn_job;
 
+/// The D-Bus error for an install failure.
+pub(crate) fn install_error(e: &crate::install::InstallError) -> Error {
+    install_error_kind(e)
+}
+
 /// What this daemon implements, as the `Features` property lists it.
-pub const FEATURES: &[&str] = &["kubo-status", "reload-config", "publish", "remotes"];
+pub const FEATURES: &[&str] = &[
+    "kubo-status",
+    "reload-config",
+    "publish",
+    "remotes",
+    "install",
+];
 
 /// The manager object at `/org/flatipfs/Manager1`.
 pub struct ManagerObject {
@@ -237,6 +251,102 @@ impl ManagerObject {
             Ok(job::publish_details(&outcome))
         };
         spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    /// Installs an app as a job and returns its object and the job's.
+    /// `source` is an app id (option `remote` names the trusted remote) or
+    /// `/ipfs/<release root>` for a fixed release (its manifest is fetched
+    /// before the method returns). Polkit action `install`.
+    async fn install(
+        &self,
+        source: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error> {
+        use crate::install::{self, InstallError};
+        use crate::source::Source;
+        options::reject_unknown(&options, &["remote"])?;
+        let remote = options::string(&options, "remote")?;
+        if let Some(remote) = &remote {
+            remotes::validate(remote, None).map_err(|e| remote_error(&e))?;
+        }
+        let parsed = Source::parse(&source, remote.as_deref())
+            .map_err(|e| install_error(&InstallError::Source(e)))?;
+        let mut details = HashMap::from([("source", source.as_str())]);
+        if let Source::Remote { remote, id } = &parsed {
+            details.insert("remote", remote);
+            details.insert("app", id);
+        }
+        let uid = authorize(&self.gate, &header, Action::Install, &details).await?;
+        let (id, plan) = match &parsed {
+            Source::Remote { id, .. } => (id.clone(), None),
+            Source::Release(cid) => {
+                let plan = install::plan_release(&self.manager, cid)
+                    .await
+                    .map_err(|e| install_error(&e))?;
+                (plan.manifest.id.clone(), Some(plan))
+            }
+        };
+        let job = self.manager.jobs.create("install", &id, uid);
+        let claim = match self.manager.apps.claim(&id, job.id()) {
+            Ok(claim) => claim,
+            Err(holder) => {
+                self.manager.jobs.forget(job.id());
+                return Err(install_error(&InstallError::Busy { id, job: holder }));
+            }
+        };
+        if let Err(e) = install::ensure_not_installed(&self.manager, &id) {
+            self.manager.jobs.forget(job.id());
+            return Err(install_error(&e));
+        }
+        let manager = self.manager.clone();
+        let worker_job = job.clone();
+        let app_id = id.clone();
+        let work = async move {
+            let _claim = claim;
+            let plan = match (plan, parsed) {
+                (Some(plan), _) => plan,
+                (None, Source::Remote { remote, id }) => {
+                    install::plan_remote(&manager, &remote, &id, &worker_job)
+                        .await
+                        .map_err(|e| install_error(&e))?
+                }
+                (None, Source::Release(_)) => unreachable!("planned above"),
+            };
+            install::install(&manager, plan, worker_job)
+                .await
+                .map_err(|e| install_error(&e))
+        };
+        let job_path = spawn_job(connection, &self.manager, self.gate.clone(), job, work).await?;
+        let app = OwnedObjectPath::try_from(flatipfs_dbus::app_path(&app_id))
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        Ok((app, job_path))
+    }
+
+    /// The installed apps and runtimes (their objects), by id.
+    /// Needs no authorization.
+    async fn list_apps(&self) -> Vec<OwnedObjectPath> {
+        self.manager
+            .apps
+            .list()
+            .into_iter()
+            .filter_map(|a| {
+                OwnedObjectPath::try_from(flatipfs_dbus::app_path(&a.snapshot().id)).ok()
+            })
+            .collect()
+    }
+
+    /// The object of installed app `id`; `NotInstalled` if there is none.
+    /// Needs no authorization.
+    async fn get_app(&self, id: String) -> Result<OwnedObjectPath, Error> {
+        if self.manager.apps.get(&id).is_none() {
+            return Err(install_error(&crate::install::InstallError::NotInstalled(
+                id,
+            )));
+        }
+        OwnedObjectPath::try_from(flatipfs_dbus::app_path(&id))
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
     }
 
     /// The jobs running or still in their grace period, oldest first.

@@ -28,7 +28,7 @@ pub fn reject_unknown(options: &HashMap<String, OwnedValue>, known: &[&str]) -> 
     }
 }
 
-fn string(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<String>, Error> {
+pub fn string(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<String>, Error> {
     options
         .get(key)
         .map(|v| {

@@ -1,0 +1,286 @@
+//! The app commands: `install`, `uninstall`, `list`, `info` and `run`.
+
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use flatipfs_dbus::proxy::{AppProxy, ManagerProxy};
+use flatipfs_dbus::{Error, ErrorKind};
+use serde_json::json;
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+use crate::exit::{self, Failure};
+use crate::{call_mutating, jobs};
+
+/// What `list` and `info` show of one app.
+#[derive(Debug, serde::Serialize)]
+pub struct Described {
+    pub id: String,
+    pub kind: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub version: String,
+    pub release: String,
+    pub state: String,
+    pub status: String,
+    pub remote: String,
+    pub source: String,
+    pub runtime: String,
+    pub fetched_bytes: u64,
+    pub total_bytes: u64,
+    pub mount_point: String,
+}
+
+impl Described {
+    /// Percent fetched, 0 to 100.
+    pub fn percent(&self) -> u64 {
+        match self.total_bytes {
+            0 => 0,
+            total => self.fetched_bytes.min(total) * 100 / total,
+        }
+    }
+}
+
+fn call(e: zbus::Error) -> Failure {
+    Failure::from_call(Error::from(e))
+}
+
+async fn app_proxy<'a>(
+    manager: &'a ManagerProxy<'_>,
+    path: OwnedObjectPath,
+) -> Result<AppProxy<'a>, Failure> {
+    AppProxy::builder(manager.inner().connection())
+        .path(path)
+        .map_err(call)?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(call)
+}
+
+async fn describe(app: &AppProxy<'_>) -> Result<Described, Failure> {
+    Ok(Described {
+        id: app.id().await.map_err(call)?,
+        kind: app.kind().await.map_err(call)?,
+        reference: app.reference().await.map_err(call)?,
+        version: app.current_version().await.map_err(call)?,
+        release: app.current_cid().await.map_err(call)?,
+        state: app.state().await.map_err(call)?,
+        status: app.status().await.map_err(call)?,
+        remote: app.remote().await.map_err(call)?,
+        source: app.source().await.map_err(call)?,
+        runtime: app.runtime().await.map_err(call)?,
+        fetched_bytes: app.fetched_bytes().await.map_err(call)?,
+        total_bytes: app.total_bytes().await.map_err(call)?,
+        mount_point: app.mount_point().await.map_err(call)?,
+    })
+}
+
+/// The object of installed app `id`, or exit code 3 with advice.
+async fn find<'a>(manager: &'a ManagerProxy<'_>, id: &str) -> Result<AppProxy<'a>, Failure> {
+    match manager.get_app(id).await {
+        Ok(path) => app_proxy(manager, path).await,
+        Err(Error::Api(ErrorKind::NotInstalled, message)) => Err(Failure {
+            code: exit::NOT_FOUND,
+            name: Some(ErrorKind::NotInstalled.dbus_name().into()),
+            message,
+            hint: Some(format!(
+                "see `flatipfsctl list`; install it with `flatipfsctl install REMOTE {id}`"
+            )),
+        }),
+        Err(e) => Err(Failure::from_call(e)),
+    }
+}
+
+/// `flatipfsctl install`: follows the job to its end, or with `no_wait`
+/// only until the app is runnable.
+pub async fn install(
+    json: bool,
+    manager: &ManagerProxy<'_>,
+    source: &[String],
+    no_wait: bool,
+) -> Result<(), Failure> {
+    let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+    let target = match source {
+        [release] if release.starts_with("/ipfs/") => release.clone(),
+        [remote, id] => {
+            options.insert("remote", Value::from(remote.as_str()));
+            id.clone()
+        }
+        _ => {
+            return Err(Failure::usage(
+                "give REMOTE APP_ID, or /ipfs/<release root> for a fixed release".into(),
+            ))
+        }
+    };
+    let removals = manager
+        .receive_job_removed()
+        .await
+        .map_err(|e| Failure::from_call(e.into()))?;
+    let (app_path, job): (OwnedObjectPath, OwnedObjectPath) =
+        call_mutating(manager, "Install", &(target.as_str(), options)).await?;
+    if no_wait {
+        wait_runnable(manager, app_path.clone(), &job).await?;
+    } else {
+        jobs::follow(manager, removals, job, json).await?;
+    }
+    let app = app_proxy(manager, app_path).await?;
+    let described = describe(&app).await?;
+    if json {
+        println!("{}", json!(described));
+    } else {
+        println!(
+            "installed {} {} ({})",
+            described.id, described.version, described.state
+        );
+        println!("run it with: flatpak run {}", described.id);
+    }
+    Ok(())
+}
+
+/// Waits until the app's state is `degraded` or `installed` (or its job
+/// failed).
+async fn wait_runnable(
+    manager: &ManagerProxy<'_>,
+    app_path: OwnedObjectPath,
+    job: &OwnedObjectPath,
+) -> Result<(), Failure> {
+    loop {
+        if let Ok(app) = app_proxy(manager, app_path.clone()).await {
+            if let Ok(state) = app.state().await {
+                if state == "degraded" || state == "installed" {
+                    return Ok(());
+                }
+            }
+        }
+        match jobs::describe(manager, job.clone()).await {
+            Ok(j) if j.state == "finished" && j.result != "success" => {
+                let proxy = flatipfs_dbus::proxy::JobProxy::builder(manager.inner().connection())
+                    .path(job.clone())
+                    .map_err(call)?
+                    .cache_properties(zbus::proxy::CacheProperties::No)
+                    .build()
+                    .await
+                    .map_err(call)?;
+                let name = proxy.error_name().await.unwrap_or_default();
+                let message = proxy.error_message().await.unwrap_or_default();
+                let kind = ErrorKind::from_dbus_name(&name).unwrap_or(ErrorKind::Internal);
+                return Err(Failure::from_call(Error::new(kind, message)));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `flatipfsctl uninstall APP_ID`.
+pub async fn uninstall(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<(), Failure> {
+    let app = find(manager, id).await?;
+    let removals = manager
+        .receive_job_removed()
+        .await
+        .map_err(|e| Failure::from_call(e.into()))?;
+    let options: HashMap<&str, Value<'_>> = HashMap::new();
+    let flags = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        zbus::proxy::MethodFlags::AllowInteractiveAuth.into()
+    } else {
+        Default::default()
+    };
+    let job: OwnedObjectPath = app
+        .inner()
+        .call_with_flags("Uninstall", flags, &(options,))
+        .await
+        .map_err(|e| Failure::from_call(Error::from(e)))?
+        .ok_or_else(|| Failure::from_call(Error::new(ErrorKind::Internal, "no reply")))?;
+    jobs::follow(manager, removals, job, json).await?;
+    crate::output::done(json, &format!("{id} uninstalled"));
+    Ok(())
+}
+
+/// `flatipfsctl list`.
+pub async fn list(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure> {
+    let paths = manager.list_apps().await.map_err(Failure::from_call)?;
+    let mut apps = Vec::new();
+    for path in paths {
+        // An app may go away between the list and the read: skip it.
+        if let Ok(app) = app_proxy(manager, path).await {
+            if let Ok(described) = describe(&app).await {
+                apps.push(described);
+            }
+        }
+    }
+    if json {
+        println!("{}", json!({ "apps": apps }));
+        return Ok(());
+    }
+    if apps.is_empty() {
+        println!("no apps installed");
+    }
+    for a in &apps {
+        let state = if a.state == "degraded" {
+            format!("degraded ({}% fetched)", a.percent())
+        } else {
+            a.state.clone()
+        };
+        println!("{}\t{}\t{}\t{}", a.id, a.version, a.kind, state);
+    }
+    Ok(())
+}
+
+/// `flatipfsctl info APP_ID`.
+pub async fn info(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<(), Failure> {
+    let app = find(manager, id).await?;
+    let a = describe(&app).await?;
+    if json {
+        println!("{}", json!(a));
+        return Ok(());
+    }
+    println!("{} {}", a.id, a.version);
+    println!("ref:         {}", a.reference);
+    println!("state:       {}", a.state);
+    if !a.status.is_empty() {
+        println!("status:      {}", a.status);
+    }
+    println!(
+        "fetched:     {} of {} bytes ({}%)",
+        a.fetched_bytes,
+        a.total_bytes,
+        a.percent()
+    );
+    println!("release:     /ipfs/{}", a.release);
+    println!(
+        "remote:      {}",
+        if a.remote.is_empty() { "-" } else { &a.remote }
+    );
+    println!("source:      {}", a.source);
+    if !a.runtime.is_empty() {
+        println!("runtime:     {}", a.runtime);
+    }
+    println!("mount point: {}", a.mount_point);
+    Ok(())
+}
+
+/// `flatipfsctl run APP_ID [ARGS]`: warns while the app is still being
+/// fetched, then becomes `flatpak run APP_ID ARGS`.
+pub async fn run(manager: &ManagerProxy<'_>, id: &str, args: &[String]) -> Result<(), Failure> {
+    let app = find(manager, id).await?;
+    let a = describe(&app).await?;
+    if a.state == "degraded" {
+        eprintln!(
+            "warning: {id} is still being fetched ({}% of {} bytes local); what is missing is fetched as the app reads it, so it may start slowly",
+            a.percent(),
+            a.total_bytes
+        );
+    }
+    let error = std::process::Command::new("flatpak")
+        .arg("run")
+        .arg(id)
+        .args(args)
+        .exec();
+    Err(Failure {
+        code: exit::FAILURE,
+        name: None,
+        message: format!("cannot run flatpak: {error}"),
+        hint: Some("install the Debian package `flatpak`".into()),
+    })
+}

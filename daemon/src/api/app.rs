@@ -1,0 +1,301 @@
+//! App objects (`org.flatipfs.Manager1.App` at
+//! `/org/flatipfs/Manager1/app/<escaped id>`).
+//!
+//! [`forward_apps`] exports one object per installed app as apps appear,
+//! mirrors every [`AppInfo`] change as `PropertiesChanged`, and removes the
+//! object when the app goes away. Methods validate, authorize and hand the
+//! work to `install`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use flatipfs_dbus::polkit::Action;
+use flatipfs_dbus::{app_path, Error, ErrorKind};
+use tokio::sync::{broadcast, watch};
+use tracing::warn;
+use zbus::interface;
+use zbus::message::Header;
+use zbus::object_server::InterfaceRef;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+use super::{authorize, install_error, job::job_path, options, spawn_job};
+use crate::apps::{AppEvent, AppInfo};
+use crate::install::{self, InstallError};
+use crate::manager::Manager;
+use crate::policy::Gate;
+
+/// One installed app on the bus.
+pub struct AppObject {
+    manager: Arc<Manager>,
+    gate: Gate,
+    info: AppInfo,
+    /// Which export of this path the object is (an app can be removed and
+    /// installed again while an old watcher still runs).
+    generation: u64,
+}
+
+#[interface(name = "org.flatipfs.Manager1.App")]
+impl AppObject {
+    /// Removes the app, as a job: exports removed, `files/` unmounted
+    /// (lazily while in use), deploy directories deleted, its releases
+    /// unpinned and removed from MFS. Polkit action `uninstall`. No options.
+    async fn uninstall(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        options::reject_unknown(&options, &[])?;
+        let id = self.info.id.clone();
+        let uid = authorize(
+            &self.gate,
+            &header,
+            Action::Uninstall,
+            &HashMap::from([("app", id.as_str())]),
+        )
+        .await?;
+        install::check_uninstall(&self.manager, &id).map_err(|e| install_error(&e))?;
+        let job = self.manager.jobs.create("uninstall", &id, uid);
+        let claim = match self.manager.apps.claim(&id, job.id()) {
+            Ok(claim) => claim,
+            Err(holder) => {
+                self.manager.jobs.forget(job.id());
+                return Err(install_error(&InstallError::Busy { id, job: holder }));
+            }
+        };
+        let manager = self.manager.clone();
+        let worker_job = job.clone();
+        let work = async move {
+            let _claim = claim;
+            install::uninstall(&manager, &id, &worker_job)
+                .await
+                .map_err(|e| install_error(&e))
+        };
+        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn id(&self) -> String {
+        self.info.id.clone()
+    }
+    /// `app` or `runtime`.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn kind(&self) -> String {
+        self.info.kind.clone()
+    }
+    /// A name for people (the id until AppStream data is read).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn name(&self) -> String {
+        self.info.id.clone()
+    }
+    /// The Flatpak ref: `app/ID/ARCH/BRANCH` or `runtime/…`.
+    #[zbus(property(emits_changed_signal = "const"), name = "Ref")]
+    fn reference(&self) -> String {
+        self.info.reference.clone()
+    }
+    /// The remote it came from; empty for a fixed `/ipfs/` release.
+    #[zbus(property)]
+    fn remote(&self) -> String {
+        self.info.remote.clone()
+    }
+    /// What the install was asked for.
+    #[zbus(property)]
+    fn source(&self) -> String {
+        self.info.source.clone()
+    }
+    /// `installing`, `degraded`, `installed` or `uninstalling`.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.info.state.clone()
+    }
+    /// What the background work is doing, for people.
+    #[zbus(property)]
+    fn status(&self) -> String {
+        self.info.status.clone()
+    }
+    #[zbus(property)]
+    fn current_version(&self) -> String {
+        self.info.version.clone()
+    }
+    /// The release root CID in use.
+    #[zbus(property)]
+    fn current_cid(&self) -> String {
+        self.info.release.clone()
+    }
+    /// The runtime it needs (`ID/ARCH/BRANCH`); empty for runtimes.
+    #[zbus(property)]
+    fn runtime(&self) -> String {
+        self.info.runtime.clone()
+    }
+    /// Bytes of the current release present locally.
+    #[zbus(property)]
+    fn fetched_bytes(&self) -> u64 {
+        self.info.fetched
+    }
+    /// Bytes of the current release.
+    #[zbus(property)]
+    fn total_bytes(&self) -> u64 {
+        self.info.total
+    }
+    /// Where the release's `files/` is mounted.
+    #[zbus(property)]
+    fn mount_point(&self) -> String {
+        self.info.mount_point.clone()
+    }
+    /// The job changing the app now; `/` when none.
+    #[zbus(property)]
+    fn active_job(&self) -> OwnedObjectPath {
+        match self.info.active_job {
+            0 => OwnedObjectPath::try_from("/").expect("valid"),
+            id => job_path(id),
+        }
+    }
+}
+
+/// Emits `PropertiesChanged` for every property that differs.
+async fn emit_changes(iface: &InterfaceRef<AppObject>, old: &AppInfo, new: &AppInfo) {
+    let object = iface.get().await;
+    let e = iface.signal_emitter();
+    let mut results = Vec::new();
+    if old.remote != new.remote {
+        results.push(object.remote_changed(e).await);
+    }
+    if old.source != new.source {
+        results.push(object.source_changed(e).await);
+    }
+    if old.state != new.state {
+        results.push(object.state_changed(e).await);
+    }
+    if old.status != new.status {
+        results.push(object.status_changed(e).await);
+    }
+    if old.version != new.version {
+        results.push(object.current_version_changed(e).await);
+    }
+    if old.release != new.release {
+        results.push(object.current_cid_changed(e).await);
+    }
+    if old.runtime != new.runtime {
+        results.push(object.runtime_changed(e).await);
+    }
+    if old.fetched != new.fetched {
+        results.push(object.fetched_bytes_changed(e).await);
+    }
+    if old.total != new.total {
+        results.push(object.total_bytes_changed(e).await);
+    }
+    if old.mount_point != new.mount_point {
+        results.push(object.mount_point_changed(e).await);
+    }
+    if old.active_job != new.active_job {
+        results.push(object.active_job_changed(e).await);
+    }
+    for r in results {
+        if let Err(e) = r {
+            warn!("cannot emit an app's PropertiesChanged: {e}");
+        }
+    }
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+async fn export(
+    connection: &zbus::Connection,
+    manager: &Arc<Manager>,
+    gate: &Gate,
+    id: String,
+    mut changes: watch::Receiver<AppInfo>,
+) {
+    let path = app_path(&id);
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+    let server = connection.object_server();
+    let _ = server.remove::<AppObject, _>(path.as_str()).await;
+    let object = AppObject {
+        manager: manager.clone(),
+        gate: gate.clone(),
+        info: changes.borrow_and_update().clone(),
+        generation,
+    };
+    if let Err(e) = server.at(path.as_str(), object).await {
+        warn!(app = %id, "cannot export the app object: {e}");
+        return;
+    }
+    let connection = connection.clone();
+    tokio::spawn(async move {
+        let server = connection.object_server();
+        while changes.changed().await.is_ok() {
+            let new = changes.borrow_and_update().clone();
+            let Ok(iface) = server.interface::<_, AppObject>(path.as_str()).await else {
+                return;
+            };
+            let old = {
+                let mut object = iface.get_mut().await;
+                if object.generation != generation {
+                    return;
+                }
+                std::mem::replace(&mut object.info, new.clone())
+            };
+            emit_changes(&iface, &old, &new).await;
+        }
+    });
+}
+
+/// Keeps one app object per installed app on the bus.
+pub async fn forward_apps(connection: zbus::Connection, manager: Arc<Manager>, gate: Gate) {
+    let mut events = manager.apps.subscribe();
+    for app in manager.apps.list() {
+        let id = app.snapshot().id;
+        export(&connection, &manager, &gate, id, app.info.subscribe()).await;
+    }
+    loop {
+        match events.recv().await {
+            Ok(AppEvent::Added(id, changes)) => {
+                export(&connection, &manager, &gate, id, changes).await;
+            }
+            Ok(AppEvent::Removed(id)) => {
+                if manager.apps.get(&id).is_none() {
+                    let path = app_path(&id);
+                    let _ = connection
+                        .object_server()
+                        .remove::<AppObject, _>(path.as_str())
+                        .await;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!("missed {n} app events; re-exporting every app");
+                for app in manager.apps.list() {
+                    let id = app.snapshot().id;
+                    export(&connection, &manager, &gate, id, app.info.subscribe()).await;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The D-Bus error of an install failure.
+pub(crate) fn map_install_error(e: &InstallError) -> Error {
+    use crate::source::SourceError;
+    let kind = match e {
+        InstallError::Source(SourceError::BadSource(_)) => ErrorKind::InvalidArgs,
+        InstallError::Source(SourceError::ResolveFailed { .. }) => ErrorKind::ResolveFailed,
+        InstallError::Source(SourceError::Fetch { .. }) | InstallError::Kubo(_) => {
+            ErrorKind::FetchFailed
+        }
+        InstallError::Source(SourceError::Invalid { .. }) | InstallError::Mismatch(_) => {
+            ErrorKind::VerificationFailed
+        }
+        InstallError::Source(SourceError::NotInIndex { .. })
+        | InstallError::NoSuchRemote(_)
+        | InstallError::RuntimeMissing { .. } => ErrorKind::NotFound,
+        InstallError::AlreadyInstalled(_) => ErrorKind::AlreadyInstalled,
+        InstallError::NotInstalled(_) => ErrorKind::NotInstalled,
+        InstallError::Busy { .. } | InstallError::RuntimeInUse { .. } => ErrorKind::Busy,
+        InstallError::Mount(_) => ErrorKind::MountFailed,
+        InstallError::Installation(_) | InstallError::Store(_) | InstallError::Internal(_) => {
+            ErrorKind::Internal
+        }
+    };
+    Error::new(kind, e.to_string())
+}

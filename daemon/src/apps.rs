@@ -1,0 +1,246 @@
+//! The installed apps as the running daemon holds them.
+//!
+//! Owns, per app: what clients see of it ([`AppInfo`], watched by the D-Bus
+//! layer, which turns changes into `PropertiesChanged`), its FUSE mounts,
+//! its background fetch and the one mutating job allowed on it at a time.
+//! What must survive a restart lives in `store`; this is rebuilt from it at
+//! start-up (`install::restore`). Knows nothing of D-Bus.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Everything a client can see of an installed app.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AppInfo {
+    pub id: String,
+    /// `app` or `runtime`.
+    pub kind: String,
+    /// `app/ID/ARCH/BRANCH` (or `runtime/…`).
+    pub reference: String,
+    /// The remote it came from; empty for a fixed release.
+    pub remote: String,
+    /// What the install was asked for.
+    pub source: String,
+    /// `installing`, `degraded` (runnable, still fetching), `installed`,
+    /// `uninstalling`.
+    pub state: String,
+    /// What the background work is doing, for people.
+    pub status: String,
+    pub version: String,
+    /// Release root CID in use.
+    pub release: String,
+    /// The runtime it needs (`ID/ARCH/BRANCH`), for apps.
+    pub runtime: String,
+    /// Bytes of the current release present locally.
+    pub fetched: u64,
+    /// Bytes of the current release.
+    pub total: u64,
+    /// Where its `files/` is mounted.
+    pub mount_point: String,
+    /// The job changing it now (0: none).
+    pub active_job: u64,
+}
+
+/// An app appeared or went away.
+#[derive(Debug, Clone)]
+pub enum AppEvent {
+    Added(String, watch::Receiver<AppInfo>),
+    Removed(String),
+}
+
+/// One installed app at run time.
+pub struct LiveApp {
+    pub info: watch::Sender<AppInfo>,
+    /// Mounted releases: root CID → FUSE session.
+    mounts: Mutex<BTreeMap<String, (PathBuf, fuser::BackgroundSession)>>,
+    /// Stops the background fetch.
+    fetch: Mutex<Option<CancellationToken>>,
+}
+
+impl LiveApp {
+    pub fn update(&self, change: impl FnOnce(&mut AppInfo)) {
+        self.info.send_if_modified(|info| {
+            let before = info.clone();
+            change(info);
+            *info != before
+        });
+    }
+
+    pub fn snapshot(&self) -> AppInfo {
+        self.info.borrow().clone()
+    }
+
+    /// Keeps the mount of `release` alive with the app.
+    pub fn add_mount(&self, release: &str, path: PathBuf, session: fuser::BackgroundSession) {
+        self.mounts
+            .lock()
+            .expect("not poisoned")
+            .insert(release.to_string(), (path, session));
+    }
+
+    /// Unmounts every release of the app (lazily).
+    pub fn unmount_all(&self) {
+        let taken = std::mem::take(&mut *self.mounts.lock().expect("not poisoned"));
+        for (_, (path, session)) in taken {
+            detach(path, session);
+        }
+    }
+
+    /// Starts tracking a new background fetch, stopping any previous one.
+    pub fn begin_fetch(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        if let Some(old) = self
+            .fetch
+            .lock()
+            .expect("not poisoned")
+            .replace(token.clone())
+        {
+            old.cancel();
+        }
+        token
+    }
+
+    /// Stops the background fetch, if any.
+    pub fn stop_fetch(&self) {
+        if let Some(token) = self.fetch.lock().expect("not poisoned").take() {
+            token.cancel();
+        }
+    }
+}
+
+/// Lazily unmounts `path` and lets the FUSE session end in the background
+/// (it serves open files until their last user closes them).
+fn detach(path: PathBuf, session: fuser::BackgroundSession) {
+    if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+        warn!(path = %path.display(), "cannot unmount: {e}");
+    }
+    std::thread::spawn(move || {
+        if let Err(e) = session.join() {
+            warn!(path = %path.display(), "FUSE session ended with an error: {e}");
+        }
+    });
+}
+
+/// A claim on an app for one mutating job; released on drop.
+pub struct Claim {
+    apps: Arc<Apps>,
+    id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.apps
+            .busy
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.id);
+        if let Some(app) = self.apps.get(&self.id) {
+            app.update(|i| i.active_job = 0);
+        }
+    }
+}
+
+/// The daemon's installed apps.
+pub struct Apps {
+    live: Mutex<BTreeMap<String, Arc<LiveApp>>>,
+    /// App id → the job that holds it.
+    busy: Mutex<BTreeMap<String, u64>>,
+    events: broadcast::Sender<AppEvent>,
+}
+
+impl Default for Apps {
+    fn default() -> Self {
+        Apps {
+            live: Default::default(),
+            busy: Default::default(),
+            events: broadcast::channel(256).0,
+        }
+    }
+}
+
+impl Apps {
+    pub fn get(&self, id: &str) -> Option<Arc<LiveApp>> {
+        self.live.lock().expect("not poisoned").get(id).cloned()
+    }
+
+    /// Every app, by id.
+    pub fn list(&self) -> Vec<Arc<LiveApp>> {
+        self.live
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Follows apps appearing and going away.
+    pub fn subscribe(&self) -> broadcast::Receiver<AppEvent> {
+        self.events.subscribe()
+    }
+
+    /// Adds (or returns) the live app `info.id`.
+    pub fn add(&self, info: AppInfo) -> Arc<LiveApp> {
+        let id = info.id.clone();
+        let mut live = self.live.lock().expect("not poisoned");
+        if let Some(app) = live.get(&id) {
+            return app.clone();
+        }
+        let (sender, receiver) = watch::channel(info);
+        let app = Arc::new(LiveApp {
+            info: sender,
+            mounts: Default::default(),
+            fetch: Default::default(),
+        });
+        live.insert(id.clone(), app.clone());
+        let _ = self.events.send(AppEvent::Added(id, receiver));
+        app
+    }
+
+    /// Forgets app `id` (its mounts are detached, its fetch stopped).
+    pub fn remove(&self, id: &str) {
+        let removed = self.live.lock().expect("not poisoned").remove(id);
+        if let Some(app) = removed {
+            app.stop_fetch();
+            app.unmount_all();
+            let _ = self.events.send(AppEvent::Removed(id.to_string()));
+        }
+    }
+
+    /// Claims app `id` for job `job`; `Err(job)` names the job holding it.
+    pub fn claim(self: &Arc<Self>, id: &str, job: u64) -> Result<Claim, u64> {
+        let mut busy = self.busy.lock().expect("not poisoned");
+        if let Some(&holder) = busy.get(id) {
+            return Err(holder);
+        }
+        busy.insert(id.to_string(), job);
+        drop(busy);
+        if let Some(app) = self.get(id) {
+            app.update(|i| i.active_job = job);
+        }
+        Ok(Claim {
+            apps: self.clone(),
+            id: id.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_claim_per_app_until_released() {
+        let apps = Arc::new(Apps::default());
+        let claim = apps.claim("org.test.Hello", 7).unwrap();
+        assert_eq!(apps.claim("org.test.Hello", 8).err(), Some(7));
+        let other = apps.claim("org.test.Other", 9).unwrap();
+        drop(claim);
+        assert!(apps.claim("org.test.Hello", 10).is_ok());
+        drop(other);
+    }
+}

@@ -1,0 +1,165 @@
+//! The background fetch of an installed release.
+//!
+//! While an app runs from its lazy mount, this makes the whole release
+//! local: first the startup set (bounded concurrency), then a recursive
+//! `pin/add` with progress. A fetch whose block count does not grow for
+//! `fetch.stall_timeout` is cancelled and retried with exponential backoff;
+//! so is any failure, including Kubo being down. It ends when `files/stat
+//! --with-local` says every block is present, and the deployment is then
+//! recorded as complete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::apps::LiveApp;
+use crate::kubo::{Client, KuboError};
+use crate::manager::Manager;
+use crate::release::Manifest;
+
+/// The MFS directory holding an app's releases.
+pub fn mfs_app_dir(id: &str) -> String {
+    format!("/flatpak-apps/{id}")
+}
+
+/// The MFS path of one release (keeps partial content safe from GC).
+pub fn mfs_path(id: &str, release: &str) -> String {
+    format!("/flatpak-apps/{id}/{release}")
+}
+
+/// How the names of the pins the installer makes begin (the publisher's
+/// begin with `flatipfs ` and are never touched by the installer).
+pub const PIN_PREFIX: &str = "flatipfs-install ";
+
+/// The name of the pin of an installed release.
+pub fn pin_name(id: &str, version: &str) -> String {
+    format!("{PIN_PREFIX}{id} {version}")
+}
+
+/// Fetches `release` of `app` until it is complete or `cancel` fires;
+/// returns whether it completed.
+pub async fn run(
+    manager: Arc<Manager>,
+    app: Arc<LiveApp>,
+    manifest: Arc<Manifest>,
+    release: String,
+    cancel: CancellationToken,
+) -> bool {
+    let id = manifest.id.clone();
+    let mut delay = manager.config().fetch.retry_delay;
+    loop {
+        let attempt = attempt(&manager, &app, &manifest, &release);
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            _ = cancel.cancelled() => return false,
+        };
+        match outcome {
+            Ok(()) => break,
+            Err(e) => {
+                let config = manager.config();
+                warn!(app = %id, %release, "background fetch: {e}; retrying in {delay:?}");
+                app.update(|i| i.status = format!("fetch paused: {e}; retrying in {delay:?}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return false,
+                }
+                delay = (delay * 2).min(config.fetch.retry_max_delay);
+            }
+        }
+    }
+    match crate::install::mark_complete(&manager, &id, &release).await {
+        Ok(()) => {
+            info!(app = %id, %release, "release fully local");
+            app.update(|i| {
+                if i.release == release {
+                    i.fetched = i.total;
+                    i.state = "installed".into();
+                    i.status = "fully fetched".into();
+                }
+            });
+            true
+        }
+        Err(e) => {
+            warn!(app = %id, "cannot record the finished fetch: {e}");
+            false
+        }
+    }
+}
+
+/// One try: locality check, startup set, pin, locality check.
+async fn attempt(
+    manager: &Manager,
+    app: &LiveApp,
+    manifest: &Manifest,
+    release: &str,
+) -> Result<(), KuboError> {
+    let (kubo, _) = manager.kubo()?;
+    let config = manager.config();
+    let path = mfs_path(&manifest.id, release);
+    let locality = kubo.files_locality(&path).await?;
+    let base = locality.size_local.min(locality.cumulative_size);
+    let total = locality.cumulative_size;
+    let current = || app.snapshot().release == release;
+    if current() {
+        app.update(|i| {
+            i.total = total;
+            i.fetched = i.fetched.max(base).min(total);
+        });
+    }
+    if locality.local {
+        return Ok(());
+    }
+    app.update(|i| i.status = "fetching the startup set".into());
+    prefetch_startup_set(&kubo, manifest, config.fetch.prefetch_concurrency).await;
+    app.update(|i| i.status = "fetching".into());
+    if kubo.is_pinned(release).await? {
+        // Pinned by this node's publisher: local already, and its pin is
+        // not the installer's to take over (or to remove later).
+        return Ok(());
+    }
+    let name = pin_name(&manifest.id, &manifest.version);
+    kubo.pin_add_progress(release, &name, config.fetch.stall_timeout, |_, bytes| {
+        if current() {
+            app.update(|i| i.fetched = i.fetched.max(bytes.min(total)));
+        }
+    })
+    .await?;
+    let locality = kubo.files_locality(&path).await?;
+    if !locality.local {
+        return Err(KuboError::Garbled {
+            api: String::new(),
+            command: "files/stat".into(),
+            message: format!("{path} is pinned but not every block is local"),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the startup set's ranges, a few at a time, so that they are local
+/// before the bulk of the release. Failures only cost time: the pin that
+/// follows fetches everything anyway.
+async fn prefetch_startup_set(kubo: &Client, manifest: &Manifest, concurrency: usize) {
+    let mut ranges = manifest.startup_set.iter();
+    let mut running = JoinSet::new();
+    loop {
+        while running.len() < concurrency {
+            let Some(range) = ranges.next() else { break };
+            let kubo = kubo.clone();
+            let range = range.clone();
+            running.spawn(async move {
+                let read = kubo.cat_range(&range.cid, range.offset, range.length);
+                match tokio::time::timeout(Duration::from_secs(60), read).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => debug!(path = %range.path, "startup prefetch failed: {e}"),
+                    Err(_) => debug!(path = %range.path, "startup prefetch timed out"),
+                }
+            });
+        }
+        if running.join_next().await.is_none() {
+            break;
+        }
+    }
+}

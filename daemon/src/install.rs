@@ -1,0 +1,846 @@
+//! Installing and uninstalling apps, and bringing them back at start-up.
+//!
+//! An install is ordered so that a daemon killed at any instant comes back
+//! with the app either installed or absent, never half of it:
+//!
+//! 1. the app is recorded as `installing` (durable);
+//! 2. its deploy directory is written (temporary name, then renamed), the
+//!    release is copied into MFS, its manifest cached, `files/` mounted and
+//!    `active` switched;
+//! 3. the app is recorded as `ready` (durable): from here on it is
+//!    installed, and every start mounts it again and resumes its fetch;
+//! 4. the release is fetched in the background until it is complete.
+//!
+//! A start that finds an `installing` record removes what step 2 left
+//! ([`restore`]). Uninstalling first forgets the app durably, then deletes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::process::Command;
+use tracing::{info, warn};
+
+use crate::apps::{AppInfo, LiveApp};
+use crate::fetch;
+use crate::fuse::{MountError, ReleaseFs};
+use crate::index::StoreIndex;
+use crate::installation::{InstallationError, LocalFile};
+use crate::jobs::{Detail, Job};
+use crate::kubo::{Client, KuboError};
+use crate::manager::Manager;
+use crate::release::{EntryKind, Kind, Manifest, ManifestLimits};
+use crate::source::{self, Source, SourceError};
+use crate::store::{Deployment, InstalledApp, Phase, StoreError};
+
+/// Why an install or uninstall failed; each maps to one D-Bus error.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("no remote named {0:?}; add it with `flatipfsctl remote add {0} /ipns/…`")]
+    NoSuchRemote(String),
+    #[error("{0} is installed already; update it with `flatipfsctl update {0}`")]
+    AlreadyInstalled(String),
+    #[error("{0} is not installed")]
+    NotInstalled(String),
+    #[error(
+        "{id} is busy with job {job}; wait for it or cancel it with `flatipfsctl cancel {job}`"
+    )]
+    Busy { id: String, job: u64 },
+    #[error("the runtime {runtime} that {app} needs is not installed{}", match remote { Some(r) => format!(" and remote {r:?} does not have it"), None => "; install it first".to_string() })]
+    RuntimeMissing {
+        app: String,
+        runtime: String,
+        remote: Option<String>,
+    },
+    #[error("{runtime} is needed by {}; uninstall those first", apps.join(", "))]
+    RuntimeInUse { runtime: String, apps: Vec<String> },
+    #[error("the release does not match what was asked for: {0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Kubo(#[from] KuboError),
+    #[error(transparent)]
+    Installation(#[from] InstallationError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A release chosen for installation, its manifest fetched and validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub manifest: Arc<Manifest>,
+    pub release: String,
+    /// The index sequence it was published at (0 for a fixed release).
+    pub sequence: u64,
+    pub remote: Option<String>,
+    pub source: String,
+    /// The remote's index, to find the runtime in.
+    pub index: Option<Arc<StoreIndex>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn limits(manager: &Manager) -> ManifestLimits {
+    let config = manager.config();
+    ManifestLimits {
+        max_entries: config.limits.max_entries,
+        max_file_size: config.limits.max_file_size,
+    }
+}
+
+/// `ID/ARCH/BRANCH` of a manifest.
+fn triple(m: &Manifest) -> String {
+    format!("{}/{}/{}", m.id, m.arch, m.branch)
+}
+
+/// Where the manifest of `release` is kept on local disk (mounting at
+/// start-up needs no network).
+fn cached_manifest(manager: &Manager, release: &str) -> PathBuf {
+    manager
+        .config()
+        .state_directory
+        .join("releases")
+        .join(format!("{release}.json"))
+}
+
+/// Fails unless `id` is not installed (nor being installed).
+pub fn ensure_not_installed(manager: &Manager, id: &str) -> Result<(), InstallError> {
+    if manager.store().load()?.apps.contains_key(id) {
+        return Err(InstallError::AlreadyInstalled(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Fetches the manifest of a fixed release (before its job exists: the
+/// app's object path depends on the id inside).
+pub async fn plan_release(manager: &Manager, release: &str) -> Result<Plan, InstallError> {
+    let (kubo, _) = manager.kubo()?;
+    let timeout = manager
+        .config()
+        .fetch
+        .document_timeout
+        .min(Duration::from_secs(20));
+    let manifest = source::fetch_manifest(&kubo, release, limits(manager), timeout).await?;
+    Ok(Plan {
+        manifest: Arc::new(manifest),
+        release: release.to_string(),
+        sequence: 0,
+        remote: None,
+        source: Source::Release(release.to_string()).describe(),
+        index: None,
+    })
+}
+
+/// Resolves `id` in `remote`'s store index and fetches its manifest.
+pub async fn plan_remote(
+    manager: &Manager,
+    remote: &str,
+    id: &str,
+    job: &Job,
+) -> Result<Plan, InstallError> {
+    let ipns = manager
+        .store()
+        .load()?
+        .remotes
+        .get(remote)
+        .map(|r| r.ipns.clone())
+        .ok_or_else(|| InstallError::NoSuchRemote(remote.to_string()))?;
+    let (kubo, _) = manager.kubo()?;
+    let config = manager.config();
+    job.set_status(&format!("resolving remote {remote}"));
+    let index = source::fetch_index(
+        &kubo,
+        remote,
+        &ipns,
+        config.fetch.resolve_timeout,
+        config.fetch.document_timeout,
+    )
+    .await?;
+    let entry = source::index_entry(&index, remote, id)?;
+    job.set_status(&format!("fetching the manifest of {id} {}", entry.version));
+    let manifest = source::fetch_manifest(
+        &kubo,
+        &entry.release,
+        limits(manager),
+        config.fetch.document_timeout,
+    )
+    .await?;
+    if manifest.id != id
+        || manifest.kind != entry.kind
+        || manifest.arch != entry.arch
+        || manifest.branch != entry.branch
+    {
+        return Err(InstallError::Mismatch(format!(
+            "the index names {} {id} {}/{}, the manifest is {} {}",
+            entry.kind.as_str(),
+            entry.arch,
+            entry.branch,
+            manifest.kind.as_str(),
+            triple(&manifest)
+        )));
+    }
+    Ok(Plan {
+        manifest: Arc::new(manifest),
+        release: entry.release,
+        sequence: entry.sequence,
+        remote: Some(remote.to_string()),
+        source: Source::Remote {
+            remote: remote.to_string(),
+            id: id.to_string(),
+        }
+        .describe(),
+        index: Some(Arc::new(index)),
+    })
+}
+
+/// Installs the planned release: the runtime it needs first (from the same
+/// remote, when no installation on the system has it), then the app, then
+/// waits for the background fetch while reporting its bytes on `job`.
+pub async fn install(
+    manager: &Arc<Manager>,
+    plan: Plan,
+    job: Arc<Job>,
+) -> Result<std::collections::BTreeMap<String, Detail>, InstallError> {
+    let id = plan.manifest.id.clone();
+    ensure_not_installed(manager, &id)?;
+    let mut runtime_installed = String::new();
+    if let Some(runtime) = plan.manifest.runtime.clone() {
+        if !runtime_present(manager, &runtime).await? {
+            let runtime_plan = plan_runtime(manager, &plan, &runtime, &job).await?;
+            let runtime_id = runtime_plan.manifest.id.clone();
+            let _claim = manager
+                .apps
+                .claim(&runtime_id, job.id())
+                .map_err(|holder| InstallError::Busy {
+                    id: runtime_id.clone(),
+                    job: holder,
+                })?;
+            job.set_status(&format!("installing the runtime {runtime}"));
+            deploy(manager, &runtime_plan).await?;
+            runtime_installed = runtime;
+        }
+    }
+    job.set_status(&format!("installing {id} {}", plan.manifest.version));
+    // Cancelling the job (dropping this future) from here on undoes the install.
+    let undo = UndoOnDrop {
+        manager: manager.clone(),
+        id: id.clone(),
+        armed: true,
+    };
+    let app = deploy(manager, &plan).await?;
+    job.set_status("runnable; fetching the rest in the background");
+    let mut info = app.info.subscribe();
+    loop {
+        let now = info.borrow_and_update().clone();
+        job.set_bytes(now.fetched, now.total);
+        if now.state == "installed" {
+            break;
+        }
+        if info.changed().await.is_err() {
+            return Err(InstallError::Internal(format!(
+                "{id} was removed while it was being fetched"
+            )));
+        }
+    }
+    let mut undo = undo;
+    undo.armed = false;
+    let text = |s: &str| Detail::Text(s.to_string());
+    let final_info = app.snapshot();
+    Ok([
+        ("AppId".to_string(), text(&id)),
+        ("Version".into(), text(&plan.manifest.version)),
+        ("Release".into(), text(&plan.release)),
+        ("Ref".into(), text(&final_info.reference)),
+        ("MountPoint".into(), text(&final_info.mount_point)),
+        ("RuntimeInstalled".into(), text(&runtime_installed)),
+        ("TotalBytes".into(), Detail::Number(final_info.total)),
+    ]
+    .into_iter()
+    .collect())
+}
+
+/// Removes an app whose install job was cancelled.
+struct UndoOnDrop {
+    manager: Arc<Manager>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for UndoOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let manager = self.manager.clone();
+            let id = self.id.clone();
+            info!(app = %id, "install cancelled; removing what was installed");
+            tokio::spawn(async move {
+                if let Err(e) = remove(&manager, &id).await {
+                    warn!(app = %id, "cannot remove the cancelled install: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// Whether `runtime` (`ID/ARCH/BRANCH`) is installed in any installation
+/// Flatpak knows, this daemon's included.
+async fn runtime_present(manager: &Manager, runtime: &str) -> Result<bool, InstallError> {
+    let state = manager.store().load()?;
+    if state.apps.values().any(|a| {
+        a.kind == Kind::Runtime
+            && a.phase == Phase::Ready
+            && format!("{}/{}/{}", a.id, a.arch, a.branch) == runtime
+    }) {
+        return Ok(true);
+    }
+    let config = manager.config();
+    let output = Command::new("flatpak")
+        .args(["info", "--show-ref", &format!("runtime/{runtime}")])
+        .env(
+            "FLATPAK_CONFIG_DIR",
+            &config.installation.flatpak_config_dir,
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(InstallationError::Spawn)?;
+    Ok(output.status.success())
+}
+
+/// The plan for the runtime `runtime` from the app's remote.
+async fn plan_runtime(
+    manager: &Manager,
+    app: &Plan,
+    runtime: &str,
+    job: &Job,
+) -> Result<Plan, InstallError> {
+    let missing = || InstallError::RuntimeMissing {
+        app: app.manifest.id.clone(),
+        runtime: runtime.to_string(),
+        remote: app.remote.clone(),
+    };
+    let (Some(remote), Some(index)) = (&app.remote, &app.index) else {
+        return Err(missing());
+    };
+    let runtime_id = runtime.split('/').next().unwrap_or_default();
+    let Some(entry) = index.apps.get(runtime_id) else {
+        return Err(missing());
+    };
+    if entry.kind != Kind::Runtime
+        || format!("{runtime_id}/{}/{}", entry.arch, entry.branch) != runtime
+    {
+        return Err(missing());
+    }
+    ensure_not_installed(manager, runtime_id)?;
+    let (kubo, _) = manager.kubo()?;
+    job.set_status(&format!("fetching the manifest of the runtime {runtime}"));
+    let manifest = source::fetch_manifest(
+        &kubo,
+        &entry.release,
+        limits(manager),
+        manager.config().fetch.document_timeout,
+    )
+    .await?;
+    if triple(&manifest) != runtime || manifest.kind != Kind::Runtime {
+        return Err(InstallError::Mismatch(format!(
+            "the index names runtime {runtime}, its manifest is {} {}",
+            manifest.kind.as_str(),
+            triple(&manifest)
+        )));
+    }
+    Ok(Plan {
+        manifest: Arc::new(manifest),
+        release: entry.release.clone(),
+        sequence: entry.sequence,
+        remote: app.remote.clone(),
+        source: Source::Remote {
+            remote: remote.clone(),
+            id: runtime_id.to_string(),
+        }
+        .describe(),
+        index: app.index.clone(),
+    })
+}
+
+/// What clients see of a record.
+fn info_of(record: &InstalledApp, manifest: &Manifest, mount_point: String) -> AppInfo {
+    let current = record.current();
+    AppInfo {
+        id: record.id.clone(),
+        kind: record.kind.as_str().to_string(),
+        reference: format!(
+            "{}/{}/{}/{}",
+            record.kind.as_str(),
+            record.id,
+            record.arch,
+            record.branch
+        ),
+        remote: record.remote.clone().unwrap_or_default(),
+        source: record.source.clone(),
+        state: match (record.phase, current.is_some_and(|d| d.complete)) {
+            (Phase::Installing, _) => "installing",
+            (Phase::Ready, true) => "installed",
+            (Phase::Ready, false) => "degraded",
+        }
+        .to_string(),
+        status: String::new(),
+        version: manifest.version.clone(),
+        release: record.current.clone(),
+        runtime: record.runtime.clone().unwrap_or_default(),
+        fetched: 0,
+        total: current.map_or(0, |d| d.total_bytes),
+        mount_point,
+        active_job: 0,
+    }
+}
+
+/// Lays out, mounts and activates a planned release (steps 1 to 3 of the
+/// module's order), then starts its background fetch. On failure, what was
+/// done is undone before the error is returned.
+async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, InstallError> {
+    let manifest = &plan.manifest;
+    let id = manifest.id.clone();
+    let record = InstalledApp {
+        id: id.clone(),
+        kind: manifest.kind,
+        arch: manifest.arch.clone(),
+        branch: manifest.branch.clone(),
+        remote: plan.remote.clone(),
+        source: plan.source.clone(),
+        phase: Phase::Installing,
+        current: plan.release.clone(),
+        deployments: vec![Deployment {
+            release: plan.release.clone(),
+            version: manifest.version.clone(),
+            sequence: plan.sequence,
+            total_bytes: manifest.totals.dag_bytes,
+            complete: false,
+            deployed: now(),
+        }],
+        runtime: manifest.runtime.clone(),
+        installed: now(),
+    };
+    {
+        let lock = manager.state_lock();
+        let _guard = lock.lock().await;
+        let store = manager.store();
+        let mut state = store.load()?;
+        if state.apps.contains_key(&id) {
+            return Err(InstallError::AlreadyInstalled(id));
+        }
+        state.apps.insert(id.clone(), record.clone());
+        store.save(&state)?;
+    }
+    let app = manager.apps.add(info_of(&record, manifest, String::new()));
+    match lay_out(manager, plan, &app).await {
+        Ok(()) => {}
+        Err(e) => {
+            warn!(app = %id, "install failed: {e}; removing what was laid out");
+            if let Err(undo) = remove(manager, &id).await {
+                warn!(app = %id, "cannot undo the failed install: {undo}");
+            }
+            return Err(e);
+        }
+    }
+    info!(app = %id, version = %manifest.version, release = %plan.release, "installed; fetching in the background");
+    start_fetch(manager, &app, manifest.clone(), plan.release.clone());
+    Ok(app)
+}
+
+/// Step 2 and 3 of an install.
+async fn lay_out(manager: &Arc<Manager>, plan: &Plan, app: &LiveApp) -> Result<(), InstallError> {
+    let manifest = &plan.manifest;
+    let config = manager.config();
+    let installation = config.installation();
+    let (kubo, _) = manager.kubo()?;
+    installation.register().await?;
+    app.update(|i| i.status = "fetching metadata and exports".into());
+    let local = local_files(&kubo, manifest, config.fetch.document_timeout).await?;
+    let deploy_dir = installation.write_deploy(manifest, &plan.release, &local)?;
+    app.update(|i| i.status = "copying the release into MFS".into());
+    let mfs = fetch::mfs_path(&manifest.id, &plan.release);
+    kubo.files_mkdir(&fetch::mfs_app_dir(&manifest.id)).await?;
+    kubo.files_rm(&mfs).await?;
+    kubo.files_cp(&format!("/ipfs/{}", plan.release), &mfs)
+        .await?;
+    write_cached_manifest(manager, &plan.release, manifest)?;
+    app.update(|i| i.status = "mounting".into());
+    let files = deploy_dir.join("files");
+    mount(manager, app, manifest, &plan.release, &files).await?;
+    installation.activate(manifest, &plan.release)?;
+    {
+        let lock = manager.state_lock();
+        let _guard = lock.lock().await;
+        let store = manager.store();
+        let mut state = store.load()?;
+        let record = state
+            .apps
+            .get_mut(&manifest.id)
+            .ok_or_else(|| InstallError::Internal("the install record vanished".into()))?;
+        record.phase = Phase::Ready;
+        store.save(&state)?;
+    }
+    app.update(|i| {
+        i.state = "degraded".into();
+        i.status = "runnable; fetching in the background".into();
+        i.mount_point = files.display().to_string();
+    });
+    Ok(())
+}
+
+/// Mounts `files/` of `release` at `files` for `app`.
+async fn mount(
+    manager: &Manager,
+    app: &LiveApp,
+    manifest: &Manifest,
+    release: &str,
+    files: &std::path::Path,
+) -> Result<(), InstallError> {
+    let config = manager.config();
+    let client = manager.mount_client(Duration::from_secs(30)).await?;
+    let fs = ReleaseFs::new(manifest, client, config.fetch.read_timeout)?;
+    let session = fs.mount(files)?;
+    app.add_mount(release, files.to_owned(), session);
+    Ok(())
+}
+
+fn write_cached_manifest(
+    manager: &Manager,
+    release: &str,
+    manifest: &Manifest,
+) -> Result<(), InstallError> {
+    let path = cached_manifest(manager, release);
+    let internal =
+        |e: std::io::Error| InstallError::Internal(format!("cannot write {}: {e}", path.display()));
+    std::fs::create_dir_all(path.parent().expect("in a directory")).map_err(internal)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(manifest).expect("serializes")).map_err(internal)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(internal)?;
+    std::fs::rename(&tmp, &path).map_err(internal)
+}
+
+fn read_cached_manifest(manager: &Manager, release: &str) -> Result<Manifest, InstallError> {
+    let path = cached_manifest(manager, release);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| InstallError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    Ok(source::parse_manifest(
+        &bytes,
+        &path.display().to_string(),
+        limits(manager),
+    )?)
+}
+
+/// Starts (or restarts) the background fetch of `release`.
+fn start_fetch(
+    manager: &Arc<Manager>,
+    app: &Arc<LiveApp>,
+    manifest: Arc<Manifest>,
+    release: String,
+) {
+    let cancel = app.begin_fetch();
+    tokio::spawn(fetch::run(
+        manager.clone(),
+        app.clone(),
+        manifest,
+        release,
+        cancel,
+    ));
+}
+
+/// Fetches `metadata` and the regular files of `export/`: what a deploy
+/// keeps on local disk. Symlinks in `export/` are never followed or copied,
+/// so a release cannot make the daemon copy a host file.
+pub async fn local_files(
+    kubo: &Client,
+    manifest: &Manifest,
+    timeout: Duration,
+) -> Result<Vec<LocalFile>, InstallError> {
+    let mut out = Vec::new();
+    for entry in &manifest.entries {
+        if entry.kind != EntryKind::File
+            || !(entry.path == "metadata" || entry.path.starts_with("export/"))
+        {
+            continue;
+        }
+        let path = format!("/ipfs/{}", entry.cid);
+        let read = kubo.cat(&path, entry.size);
+        let data =
+            tokio::time::timeout(timeout, read)
+                .await
+                .map_err(|_| KuboError::Stalled {
+                    what: format!("fetching {}", entry.path),
+                    after: timeout,
+                })??;
+        if data.len() as u64 != entry.size {
+            return Err(SourceError::Invalid {
+                what: entry.path.clone(),
+                reason: format!(
+                    "{} bytes arrived, the manifest says {}",
+                    data.len(),
+                    entry.size
+                ),
+            }
+            .into());
+        }
+        out.push(LocalFile {
+            path: entry.path.clone(),
+            data,
+            executable: entry.mode & 0o111 != 0,
+        });
+    }
+    if !out.iter().any(|f| f.path == "metadata") {
+        return Err(SourceError::Invalid {
+            what: format!("release of {}", manifest.id),
+            reason: "it has no metadata file".into(),
+        }
+        .into());
+    }
+    Ok(out)
+}
+
+/// Records `release` of `id` as complete (durable).
+pub async fn mark_complete(manager: &Manager, id: &str, release: &str) -> Result<(), StoreError> {
+    let lock = manager.state_lock();
+    let _guard = lock.lock().await;
+    let store = manager.store();
+    let mut state = store.load()?;
+    if let Some(d) = state
+        .apps
+        .get_mut(id)
+        .and_then(|a| a.deployments.iter_mut().find(|d| d.release == release))
+    {
+        d.complete = true;
+        store.save(&state)?;
+    }
+    Ok(())
+}
+
+/// Checks that `id` can be uninstalled now.
+pub fn check_uninstall(manager: &Manager, id: &str) -> Result<(), InstallError> {
+    let state = manager.store().load()?;
+    let Some(record) = state.apps.get(id) else {
+        return Err(InstallError::NotInstalled(id.to_string()));
+    };
+    if record.kind == Kind::Runtime {
+        let triple = format!("{}/{}/{}", record.id, record.arch, record.branch);
+        let users: Vec<String> = state
+            .apps
+            .values()
+            .filter(|a| a.runtime.as_deref() == Some(triple.as_str()))
+            .map(|a| a.id.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(InstallError::RuntimeInUse {
+                runtime: triple,
+                apps: users,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Uninstalls `id`: forgets it durably, detaches its mounts (lazily: a
+/// running instance keeps its tree), deletes its deploys and exports, and
+/// unpins and removes its releases from Kubo.
+pub async fn uninstall(
+    manager: &Arc<Manager>,
+    id: &str,
+    job: &Job,
+) -> Result<std::collections::BTreeMap<String, Detail>, InstallError> {
+    check_uninstall(manager, id)?;
+    if let Some(app) = manager.apps.get(id) {
+        app.update(|i| {
+            i.state = "uninstalling".into();
+            i.status = "removing".into();
+        });
+    }
+    job.set_status(&format!("removing {id}"));
+    let removed = remove(manager, id).await?;
+    job.set_status("unpinning");
+    let (kubo, _) = manager.kubo()?;
+    clean_kubo(&kubo, id, &removed).await?;
+    info!(app = %id, "uninstalled");
+    Ok([("AppId".to_string(), Detail::Text(id.to_string()))]
+        .into_iter()
+        .collect())
+}
+
+/// Forgets `id` durably, then removes its mounts and files. Returns the
+/// releases it had, for Kubo to forget.
+async fn remove(manager: &Arc<Manager>, id: &str) -> Result<Vec<String>, InstallError> {
+    let record = {
+        let lock = manager.state_lock();
+        let _guard = lock.lock().await;
+        let store = manager.store();
+        let mut state = store.load()?;
+        let record = state.apps.remove(id);
+        store.save(&state)?;
+        record
+    };
+    manager.apps.remove(id);
+    let Some(record) = record else {
+        return Ok(Vec::new());
+    };
+    let installation = manager.config().installation();
+    crate::mounts::detach_below(
+        &installation
+            .path
+            .join(record.kind.as_str())
+            .join(&record.id),
+    );
+    installation.prune_ref(record.kind, &record.id, &record.arch, &record.branch, &[])?;
+    for d in &record.deployments {
+        let _ = std::fs::remove_file(cached_manifest(manager, &d.release));
+    }
+    Ok(record.deployments.into_iter().map(|d| d.release).collect())
+}
+
+/// Unpins `releases` of `id` and removes them from MFS.
+async fn clean_kubo(kubo: &Client, id: &str, releases: &[String]) -> Result<(), KuboError> {
+    let ours = kubo.pins_named(fetch::PIN_PREFIX).await?;
+    for release in releases {
+        if ours.iter().any(|(cid, _)| cid == release) {
+            kubo.pin_rm(release).await?;
+        }
+    }
+    kubo.files_rm(&fetch::mfs_app_dir(id)).await
+}
+
+/// Brings the installed apps back at start-up: detaches stale mounts,
+/// removes installs a crash interrupted and anything no record claims,
+/// mounts every installed app again and resumes unfinished fetches. Kubo
+/// leftovers (pins, MFS copies) are removed once Kubo answers.
+pub async fn restore(manager: Arc<Manager>) {
+    if let Err(e) = restore_inner(&manager).await {
+        warn!("cannot restore the installed apps: {e}");
+    }
+}
+
+async fn restore_inner(manager: &Arc<Manager>) -> Result<(), InstallError> {
+    let installation = manager.config().installation();
+    crate::mounts::detach_below(&installation.path);
+    let state = {
+        let lock = manager.state_lock();
+        let _guard = lock.lock().await;
+        let store = manager.store();
+        let mut state = store.load()?;
+        let interrupted: Vec<String> = state
+            .apps
+            .values()
+            .filter(|a| a.phase == Phase::Installing)
+            .map(|a| a.id.clone())
+            .collect();
+        for id in &interrupted {
+            info!(app = %id, "removing an install a restart interrupted");
+            state.apps.remove(id);
+        }
+        if !interrupted.is_empty() {
+            store.save(&state)?;
+        }
+        state
+    };
+    let mut keep: HashMap<(Kind, String, String, String), Vec<String>> = HashMap::new();
+    for a in state.apps.values() {
+        keep.insert(
+            (a.kind, a.id.clone(), a.arch.clone(), a.branch.clone()),
+            a.deployments.iter().map(|d| d.release.clone()).collect(),
+        );
+    }
+    for key in installation.refs() {
+        let kept = keep.get(&key).cloned().unwrap_or_default();
+        let (kind, id, arch, branch) = key;
+        if let Err(e) = installation.prune_ref(kind, &id, &arch, &branch, &kept) {
+            warn!(app = %id, "cannot remove leftovers: {e}");
+        }
+    }
+    for record in state.apps.values() {
+        if let Err(e) = bring_back(manager, record).await {
+            warn!(app = %record.id, "cannot mount it again: {e}");
+        }
+    }
+    let manager = manager.clone();
+    tokio::spawn(async move { reconcile_kubo(&manager).await });
+    Ok(())
+}
+
+/// Mounts an installed app again and resumes its fetch.
+async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(), InstallError> {
+    let manifest = Arc::new(read_cached_manifest(manager, &record.current)?);
+    let installation = manager.config().installation();
+    let files = installation
+        .deploy_dir(&manifest, &record.current)
+        .join("files");
+    let app = manager
+        .apps
+        .add(info_of(record, &manifest, files.display().to_string()));
+    mount(manager, &app, &manifest, &record.current, &files).await?;
+    installation.activate(&manifest, &record.current)?;
+    info!(app = %record.id, version = %manifest.version, "mounted again");
+    if !record.current().is_some_and(|d| d.complete) {
+        start_fetch(manager, &app, manifest, record.current.clone());
+    }
+    Ok(())
+}
+
+/// Removes pins and MFS copies of releases no record keeps (left by an
+/// uninstall while Kubo was down, or an install a crash interrupted).
+/// Waits until Kubo answers.
+pub async fn reconcile_kubo(manager: &Manager) {
+    let kubo = loop {
+        if let Ok((kubo, _)) = manager.kubo() {
+            break kubo;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let Ok(state) = manager.store().load() else {
+        return;
+    };
+    let kept: std::collections::HashSet<&str> = state
+        .apps
+        .values()
+        .flat_map(|a| a.deployments.iter().map(|d| d.release.as_str()))
+        .collect();
+    match kubo.pins_named(fetch::PIN_PREFIX).await {
+        Ok(pins) => {
+            for (cid, name) in pins {
+                if !kept.contains(cid.as_str()) {
+                    info!(%cid, %name, "unpinning a release no app keeps");
+                    if let Err(e) = kubo.pin_rm(&cid).await {
+                        warn!(%cid, "cannot unpin: {e}");
+                    }
+                }
+            }
+        }
+        Err(e) => warn!("cannot list pins: {e}"),
+    }
+    match kubo.files_ls("/flatpak-apps").await {
+        Ok(ids) => {
+            for id in ids {
+                let Some(record) = state.apps.get(&id) else {
+                    let _ = kubo.files_rm(&fetch::mfs_app_dir(&id)).await;
+                    continue;
+                };
+                if let Ok(names) = kubo.files_ls(&fetch::mfs_app_dir(&id)).await {
+                    for name in names {
+                        if !record.deployments.iter().any(|d| d.release == name) {
+                            let _ = kubo.files_rm(&fetch::mfs_path(&id, &name)).await;
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => warn!("cannot list /flatpak-apps: {e}"),
+    }
+}

@@ -1,0 +1,80 @@
+//! A publisher and a client: two stacks, each with its own system bus,
+//! polkitd, Kubo node and flatipfsd, the client's node connected to the
+//! publisher's so that every block the client installs travels between them.
+//! The publisher's store index record is carried to the client's node after
+//! each publication (`name get` / `name put`), as IPNS would deliver it.
+
+use std::path::PathBuf;
+
+use crate::ctl::{self, create_remote, publish_release};
+use crate::fixtures::{self, hello_ref};
+use crate::{StackOptions, TestStack};
+
+/// The two stacks and the remote that links them.
+pub struct Pair {
+    pub publisher: TestStack,
+    pub client: TestStack,
+    /// The store index's IPNS name (`k51…`).
+    pub ipns: String,
+    /// The built test apps (`fixtures::test_apps`).
+    pub apps: PathBuf,
+    /// `app/org.test.Hello/ARCH/master`.
+    pub app_ref: String,
+    /// `runtime/org.test.Platform/ARCH/master`.
+    pub runtime_ref: String,
+}
+
+impl Pair {
+    /// Starts both stacks (the client's daemon gets `client_config` added
+    /// to its configuration), creates remote `main` on the publisher and
+    /// trusts it on the client.
+    pub fn up(client_config: &str) -> Pair {
+        let apps = fixtures::test_apps().unwrap();
+        let app_ref = hello_ref(&apps).unwrap();
+        let runtime_ref = app_ref.replace("app/org.test.Hello", "runtime/org.test.Platform");
+        let publisher = TestStack::up(&StackOptions {
+            kubo_nodes: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let client = TestStack::up(&StackOptions {
+            kubo_nodes: 1,
+            extra_config: client_config.to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+        client.connect_to(1, &publisher, 1).unwrap();
+        let ipns = create_remote(&publisher, "main");
+        let address = format!("/ipns/{ipns}");
+        ctl::ok_json(&client, &["remote", "add", "main", &address, "--json"]);
+        Pair {
+            publisher,
+            client,
+            ipns,
+            apps,
+            app_ref,
+            runtime_ref,
+        }
+    }
+
+    /// Publishes `reference` from the fixture repository `repo` (`repo-v1`,
+    /// `repo-v2`) and tells the client's node; returns the release root.
+    pub fn publish(&self, repo: &str, reference: &str) -> String {
+        let release = publish_release(&self.publisher, &self.apps.join(repo), reference);
+        self.carry_index();
+        release
+    }
+
+    /// Publishes the runtime and the app from `repo-v1`; returns the app's release.
+    pub fn publish_v1(&self) -> String {
+        self.publish("repo-v1", &self.runtime_ref.clone());
+        self.publish("repo-v1", &self.app_ref.clone())
+    }
+
+    /// Carries the current store index record to the client's node.
+    pub fn carry_index(&self) {
+        self.publisher
+            .carry_ipns_record_to(&self.ipns, 1, &self.client, 1)
+            .unwrap();
+    }
+}
