@@ -211,6 +211,15 @@ impl Apps {
         }
     }
 
+    /// Detaches every mount (the daemon is stopping: without it they could
+    /// only fail; the next start mounts them again).
+    pub fn shutdown(&self) {
+        for app in self.list() {
+            app.stop_fetch();
+            app.unmount_all();
+        }
+    }
+
     /// Claims app `id` for job `job`; `Err(job)` names the job holding it.
     pub fn claim(self: &Arc<Self>, id: &str, job: u64) -> Result<Claim, u64> {
         let mut busy = self.busy.lock().expect("not poisoned");

@@ -186,6 +186,7 @@ async fn run(args: Args) -> Result<()> {
         _ = term.recv() => info!("SIGTERM received, stopping"),
         _ = int.recv() => info!("SIGINT received, stopping"),
     }
+    manager.apps.shutdown();
     if let Some(node) = node {
         node.stop().await;
     }

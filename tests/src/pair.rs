@@ -71,10 +71,60 @@ impl Pair {
         self.publish("repo-v1", &self.app_ref.clone())
     }
 
+    /// Makes one block of `path` (relative to the release root) unavailable
+    /// on the publisher: the release is unpinned there and the block
+    /// removed, so a client cannot finish fetching until [`Pair::give_back`].
+    pub fn withhold(&self, release: &str, path: &str) -> Withheld {
+        let node = &self.publisher;
+        let file = node
+            .ipfs(1, &["resolve", &format!("/ipfs/{release}/{path}")])
+            .unwrap()
+            .trim()
+            .trim_start_matches("/ipfs/")
+            .to_string();
+        let refs = node.ipfs(1, &["refs", "-r", &file]).unwrap();
+        let block = refs.lines().next().unwrap_or(&file).trim().to_string();
+        let data = node.ipfs_bytes(1, &["block", "get", &block]).unwrap();
+        node.ipfs(1, &["pin", "rm", release]).unwrap();
+        node.ipfs(1, &["block", "rm", &block]).unwrap();
+        Withheld {
+            release: release.to_string(),
+            block,
+            data,
+        }
+    }
+
+    /// Puts a withheld block back on the publisher (and pins its release again).
+    pub fn give_back(&self, withheld: &Withheld) {
+        let node = &self.publisher;
+        let file = node.dir.join("withheld-block");
+        std::fs::write(&file, &withheld.data).unwrap();
+        let codec = if withheld.block.starts_with("bafk") {
+            "raw"
+        } else {
+            "dag-pb"
+        };
+        let put = node
+            .ipfs(
+                1,
+                &["block", "put", "--cid-codec", codec, file.to_str().unwrap()],
+            )
+            .unwrap();
+        assert_eq!(put.trim(), withheld.block, "the block came back as another CID");
+        node.ipfs(1, &["pin", "add", &withheld.release]).unwrap();
+    }
+
     /// Carries the current store index record to the client's node.
     pub fn carry_index(&self) {
         self.publisher
             .carry_ipns_record_to(&self.ipns, 1, &self.client, 1)
             .unwrap();
     }
+}
+
+/// A block taken away from the publisher by [`Pair::withhold`].
+pub struct Withheld {
+    pub release: String,
+    pub block: String,
+    data: Vec<u8>,
 }

@@ -311,6 +311,10 @@ impl Stack {
         }
         let api = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
         ipfs(&["config", "Addresses.API", &api])?;
+        // A fixed swarm port too: a restarted node keeps its address, and
+        // peers that keep it in their peering list reconnect by themselves.
+        let swarm = format!("[\"/ip4/127.0.0.1/tcp/{}\"]", free_port()?);
+        ipfs(&["config", "--json", "Addresses.Swarm", &swarm])?;
         Ok(KuboNode { number, repo, api })
     }
 
@@ -408,6 +412,23 @@ impl Stack {
                 .arg("--timeout=60s")
                 .args(args),
         )
+    }
+
+    /// Like [`Stack::ipfs`], returning stdout's raw bytes.
+    pub fn ipfs_bytes(&self, number: usize, args: &[&str]) -> Result<Vec<u8>> {
+        let output = Command::new(paths::kubo_binary()?)
+            .env("IPFS_PATH", &self.kubo_node(number)?.repo)
+            .arg("--timeout=60s")
+            .args(args)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "ipfs {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(output.stdout)
     }
 
     /// Moves the signed IPNS record of `name` from node `from` to node `to`

@@ -39,6 +39,98 @@ fn mounts_below(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `flatpak run org.test.Hello` as an unprivileged user with a home of its
+/// own; its stdout.
+fn run_as_user(stack: &Stack) -> String {
+    let home = stack.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let user = nix::unistd::User::from_name(PLAIN_USER).unwrap().unwrap();
+    nix::unistd::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut as_user = users::as_user(PLAIN_USER, "/usr/bin/flatpak").unwrap();
+    as_user
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &home)
+        .args(["run", "org.test.Hello"]);
+    let out = users::output(&mut as_user).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Reads `path` in another thread; the result, or a panic if the read has
+/// not returned after `limit` (a hang is a failure, not a slow pass).
+fn read_bounded(path: &Path, limit: Duration) -> std::io::Result<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read(&path));
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("a read through the mount hung for {limit:?}"))
+}
+
+/// The app's state as `flatipfsctl info --json` reports it.
+fn state(stack: &Stack, id: &str) -> serde_json::Value {
+    ok_json(stack, &["info", "--json", id])
+}
+
+const DATA: &str = "share/hello/data.txt";
+
+/// `flatipfsctl ARGS` started in the background against `stack`.
+fn spawn_ctl(stack: &Stack, args: &[&str]) -> std::process::Child {
+    Command::new(paths::binary("flatipfsctl").unwrap())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The app's state, or `None` when it is not installed (exit code 3).
+fn state_if_installed(stack: &Stack, id: &str) -> Option<String> {
+    let out = flatipfsctl(stack, None, &["info", "--json", id]);
+    match out.status.code() {
+        Some(0) => Some(
+            flatipfs_tests::ctl::last_json(&out)["state"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ),
+        Some(3) => None,
+        _ => panic!("flatipfsctl info: {out:?}"),
+    }
+}
+
+/// Asserts that `id` is absent: no object, no files, no mount, no pin.
+fn assert_absent(stack: &Stack, id: &str, release: &str) {
+    assert_eq!(state_if_installed(stack, id), None);
+    let app_dir = stack.installation().join("app").join(id);
+    assert!(mounts_below(&app_dir).is_empty(), "{:?}", mounts_below(&app_dir));
+    assert!(!app_dir.exists(), "{} is left", app_dir.display());
+    let pins = stack.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
+    assert!(!pins.contains(release), "{pins}");
+}
+
+/// Every mount below the installation answers (none is a dead FUSE mount).
+fn assert_no_stale_mount(stack: &Stack) {
+    for point in mounts_below(&stack.installation()) {
+        std::fs::read_dir(&point).unwrap_or_else(|e| panic!("{point} is stale: {e}"));
+    }
+}
+
+fn kill_daemon(stack: &Stack) {
+    stack
+        .process("flatipfsd")
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let mut gone = || Ok(!stack.process("flatipfsd").map(|p| p.alive()).unwrap_or(false));
+    wait_for("flatipfsd to die", LIMIT, &mut gone).unwrap();
+}
+
 #[test]
 fn an_app_installed_from_another_node_runs_and_uninstalls_cleanly() {
     let pair = Pair::up("");
@@ -73,23 +165,7 @@ fn an_app_installed_from_another_node_runs_and_uninstalls_cleanly() {
     assert!(info.contains("Origin: flatipfs"), "{info}");
     let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
     assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
-    let home = client.dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let user = nix::unistd::User::from_name(PLAIN_USER).unwrap().unwrap();
-    nix::unistd::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut as_user = users::as_user(PLAIN_USER, "/usr/bin/flatpak").unwrap();
-    as_user
-        .env("FLATPAK_CONFIG_DIR", client.flatpak_config_dir())
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &home)
-        .args(["run", "org.test.Hello"]);
-    let out = users::output(&mut as_user).unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "Hello from org.test.Hello version 1"
-    );
+    assert_eq!(run_as_user(client), "Hello from org.test.Hello version 1");
 
     // The mount shows exactly the published tree, read-only.
     let mount_point = installed["mount_point"].as_str().unwrap().to_string();
@@ -145,4 +221,161 @@ fn an_app_installed_from_another_node_runs_and_uninstalls_cleanly() {
     assert_eq!(runtime["state"], "installed", "{runtime}");
     let mut ready = || Ok(mounts_below(&app_dir).is_empty());
     wait_for("no mount left", LIMIT, &mut ready).unwrap();
+}
+
+#[test]
+fn a_degraded_app_runs_fails_missing_reads_with_eio_and_resumes_when_the_publisher_is_back() {
+    let pair = Pair::up("");
+    users::ensure_test_users().unwrap();
+    let release = pair.publish_v1();
+    let client = &pair.client;
+    // One block of data.txt (not read at start-up) cannot be fetched.
+    let withheld = pair.withhold(&release, &format!("deploy/files/{DATA}"));
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+
+    let installed = ok_json(
+        client,
+        &["install", "--no-wait", "--json", "main", "org.test.Hello"],
+    );
+    assert_eq!(installed["state"], "degraded", "{installed}");
+    // Runnable right away, for root (through flatipfsctl run, which warns)
+    // and for a user.
+    let out = flatipfsctl(client, None, &["run", "org.test.Hello"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Hello from org.test.Hello version 1"
+    );
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("still being fetched") && warning.contains('%'),
+        "{warning}"
+    );
+    assert_eq!(run_as_user(client), "Hello from org.test.Hello version 1");
+    let info = state(client, "org.test.Hello");
+    assert_eq!(info["state"], "degraded", "{info}");
+    assert!(
+        info["fetched_bytes"].as_u64() < info["total_bytes"].as_u64(),
+        "{info}"
+    );
+    let listed = flatipfsctl(client, None, &["list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("fetched)"),
+        "{listed:?}"
+    );
+
+    // The publisher goes away: reads of the missing data fail with EIO
+    // (within the configured read timeout), the app stays degraded.
+    pair.publisher.stop_kubo(1).unwrap();
+    let mount_point = Path::new(installed["mount_point"].as_str().unwrap()).to_owned();
+    let read = read_bounded(&mount_point.join(DATA), LIMIT);
+    assert_eq!(
+        read.map(|d| d.len()).unwrap_err().raw_os_error(),
+        Some(nix::libc::EIO)
+    );
+    assert_eq!(state(client, "org.test.Hello")["state"], "degraded");
+
+    // Back, with the block: the fetch resumes by itself and completes.
+    pair.publisher.start_kubo(1).unwrap();
+    pair.give_back(&withheld);
+    let mut complete = || Ok(state(client, "org.test.Hello")["state"] == "installed");
+    wait_for("the fetch to resume and complete", LIMIT, &mut complete).unwrap();
+    let data = read_bounded(&mount_point.join(DATA), LIMIT).unwrap();
+    assert_eq!(data.len(), 300_000);
+    assert!(data.iter().all(|&b| b == b'h'));
+    let pins = client.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
+    assert!(pins.contains(&release), "{pins}");
+}
+
+#[test]
+fn ctrl_c_during_install_cancels_it_and_leaves_nothing() {
+    let pair = Pair::up("");
+    let release = pair.publish_v1();
+    let client = &pair.client;
+    let _withheld = pair.withhold(&release, &format!("deploy/files/{DATA}"));
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+
+    let mut install = spawn_ctl(client, &["install", "main", "org.test.Hello"]);
+    let mut degraded =
+        || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("degraded"));
+    wait_for("the install to be running", LIMIT, &mut degraded).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(install.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = install.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(install.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("cancel"), "{stderr}");
+    let mut gone = || Ok(state_if_installed(client, "org.test.Hello").is_none());
+    wait_for("the cancelled install to be removed", LIMIT, &mut gone).unwrap();
+    let mut unmounted =
+        || Ok(mounts_below(&client.installation().join("app/org.test.Hello")).is_empty());
+    wait_for("the cancelled install to be unmounted", LIMIT, &mut unmounted).unwrap();
+    assert_absent(client, "org.test.Hello", &release);
+    // The runtime installed before is untouched.
+    assert_eq!(state(client, "org.test.Platform")["state"], "installed");
+}
+
+#[test]
+fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
+    let pair = Pair::up("");
+    let release = pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+
+    // 1. Killed while the app is being laid out (its metadata cannot be
+    //    fetched): after the restart it is absent.
+    let metadata = pair.withhold(&release, "deploy/metadata");
+    let mut install = spawn_ctl(client, &["install", "--no-wait", "main", "org.test.Hello"]);
+    let mut laying_out =
+        || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("installing"));
+    wait_for("the install to start", LIMIT, &mut laying_out).unwrap();
+    kill_daemon(client);
+    let _ = install.kill();
+    let _ = install.wait();
+    client.start_daemon().unwrap();
+    assert_absent(client, "org.test.Hello", &release);
+    assert_no_stale_mount(client);
+    pair.give_back(&metadata);
+
+    // 2. Killed while the app runs degraded: its mount is left dead; after
+    //    the restart it is mounted again, runs, and the fetch resumes.
+    let data = pair.withhold(&release, &format!("deploy/files/{DATA}"));
+    let installed = ok_json(
+        client,
+        &["install", "--no-wait", "--json", "main", "org.test.Hello"],
+    );
+    let mount_point = Path::new(installed["mount_point"].as_str().unwrap()).to_owned();
+    kill_daemon(client);
+    let dead = std::fs::read_dir(&mount_point).map(|_| ()).unwrap_err();
+    assert!(
+        [nix::libc::ENOTCONN, nix::libc::ECONNABORTED].contains(&dead.raw_os_error().unwrap()),
+        "the killed daemon's mount should be dead: {dead}"
+    );
+    client.start_daemon().unwrap();
+    let mut back = || Ok(state_if_installed(client, "org.test.Hello").is_some());
+    wait_for("the app to be restored", LIMIT, &mut back).unwrap();
+    assert_eq!(state(client, "org.test.Hello")["state"], "degraded");
+    assert_no_stale_mount(client);
+    let mounts = mounts_below(&client.installation().join("app/org.test.Hello"));
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
+    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    pair.give_back(&data);
+    let mut complete = || Ok(state(client, "org.test.Hello")["state"] == "installed");
+    wait_for("the resumed fetch to complete", LIMIT, &mut complete).unwrap();
+
+    // 3. A clean restart: everything is mounted again, once.
+    client.process("flatipfsd").unwrap().stop(LIMIT).unwrap();
+    client.start_daemon().unwrap();
+    let mut back = || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("installed"));
+    wait_for("the app to be restored", LIMIT, &mut back).unwrap();
+    assert_no_stale_mount(client);
+    let mounts = mounts_below(&client.installation());
+    assert_eq!(mounts.len(), 2, "app and runtime, once each: {mounts:?}");
+    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
+    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
 }
