@@ -34,3 +34,15 @@ write org.flatipfs.Manager1 /org/flatipfs/Manager1
 job=$(busctl --system call org.flatipfs.Manager1 /org/flatipfs/Manager1 org.flatipfs.Manager1 \
   Publish 'sa{sv}' / 1 remote s no-such-remote | awk '{ print $2 }' | tr -d '"')
 write org.flatipfs.Manager1.Job "$job"
+# An app object exists once an app is installed: publish the test app and
+# its runtime to a remote of this daemon and install it from there.
+apps="$here/target/test-apps"
+bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
+arch=$(cat "$apps/arch")
+ctl="$bin/flatipfsctl"
+ipns=$("$ctl" --json remote create main | sed 's/.*"name":"\/ipns\/\([^"]*\)".*/\1/')
+"$ctl" remote add local "/ipns/$ipns" >/dev/null
+"$ctl" --json publish --remote main --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
+"$ctl" --json publish --remote main --repo "$apps/repo-v1" "app/org.test.Hello/$arch/master" >/dev/null
+"$ctl" --json install local org.test.Hello >/dev/null
+write org.flatipfs.Manager1.App /org/flatipfs/Manager1/app/org_2etest_2eHello

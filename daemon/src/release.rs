@@ -147,6 +147,8 @@ pub enum ManifestError {
     BadCid { path: String, cid: String },
     #[error("{0} entries, over the limit of {1}")]
     TooMany(usize, usize),
+    #[error("invalid {field} {value:?}")]
+    BadField { field: &'static str, value: String },
     #[error("{path:?} is {size} bytes, over the limit of {limit}")]
     TooLarge { path: String, size: u64, limit: u64 },
 }
@@ -175,6 +177,25 @@ pub fn safe_relative_path(path: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
+/// Whether `name` can be an arch or a branch: it becomes a directory name.
+pub fn valid_ref_part(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Whether `runtime` is `ID/ARCH/BRANCH`.
+pub fn valid_runtime_ref(runtime: &str) -> bool {
+    match runtime.split('/').collect::<Vec<_>>()[..] {
+        [id, arch, branch] => valid_app_id(id) && valid_ref_part(arch) && valid_ref_part(branch),
+        _ => false,
+    }
+}
+
 /// Whether `cid` parses as a CIDv1.
 pub fn valid_cid_v1(cid: &str) -> bool {
     matches!(cid::Cid::try_from(cid), Ok(c) if c.version() == cid::Version::V1)
@@ -188,6 +209,26 @@ impl Manifest {
         }
         if !valid_app_id(&self.id) {
             return Err(ManifestError::BadId(self.id.clone()));
+        }
+        let field = |field: &'static str, value: &str| ManifestError::BadField {
+            field,
+            value: value.to_string(),
+        };
+        for (name, value) in [("arch", &self.arch), ("branch", &self.branch)] {
+            if !valid_ref_part(value) {
+                return Err(field(name, value));
+            }
+        }
+        if self.version.is_empty()
+            || self.version.len() > 128
+            || self.version.chars().any(char::is_control)
+        {
+            return Err(field("version", &self.version));
+        }
+        if let Some(runtime) = &self.runtime {
+            if !valid_runtime_ref(runtime) {
+                return Err(field("runtime", runtime));
+            }
         }
         if self.entries.len() > limits.max_entries {
             return Err(ManifestError::TooMany(
@@ -366,6 +407,29 @@ mod tests {
             m.validate(LIMITS),
             Err(ManifestError::TooMany(101, 100))
         ));
+    }
+
+    #[test]
+    fn fields_that_become_paths_are_refused_unless_plain() {
+        for (arch, branch, runtime) in [
+            ("..", "master", None),
+            ("x86_64", "../../etc", None),
+            ("x86_64", "", None),
+            ("x86_64", "master", Some("org.test.Platform/../master")),
+            ("x86_64", "master", Some("org.test.Platform")),
+        ] {
+            let mut m = manifest(vec![entry("files", EntryKind::Directory)]);
+            m.arch = arch.into();
+            m.branch = branch.into();
+            m.runtime = runtime.map(String::from);
+            assert!(
+                matches!(m.validate(LIMITS), Err(ManifestError::BadField { .. })),
+                "{arch} {branch} {runtime:?}"
+            );
+        }
+        let mut m = manifest(vec![entry("files", EntryKind::Directory)]);
+        m.version = "1\n2".into();
+        assert!(m.validate(LIMITS).is_err());
     }
 
     #[test]

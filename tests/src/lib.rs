@@ -9,6 +9,7 @@
 
 pub mod ctl;
 pub mod fixtures;
+pub mod introspection;
 pub mod pair;
 pub mod paths;
 pub mod process;

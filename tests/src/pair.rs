@@ -110,8 +110,58 @@ impl Pair {
                 &["block", "put", "--cid-codec", codec, file.to_str().unwrap()],
             )
             .unwrap();
-        assert_eq!(put.trim(), withheld.block, "the block came back as another CID");
+        assert_eq!(
+            put.trim(),
+            withheld.block,
+            "the block came back as another CID"
+        );
         node.ipfs(1, &["pin", "add", &withheld.release]).unwrap();
+    }
+
+    /// A hand-made release root on the publisher: `release`'s `deploy/`
+    /// with its manifest changed by `edit`; pinned there. Returns its CID.
+    pub fn handmade(&self, release: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let node = &self.publisher;
+        let text = node
+            .ipfs(1, &["cat", &format!("/ipfs/{release}/manifest")])
+            .unwrap();
+        let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        edit(&mut manifest);
+        let file = node.dir.join("handmade-manifest");
+        std::fs::write(&file, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        let manifest_cid = node
+            .ipfs(1, &["add", "-Q", "--cid-version=1", file.to_str().unwrap()])
+            .unwrap();
+        let dir = format!("/handmade-{}", manifest_cid.trim());
+        node.ipfs(1, &["files", "mkdir", "-p", "--cid-version=1", &dir])
+            .unwrap();
+        node.ipfs(
+            1,
+            &[
+                "files",
+                "cp",
+                &format!("/ipfs/{release}/deploy"),
+                &format!("{dir}/deploy"),
+            ],
+        )
+        .unwrap();
+        node.ipfs(
+            1,
+            &[
+                "files",
+                "cp",
+                &format!("/ipfs/{}", manifest_cid.trim()),
+                &format!("{dir}/manifest"),
+            ],
+        )
+        .unwrap();
+        let root = node
+            .ipfs(1, &["files", "stat", "--hash", &dir])
+            .unwrap()
+            .trim()
+            .to_string();
+        node.ipfs(1, &["pin", "add", &root]).unwrap();
+        root
     }
 
     /// Carries the current store index record to the client's node.

@@ -108,7 +108,11 @@ fn state_if_installed(stack: &Stack, id: &str) -> Option<String> {
 fn assert_absent(stack: &Stack, id: &str, release: &str) {
     assert_eq!(state_if_installed(stack, id), None);
     let app_dir = stack.installation().join("app").join(id);
-    assert!(mounts_below(&app_dir).is_empty(), "{:?}", mounts_below(&app_dir));
+    assert!(
+        mounts_below(&app_dir).is_empty(),
+        "{:?}",
+        mounts_below(&app_dir)
+    );
     assert!(!app_dir.exists(), "{} is left", app_dir.display());
     let pins = stack.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
     assert!(!pins.contains(release), "{pins}");
@@ -127,7 +131,12 @@ fn kill_daemon(stack: &Stack) {
         .unwrap()
         .signal(nix::sys::signal::Signal::SIGKILL)
         .unwrap();
-    let mut gone = || Ok(!stack.process("flatipfsd").map(|p| p.alive()).unwrap_or(false));
+    let mut gone = || {
+        Ok(!stack
+            .process("flatipfsd")
+            .map(|p| p.alive())
+            .unwrap_or(false))
+    };
     wait_for("flatipfsd to die", LIMIT, &mut gone).unwrap();
 }
 
@@ -143,6 +152,27 @@ fn an_app_installed_from_another_node_runs_and_uninstalls_cleanly() {
     assert_eq!(installed["state"], "installed", "{installed}");
     assert_eq!(installed["release"], release.as_str(), "{installed}");
     assert_eq!(installed["fetched_bytes"], installed["total_bytes"]);
+
+    // The app and job objects are as documented.
+    let bus = client.bus().unwrap();
+    flatipfs_tests::introspection::assert_matches_committed(
+        &bus,
+        &flatipfs_dbus::app_path("org.test.Hello"),
+        flatipfs_dbus::APP_INTERFACE,
+        flatipfs_dbus::APP_INTROSPECTION_XML,
+    );
+    let manager = flatipfs_dbus::proxy::ManagerProxyBlocking::new(&bus).unwrap();
+    let job = manager
+        .list_jobs()
+        .unwrap()
+        .pop()
+        .expect("the install job is in its grace period");
+    flatipfs_tests::introspection::assert_matches_committed(
+        &bus,
+        job.as_str(),
+        flatipfs_dbus::JOB_INTERFACE,
+        flatipfs_dbus::JOB_INTROSPECTION_XML,
+    );
 
     // The runtime came along from the same remote.
     let listed = ok_json(client, &["list", "--json"]);
@@ -313,7 +343,12 @@ fn ctrl_c_during_install_cancels_it_and_leaves_nothing() {
     wait_for("the cancelled install to be removed", LIMIT, &mut gone).unwrap();
     let mut unmounted =
         || Ok(mounts_below(&client.installation().join("app/org.test.Hello")).is_empty());
-    wait_for("the cancelled install to be unmounted", LIMIT, &mut unmounted).unwrap();
+    wait_for(
+        "the cancelled install to be unmounted",
+        LIMIT,
+        &mut unmounted,
+    )
+    .unwrap();
     assert_absent(client, "org.test.Hello", &release);
     // The runtime installed before is untouched.
     assert_eq!(state(client, "org.test.Platform")["state"], "installed");
@@ -371,11 +406,148 @@ fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
     // 3. A clean restart: everything is mounted again, once.
     client.process("flatipfsd").unwrap().stop(LIMIT).unwrap();
     client.start_daemon().unwrap();
-    let mut back = || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("installed"));
+    let mut back =
+        || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("installed"));
     wait_for("the app to be restored", LIMIT, &mut back).unwrap();
     assert_no_stale_mount(client);
     let mounts = mounts_below(&client.installation());
     assert_eq!(mounts.len(), 2, "app and runtime, once each: {mounts:?}");
     let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
     assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+}
+
+/// `flatipfsctl --json ARGS` expected to fail with D-Bus error `name`;
+/// the error document.
+fn fails_with(stack: &Stack, args: &[&str], name: &str) -> serde_json::Value {
+    let out = flatipfsctl(stack, None, args);
+    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
+    let error = flatipfs_tests::ctl::last_json(&out)["error"].clone();
+    assert_eq!(
+        error["name"],
+        format!("org.flatipfs.Manager1.Error.{name}"),
+        "{args:?}: {error}"
+    );
+    error
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
+    let pair = Pair::up("");
+    let release = pair.publish_v1();
+    let client = &pair.client;
+    let app_dir = client.installation().join("app");
+
+    // An app the remote does not have: NotFound, naming what it has.
+    let error = fails_with(
+        client,
+        &["install", "--json", "main", "org.test.Nope"],
+        "NotFound",
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("org.test.Hello"),
+        "{error}"
+    );
+    assert_eq!(error["exit_code"], 3);
+
+    // A remote whose index name resolves nowhere: ResolveFailed, in bounded
+    // time (resolve_timeout is 10 s in the test stacks).
+    let ghost = pair
+        .publisher
+        .ipfs(1, &["key", "gen", "--ipns-base=base36", "ghost"])
+        .unwrap();
+    let address = format!("/ipns/{}", ghost.trim());
+    ok_json(client, &["remote", "add", "ghost", &address, "--json"]);
+    fails_with(
+        client,
+        &["install", "--json", "ghost", "org.test.Hello"],
+        "ResolveFailed",
+    );
+
+    // Hand-made releases with unsafe manifests: VerificationFailed, nothing mounted.
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
+        ("..", |m| {
+            m["entries"][3]["path"] = "files/../../../etc".into()
+        }),
+        ("absolute", |m| {
+            m["entries"][3]["path"] = "/etc/passwd".into()
+        }),
+        ("duplicate", |m| {
+            let entries = m["entries"].as_array_mut().unwrap();
+            let copy = entries[3].clone();
+            entries.push(copy);
+        }),
+        ("arch", |m| m["arch"] = "../../..".into()),
+    ];
+    for (what, edit) in edits {
+        let root = pair.handmade(&release, edit);
+        let source = format!("/ipfs/{root}");
+        let error = fails_with(
+            client,
+            &["install", "--json", &source],
+            "VerificationFailed",
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("is invalid"),
+            "{what}: {error}"
+        );
+        assert!(mounts_below(&client.installation()).is_empty(), "{what}");
+        assert!(!app_dir.exists(), "{what}: {}", app_dir.display());
+    }
+    let listed = ok_json(client, &["list", "--json"]);
+    assert_eq!(listed["apps"], serde_json::json!([]), "{listed}");
+
+    // A release whose export/ holds a symlink to a host file: installed,
+    // but the link is never followed and nothing of the host is copied.
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+    let evil = pair.handmade(&release, |m| {
+        let entries = m["entries"].as_array_mut().unwrap();
+        let at = entries
+            .iter()
+            .position(|e| e["path"] == "export/share/applications")
+            .expect("the app exports a desktop file");
+        let cid = entries[at]["cid"].clone();
+        entries.insert(
+            at + 1,
+            serde_json::json!({"path": "export/share/applications/evil.desktop",
+                "type": "symlink", "mode": 0o777, "target": "/etc/shadow", "cid": cid}),
+        );
+    });
+    let installed = ok_json(client, &["install", "--json", &format!("/ipfs/{evil}")]);
+    assert_eq!(installed["state"], "installed", "{installed}");
+    let shadow = std::fs::read("/etc/shadow").unwrap();
+    let mounts = mounts_below(&client.installation());
+    let mut checked = 0;
+    for path in flatipfs_tests::trees::walk(&client.installation()) {
+        if mounts.iter().any(|m| path.starts_with(m)) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).unwrap();
+            assert_ne!(target, Path::new("/etc/shadow"), "{}", path.display());
+            assert!(!path.ends_with("evil.desktop"), "{}", path.display());
+        } else if meta.is_file() {
+            assert_ne!(std::fs::read(&path).unwrap(), shadow, "{}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 3, "checked only {checked} files");
+    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
+    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+
+    // Installing an installed app: AlreadyInstalled, the app untouched.
+    let error = fails_with(
+        client,
+        &["install", "--json", "main", "org.test.Hello"],
+        "AlreadyInstalled",
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("update"),
+        "{error}"
+    );
+    assert_eq!(state(client, "org.test.Hello")["state"], "installed");
 }
