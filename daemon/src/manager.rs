@@ -155,7 +155,7 @@ impl Manager {
         let new = Config::load(&self.config_path, self.config_missing_ok)?;
         let old = self.config.borrow().clone();
         let mut reloaded = Reloaded::default();
-        let fixed: [(&'static str, bool); 6] = [
+        let fixed: [(&'static str, bool); 7] = [
             ("log_level", old.log_level != new.log_level),
             (
                 "state_directory",
@@ -174,6 +174,7 @@ impl Manager {
                 "kubo.restart_delay",
                 old.kubo.restart_delay != new.kubo.restart_delay,
             ),
+            ("installation", old.installation != new.installation),
         ];
         for (key, changed) in fixed {
             if changed {
