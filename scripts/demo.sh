@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The flatipfs demo, from a fresh machine: sets everything up, starts a
-# private stack (system bus, polkitd, two Kubo nodes, flatipfsd) and drives
-# the daemon through flatipfsctl.
+# The flatipfs demo, from a fresh machine: sets everything up, starts two
+# private stacks (each a system bus, polkitd, a Kubo node and flatipfsd): a
+# publisher and a client whose Kubo node is connected to the publisher's.
+# The publisher publishes a sample app; the client installs it through its
+# daemon and runs it with `flatpak run`, served over FUSE from IPFS.
 #
 #   scripts/demo.sh            # stops the stack at the end
 #   FLATIPFS_DEMO_KEEP=1 scripts/demo.sh   # leaves it running to play with
@@ -13,24 +15,32 @@ dir=${FLATIPFS_DEMO_DIR:-/tmp/flatipfs-demo}
 bin="$here/target/debug"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-if [ -f "$dir/pids" ]; then
-  "$bin/flatipfs-stack" down "$dir" || true
-fi
+kubo=$(bash "$here/scripts/build-kubo.sh")
+for stack in publisher client; do
+  [ -f "$dir/$stack/pids" ] && "$bin/flatipfs-stack" down "$dir/$stack" || true
+done
 rm -rf "$dir"   # every demo starts from nothing
-step "Starting a private stack in $dir"
-eval "$("$bin/flatipfs-stack" up "$dir")"
+mkdir -p "$dir"; chmod 0755 "$dir"
+step "Starting two private stacks in $dir: publisher and client"
+pub_env=$("$bin/flatipfs-stack" up "$dir/publisher" --kubo-nodes 1)
+client_env=$("$bin/flatipfs-stack" up "$dir/client" --kubo-nodes 1)
 if [ "${FLATIPFS_DEMO_KEEP:-0}" != 1 ]; then
-  trap '"$bin/flatipfs-stack" down "$dir"' EXIT
+  trap '"$bin/flatipfs-stack" down "$dir/client"; "$bin/flatipfs-stack" down "$dir/publisher"' EXIT
 fi
+# pub CMD… / client CMD…: run a command against one stack's bus and node.
+pub() { (eval "$pub_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
+client() { (eval "$client_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
+ctl="$bin/flatipfsctl"
+id=$(pub "$kubo" id -f '<id>')
+addr=$(pub "$kubo" id -f '<addrs>' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
+client "$kubo" swarm connect "${addr%/p2p/*}/p2p/$id" >/dev/null
+client "$kubo" swarm peering add "${addr%/p2p/*}/p2p/$id" >/dev/null
 
-step "flatipfsctl status"
-"$bin/flatipfsctl" status
-
-step "flatipfsctl status --json"
-"$bin/flatipfsctl" status --json
+step "flatipfsctl status (client)"
+client "$ctl" status
 
 step "flatipfsctl reload-config (root passes polkit)"
-"$bin/flatipfsctl" reload-config
+client "$ctl" reload-config
 
 step "Building the sample apps with the real flatpak tools (runtime org.test.Platform, org.test.Hello v1 and v2)"
 apps="$here/target/test-apps"
@@ -38,42 +48,37 @@ bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
 arch=$(cat "$apps/arch")
 ls "$apps"
 
-step "flatipfsctl remote create main"
-"$bin/flatipfsctl" remote create main
+step "Publisher: flatipfsctl remote create main"
+ipns=$(pub "$ctl" --json remote create main | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
+echo "$ipns"
 
-step "flatipfsctl publish: the runtime, then org.test.Hello version 1"
-"$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master"
-"$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v1" "app/org.test.Hello/$arch/master"
-
-step "flatipfsctl publish: org.test.Hello version 2 (one file changed, one added)"
-"$bin/flatipfsctl" publish --remote main --repo "$apps/repo-v2" "app/org.test.Hello/$arch/master"
-
-step "Serving the releases from the second Kubo node over FUSE, in a flatipfs Flatpak installation"
-# The installer (flatipfsctl install) is not there yet; flatipfsd's
-# mount-release tool lays out and mounts a release the way it will.
-release_of() { # INDEX-JSON APP-ID
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["apps"][sys.argv[2]]["release"])' "$1" "$2"
+step "Publisher: flatipfsctl publish the runtime, then org.test.Hello version 1"
+pub "$ctl" publish --remote main --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master"
+pub "$ctl" publish --remote main --repo "$apps/repo-v1" "app/org.test.Hello/$arch/master"
+# carry_index: the store index's signed IPNS record travels to the client's
+# node (name get / name put), as the IPNS network would deliver it.
+carry_index() {
+  pub "$kubo" name get "${ipns#/ipns/}" > "$dir/index-record"
+  client "$kubo" name put --force "${ipns#/ipns/}" "$dir/index-record" >/dev/null
 }
-index_name=$("$bin/flatipfsctl" remote list --json | python3 -c 'import json, sys; print([r for r in json.load(sys.stdin)["remotes"] if r["name"] == "main"][0]["address"])')
-IPFS_PATH="$FLATIPFS_KUBO_PATH_1" "$(bash "$here/scripts/build-kubo.sh")" cat "$index_name" > "$dir/index.json"
-mkdir -p "$dir/flatpak-config"
-for id in org.test.Platform org.test.Hello; do
-  "$bin/flatipfsd" mount-release --kubo-api "$FLATIPFS_KUBO_API_2" --installation "$dir/installation" \
-    --flatpak-config-dir "$dir/flatpak-config" "$(release_of "$dir/index.json" "$id")" 2>>"$dir/logs/mount-release.log" &
-done
-for _ in $(seq 100); do
-  [ -e "$dir/installation/app/org.test.Hello/$arch/master/active/files/bin/hello.sh" ] && break
-  sleep 0.1
-done
-export FLATPAK_CONFIG_DIR="$dir/flatpak-config"
+carry_index
 
-step "flatpak list / flatpak run org.test.Hello"
-flatpak list
-flatpak run org.test.Hello
-kill $(jobs -p) 2>/dev/null; wait 2>/dev/null || true
+step "Client: flatipfsctl remote add main $ipns"
+client "$ctl" remote add main "$ipns"
+
+step "Client: flatipfsctl install main org.test.Hello (the runtime comes along)"
+client "$ctl" install main org.test.Hello
+
+step "Client: flatipfsctl list / info"
+client "$ctl" list
+client "$ctl" info org.test.Hello
+
+step "Client: flatpak list / flatpak run org.test.Hello"
+client flatpak list
+client flatpak run org.test.Hello
 
 if [ "${FLATIPFS_DEMO_KEEP:-0}" = 1 ]; then
-  step "The stack keeps running. To use it:"
-  "$bin/flatipfs-stack" env "$dir"
-  echo "Stop it with: $bin/flatipfs-stack down $dir"
+  step "The stacks keep running. To use the client:"
+  "$bin/flatipfs-stack" env "$dir/client"
+  echo "Stop them with: $bin/flatipfs-stack down $dir/client; $bin/flatipfs-stack down $dir/publisher"
 fi
