@@ -551,3 +551,70 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     );
     assert_eq!(state(client, "org.test.Hello")["state"], "installed");
 }
+
+#[test]
+fn installing_and_uninstalling_need_authorization_reading_does_not() {
+    use flatipfs_tests::users::ADMIN_USER;
+    let pair = Pair::up("");
+    users::ensure_test_users().unwrap();
+    pair.publish_v1();
+    let client = &pair.client;
+    let refused = |out: &std::process::Output| {
+        assert!(!out.status.success(), "{out:?}");
+        assert_eq!(out.status.code(), Some(4), "{out:?}");
+        let name = flatipfs_tests::ctl::last_json(out)["error"]["name"].clone();
+        assert!(
+            name == "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+                || name == "org.freedesktop.DBus.Error.AccessDenied",
+            "{name}"
+        );
+    };
+
+    // A plain user is refused before anything happens.
+    let out = flatipfsctl(
+        client,
+        Some(PLAIN_USER),
+        &["install", "--json", "main", "org.test.Hello"],
+    );
+    refused(&out);
+    assert_eq!(state_if_installed(client, "org.test.Hello"), None);
+    assert!(!client.installation().join("app").exists());
+
+    // The admin group passes; everyone may read.
+    let out = flatipfsctl(
+        client,
+        Some(ADMIN_USER),
+        &["install", "--json", "main", "org.test.Hello"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let listed = flatipfsctl(client, Some(PLAIN_USER), &["list", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let info = flatipfsctl(
+        client,
+        Some(PLAIN_USER),
+        &["info", "--json", "org.test.Hello"],
+    );
+    assert_eq!(
+        flatipfs_tests::ctl::last_json(&info)["state"],
+        "installed",
+        "{info:?}"
+    );
+
+    // Uninstalling: refused for the plain user, the app untouched.
+    let out = flatipfsctl(
+        client,
+        Some(PLAIN_USER),
+        &["uninstall", "--json", "org.test.Hello"],
+    );
+    refused(&out);
+    assert_eq!(state(client, "org.test.Hello")["state"], "installed");
+    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
+    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    let out = flatipfsctl(
+        client,
+        Some(ADMIN_USER),
+        &["uninstall", "--json", "org.test.Hello"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(state_if_installed(client, "org.test.Hello"), None);
+}
