@@ -29,6 +29,23 @@ pub struct Described {
     pub fetched_bytes: u64,
     pub total_bytes: u64,
     pub mount_point: String,
+    /// The newer version a check found; empty: none.
+    pub available: String,
+    /// This app's automatic update policy; empty: the daemon's.
+    pub update_policy: String,
+    pub deployments: Vec<Deployment>,
+}
+
+/// One kept release of an app.
+#[derive(Debug, serde::Serialize)]
+pub struct Deployment {
+    pub version: String,
+    pub release: String,
+    pub sequence: u64,
+    pub current: bool,
+    pub pinned: bool,
+    pub complete: bool,
+    pub held: bool,
 }
 
 impl Described {
@@ -45,7 +62,7 @@ fn call(e: zbus::Error) -> Failure {
     Failure::from_call(Error::from(e))
 }
 
-async fn app_proxy<'a>(
+pub(crate) async fn app_proxy<'a>(
     manager: &'a ManagerProxy<'_>,
     path: OwnedObjectPath,
 ) -> Result<AppProxy<'a>, Failure> {
@@ -58,8 +75,31 @@ async fn app_proxy<'a>(
         .map_err(call)
 }
 
-async fn describe(app: &AppProxy<'_>) -> Result<Described, Failure> {
+pub(crate) async fn describe(app: &AppProxy<'_>) -> Result<Described, Failure> {
+    let flag = |m: &HashMap<String, zbus::zvariant::OwnedValue>, k: &str| {
+        m.get(k)
+            .and_then(|v| bool::try_from(v).ok())
+            .unwrap_or(false)
+    };
+    let deployments = app
+        .deployments()
+        .await
+        .map_err(call)?
+        .iter()
+        .map(|m| Deployment {
+            version: jobs::text(m, "Version"),
+            release: jobs::text(m, "Release"),
+            sequence: jobs::number(m, "Sequence"),
+            current: flag(m, "Current"),
+            pinned: flag(m, "Pinned"),
+            complete: flag(m, "Complete"),
+            held: flag(m, "Held"),
+        })
+        .collect();
     Ok(Described {
+        available: app.available_version().await.map_err(call)?,
+        update_policy: app.update_policy().await.map_err(call)?,
+        deployments,
         id: app.id().await.map_err(call)?,
         kind: app.kind().await.map_err(call)?,
         reference: app.reference().await.map_err(call)?,
@@ -77,7 +117,10 @@ async fn describe(app: &AppProxy<'_>) -> Result<Described, Failure> {
 }
 
 /// The object of installed app `id`, or exit code 3 with advice.
-async fn find<'a>(manager: &'a ManagerProxy<'_>, id: &str) -> Result<AppProxy<'a>, Failure> {
+pub(crate) async fn find<'a>(
+    manager: &'a ManagerProxy<'_>,
+    id: &str,
+) -> Result<AppProxy<'a>, Failure> {
     match manager.get_app(id).await {
         Ok(path) => app_proxy(manager, path).await,
         Err(Error::Api(ErrorKind::NotInstalled, message)) => Err(Failure {
@@ -256,6 +299,26 @@ pub async fn info(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<()
     if !a.runtime.is_empty() {
         println!("runtime:     {}", a.runtime);
     }
+    if !a.available.is_empty() {
+        println!(
+            "available:   {} (update with `flatipfsctl update {}`)",
+            a.available, a.id
+        );
+    }
+    println!(
+        "kept:        {}",
+        a.deployments
+            .iter()
+            .map(|d| format!(
+                "{}{}{}{}",
+                d.version,
+                if d.current { " (current)" } else { "" },
+                if d.pinned { " (pinned)" } else { "" },
+                if d.held { " (held)" } else { "" }
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("mount point: {}", a.mount_point);
     Ok(())
 }

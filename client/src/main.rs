@@ -8,6 +8,7 @@ mod apps;
 mod exit;
 mod jobs;
 mod output;
+mod updates;
 
 use clap::{Parser, Subcommand};
 use flatipfs_dbus::proxy::ManagerProxy;
@@ -65,6 +66,39 @@ enum Command {
         /// Arguments for the app.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Update apps (all installed from a remote when none is named).
+    Update {
+        /// Only check for newer releases and show them.
+        #[arg(long)]
+        check: bool,
+        /// Fetch the new release completely but do not switch to it.
+        #[arg(long, conflicts_with_all = ["cached_only", "check"])]
+        download_only: bool,
+        /// Switch to a release downloaded before; no network.
+        #[arg(long, conflicts_with = "check")]
+        cached_only: bool,
+        /// Go to this version, also an older one (needs more authorization).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        app_ids: Vec<String>,
+    },
+    /// Switch back to the previous kept release, without the network.
+    Rollback { app_id: String },
+    /// List the releases kept on this machine.
+    Pins,
+    /// Keep a release whatever the retention says.
+    Pin { app_id: String, version: String },
+    /// Let retention remove a release again.
+    Unpin { app_id: String, version: String },
+    /// Remove releases beyond retention and collect Kubo's garbage.
+    Vacuum,
+    /// Show or set the automatic update policy: none, check, download, apply
+    /// (with --app, for one app; `default` follows the daemon's).
+    Policy {
+        #[arg(long, value_name = "APP_ID")]
+        app: Option<String>,
+        policy: Option<String>,
     },
     /// List the jobs running or recently finished.
     Jobs,
@@ -184,6 +218,34 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::List => apps::list(cli.json, &manager).await,
         Command::Info { app_id } => apps::info(cli.json, &manager, app_id).await,
         Command::Run { app_id, args } => apps::run(&manager, app_id, args).await,
+        Command::Update {
+            check,
+            download_only,
+            cached_only,
+            version,
+            app_ids,
+        } => {
+            let args = updates::UpdateArgs {
+                ids: app_ids,
+                check: *check,
+                download_only: *download_only,
+                cached_only: *cached_only,
+                version: version.as_deref(),
+            };
+            updates::update(cli.json, &manager, args).await
+        }
+        Command::Rollback { app_id } => updates::rollback(cli.json, &manager, app_id).await,
+        Command::Pins => updates::pins(cli.json, &manager).await,
+        Command::Pin { app_id, version } => {
+            updates::pin(cli.json, &manager, app_id, version, true).await
+        }
+        Command::Unpin { app_id, version } => {
+            updates::pin(cli.json, &manager, app_id, version, false).await
+        }
+        Command::Vacuum => updates::vacuum(cli.json, &manager).await,
+        Command::Policy { app, policy } => {
+            updates::policy(cli.json, &manager, policy.as_deref(), app.as_deref()).await
+        }
         Command::Jobs => {
             let paths = manager.list_jobs().await.map_err(Failure::from_call)?;
             let mut listed = Vec::new();

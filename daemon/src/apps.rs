@@ -44,6 +44,32 @@ pub struct AppInfo {
     pub mount_point: String,
     /// The job changing it now (0: none).
     pub active_job: u64,
+    /// The newest release a check found, when it is newer than the current
+    /// one (version; empty: none known).
+    pub available: String,
+    /// This app's automatic update policy override (empty: the daemon's).
+    pub update_policy: String,
+    /// When its remote was last checked (seconds since the epoch; 0: never).
+    pub last_checked: u64,
+    /// Every release kept on this machine.
+    pub deployments: Vec<DeploymentInfo>,
+}
+
+/// One release kept on this machine, as clients see it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeploymentInfo {
+    pub version: String,
+    pub release: String,
+    pub sequence: u64,
+    /// In use (`active`).
+    pub current: bool,
+    /// Kept whatever the retention says (`flatipfsctl pin`).
+    pub pinned: bool,
+    /// Every block local and pinned in Kubo.
+    pub complete: bool,
+    /// Rolled back from: automatic updates do not re-apply it.
+    pub held: bool,
+    pub deployed: u64,
 }
 
 /// An app appeared or went away.
@@ -58,8 +84,8 @@ pub struct LiveApp {
     pub info: watch::Sender<AppInfo>,
     /// Mounted releases: root CID → FUSE session.
     mounts: Mutex<BTreeMap<String, (PathBuf, fuser::BackgroundSession)>>,
-    /// Stops the background fetch.
-    fetch: Mutex<Option<CancellationToken>>,
+    /// Background fetches, by release root CID.
+    fetches: Mutex<BTreeMap<String, CancellationToken>>,
 }
 
 impl LiveApp {
@@ -83,6 +109,23 @@ impl LiveApp {
             .insert(release.to_string(), (path, session));
     }
 
+    /// Whether `release` is mounted by this daemon.
+    pub fn is_mounted(&self, release: &str) -> bool {
+        self.mounts
+            .lock()
+            .expect("not poisoned")
+            .contains_key(release)
+    }
+
+    /// Unmounts `release` lazily: a running instance keeps reading it, and
+    /// the session ends once the last user is gone.
+    pub fn unmount(&self, release: &str) {
+        let taken = self.mounts.lock().expect("not poisoned").remove(release);
+        if let Some((path, session)) = taken {
+            detach(path, session);
+        }
+    }
+
     /// Unmounts every release of the app (lazily).
     pub fn unmount_all(&self) {
         let taken = std::mem::take(&mut *self.mounts.lock().expect("not poisoned"));
@@ -91,23 +134,31 @@ impl LiveApp {
         }
     }
 
-    /// Starts tracking a new background fetch, stopping any previous one.
-    pub fn begin_fetch(&self) -> CancellationToken {
+    /// Starts tracking the background fetch of `release`, stopping any
+    /// previous fetch of the same release.
+    pub fn begin_fetch(&self, release: &str) -> CancellationToken {
         let token = CancellationToken::new();
         if let Some(old) = self
-            .fetch
+            .fetches
             .lock()
             .expect("not poisoned")
-            .replace(token.clone())
+            .insert(release.to_string(), token.clone())
         {
             old.cancel();
         }
         token
     }
 
-    /// Stops the background fetch, if any.
-    pub fn stop_fetch(&self) {
-        if let Some(token) = self.fetch.lock().expect("not poisoned").take() {
+    /// Stops the background fetch of `release`, if any.
+    pub fn stop_fetch(&self, release: &str) {
+        if let Some(token) = self.fetches.lock().expect("not poisoned").remove(release) {
+            token.cancel();
+        }
+    }
+
+    /// Stops every background fetch of the app.
+    pub fn stop_fetches(&self) {
+        for (_, token) in std::mem::take(&mut *self.fetches.lock().expect("not poisoned")) {
             token.cancel();
         }
     }
@@ -194,7 +245,7 @@ impl Apps {
         let app = Arc::new(LiveApp {
             info: sender,
             mounts: Default::default(),
-            fetch: Default::default(),
+            fetches: Default::default(),
         });
         live.insert(id.clone(), app.clone());
         let _ = self.events.send(AppEvent::Added(id, receiver));
@@ -205,7 +256,7 @@ impl Apps {
     pub fn remove(&self, id: &str) {
         let removed = self.live.lock().expect("not poisoned").remove(id);
         if let Some(app) = removed {
-            app.stop_fetch();
+            app.stop_fetches();
             app.unmount_all();
             let _ = self.events.send(AppEvent::Removed(id.to_string()));
         }
@@ -215,9 +266,14 @@ impl Apps {
     /// only fail; the next start mounts them again).
     pub fn shutdown(&self) {
         for app in self.list() {
-            app.stop_fetch();
+            app.stop_fetches();
             app.unmount_all();
         }
+    }
+
+    /// The job holding app `id`, if any.
+    pub fn holder(&self, id: &str) -> Option<u64> {
+        self.busy.lock().expect("not poisoned").get(id).copied()
     }
 
     /// Claims app `id` for job `job`; `Err(job)` names the job holding it.

@@ -32,6 +32,49 @@ pub struct Config {
     pub installation: InstallationConfig,
     /// Fetching releases from the network.
     pub fetch: FetchConfig,
+    /// Automatic updates.
+    pub updates: UpdatesConfig,
+    /// Releases kept on this machine.
+    pub retention: RetentionConfig,
+}
+
+/// The `[updates]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    /// What the scheduler does: `none`, `check`, `download` or `apply`.
+    pub policy: crate::updates::Policy,
+    /// Time between two checks.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Up to this much is added at random to every wait.
+    #[serde(with = "humantime_serde")]
+    pub jitter: Duration,
+}
+
+impl Default for UpdatesConfig {
+    fn default() -> Self {
+        UpdatesConfig {
+            policy: crate::updates::Policy::Apply,
+            interval: Duration::from_secs(6 * 3600),
+            jitter: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The `[retention]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Earlier releases of each app kept (pinned, mounted, ready for an
+    /// offline rollback) besides the current one.
+    pub keep_previous: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { keep_previous: 1 }
+    }
 }
 
 /// The `[installation]` table.
@@ -164,6 +207,8 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             installation: InstallationConfig::default(),
             fetch: FetchConfig::default(),
+            updates: UpdatesConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -247,6 +292,7 @@ impl Config {
             ("fetch.document_timeout", self.fetch.document_timeout),
             ("fetch.stall_timeout", self.fetch.stall_timeout),
             ("fetch.retry_delay", self.fetch.retry_delay),
+            ("updates.interval", self.updates.interval),
         ] {
             if value.is_zero() {
                 return Err(inconsistent(&format!("{name} must be longer than 0s")));

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -39,19 +40,24 @@ pub fn pin_name(id: &str, version: &str) -> String {
     format!("{PIN_PREFIX}{id} {version}")
 }
 
+/// Bytes of a release fetched and in all, for whoever waits on a fetch.
+pub type Progress = watch::Sender<(u64, u64)>;
+
 /// Fetches `release` of `app` until it is complete or `cancel` fires;
-/// returns whether it completed.
+/// returns whether it completed. Progress goes to the app (when `release`
+/// is its current one) and to `progress`.
 pub async fn run(
     manager: Arc<Manager>,
     app: Arc<LiveApp>,
     manifest: Arc<Manifest>,
     release: String,
     cancel: CancellationToken,
+    progress: Option<Progress>,
 ) -> bool {
     let id = manifest.id.clone();
     let mut delay = manager.config().fetch.retry_delay;
     loop {
-        let attempt = attempt(&manager, &app, &manifest, &release);
+        let attempt = attempt(&manager, &app, &manifest, &release, progress.as_ref());
         let outcome = tokio::select! {
             outcome = attempt => outcome,
             _ = cancel.cancelled() => return false,
@@ -61,7 +67,9 @@ pub async fn run(
             Err(e) => {
                 let config = manager.config();
                 warn!(app = %id, %release, "background fetch: {e}; retrying in {delay:?}");
-                app.update(|i| i.status = format!("fetch paused: {e}; retrying in {delay:?}"));
+                if app.snapshot().release == release {
+                    app.update(|i| i.status = format!("fetch paused: {e}; retrying in {delay:?}"));
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => return false,
@@ -73,10 +81,15 @@ pub async fn run(
     match crate::install::mark_complete(&manager, &id, &release).await {
         Ok(()) => {
             info!(app = %id, %release, "release fully local");
+            if let Some(progress) = &progress {
+                progress.send_modify(|(done, total)| *done = *total);
+            }
             app.update(|i| {
                 if i.release == release {
                     i.fetched = i.total;
-                    i.state = "installed".into();
+                    if i.state == "degraded" {
+                        i.state = "installed".into();
+                    }
                     i.status = "fully fetched".into();
                 }
             });
@@ -95,6 +108,7 @@ async fn attempt(
     app: &LiveApp,
     manifest: &Manifest,
     release: &str,
+    progress: Option<&Progress>,
 ) -> Result<(), KuboError> {
     let (kubo, _) = manager.kubo()?;
     let config = manager.config();
@@ -103,18 +117,32 @@ async fn attempt(
     let base = locality.size_local.min(locality.cumulative_size);
     let total = locality.cumulative_size;
     let current = || app.snapshot().release == release;
-    if current() {
-        app.update(|i| {
-            i.total = total;
-            i.fetched = i.fetched.max(base).min(total);
-        });
-    }
+    let report = |fetched: u64| {
+        if current() {
+            app.update(|i| {
+                i.total = total;
+                i.fetched = i.fetched.max(fetched).min(total);
+            });
+        }
+        if let Some(progress) = progress {
+            progress.send_modify(|(done, all)| {
+                *all = total;
+                *done = (*done).max(fetched).min(total);
+            });
+        }
+    };
+    let status = |text: &str| {
+        if current() {
+            app.update(|i| i.status = text.to_string());
+        }
+    };
+    report(base);
     if locality.local {
         return Ok(());
     }
-    app.update(|i| i.status = "fetching the startup set".into());
+    status("fetching the startup set");
     prefetch_startup_set(&kubo, manifest, config.fetch.prefetch_concurrency).await;
-    app.update(|i| i.status = "fetching".into());
+    status("fetching");
     if kubo.is_pinned(release).await? {
         // Pinned by this node's publisher: local already, and its pin is
         // not the installer's to take over (or to remove later).
@@ -122,9 +150,7 @@ async fn attempt(
     }
     let name = pin_name(&manifest.id, &manifest.version);
     kubo.pin_add_progress(release, &name, config.fetch.stall_timeout, |_, bytes| {
-        if current() {
-            app.update(|i| i.fetched = i.fetched.max(bytes.min(total)));
-        }
+        report(bytes)
     })
     .await?;
     let locality = kubo.files_locality(&path).await?;

@@ -41,6 +41,39 @@ pub struct IndexEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
     pub published: u64,
+    /// Earlier releases, newest first (at most [`HISTORY`]), so that a
+    /// client can go to a given older version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PastRelease>,
+}
+
+/// How many earlier releases an index entry lists.
+pub const HISTORY: usize = 16;
+
+/// An earlier release of an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PastRelease {
+    pub release: String,
+    pub sequence: u64,
+    pub version: String,
+    pub published: u64,
+}
+
+impl IndexEntry {
+    /// This entry's history with the entry itself in front: what the next
+    /// release of the same id lists.
+    pub fn with_history(&self) -> Vec<PastRelease> {
+        let mut history = vec![PastRelease {
+            release: self.release.clone(),
+            sequence: self.sequence,
+            version: self.version.clone(),
+            published: self.published,
+        }];
+        history.extend(self.history.iter().cloned());
+        history.truncate(HISTORY);
+        history
+    }
 }
 
 impl StoreIndex {

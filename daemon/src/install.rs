@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::process::Command;
 use tracing::{info, warn};
 
-use crate::apps::{AppInfo, LiveApp};
+use crate::apps::{AppInfo, DeploymentInfo, LiveApp};
 use crate::fetch;
 use crate::fuse::{MountError, ReleaseFs};
 use crate::index::StoreIndex;
@@ -57,6 +57,8 @@ pub enum InstallError {
     },
     #[error("{runtime} is needed by {}; uninstall those first", apps.join(", "))]
     RuntimeInUse { runtime: String, apps: Vec<String> },
+    #[error("{0}")]
+    NothingToDo(String),
     #[error("the release does not match what was asked for: {0}")]
     Mismatch(String),
     #[error(transparent)]
@@ -84,14 +86,14 @@ pub struct Plan {
     pub index: Option<Arc<StoreIndex>>,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn limits(manager: &Manager) -> ManifestLimits {
+pub(crate) fn limits(manager: &Manager) -> ManifestLimits {
     let config = manager.config();
     ManifestLimits {
         max_entries: config.limits.max_entries,
@@ -106,7 +108,7 @@ fn triple(m: &Manifest) -> String {
 
 /// Where the manifest of `release` is kept on local disk (mounting at
 /// start-up needs no network).
-fn cached_manifest(manager: &Manager, release: &str) -> PathBuf {
+pub(crate) fn cached_manifest(manager: &Manager, release: &str) -> PathBuf {
     manager
         .config()
         .state_directory
@@ -373,35 +375,95 @@ async fn plan_runtime(
 }
 
 /// What clients see of a record.
-fn info_of(record: &InstalledApp, manifest: &Manifest, mount_point: String) -> AppInfo {
+pub(crate) fn app_info(manager: &Manager, record: &InstalledApp) -> AppInfo {
     let current = record.current();
+    let complete = current.is_some_and(|d| d.complete);
+    let total = current.map_or(0, |d| d.total_bytes);
+    let mount_point = match record.phase {
+        Phase::Installing => String::new(),
+        Phase::Ready => manager
+            .config()
+            .installation()
+            .deploy_dir_of(
+                record.kind,
+                &record.id,
+                &record.arch,
+                &record.branch,
+                &record.current,
+            )
+            .join("files")
+            .display()
+            .to_string(),
+    };
     AppInfo {
         id: record.id.clone(),
         kind: record.kind.as_str().to_string(),
-        reference: format!(
-            "{}/{}/{}/{}",
-            record.kind.as_str(),
-            record.id,
-            record.arch,
-            record.branch
-        ),
+        reference: format!("{}/{}", record.kind.as_str(), record.triple()),
         remote: record.remote.clone().unwrap_or_default(),
         source: record.source.clone(),
-        state: match (record.phase, current.is_some_and(|d| d.complete)) {
+        state: match (record.phase, complete) {
             (Phase::Installing, _) => "installing",
             (Phase::Ready, true) => "installed",
             (Phase::Ready, false) => "degraded",
         }
         .to_string(),
         status: String::new(),
-        version: manifest.version.clone(),
+        version: current.map(|d| d.version.clone()).unwrap_or_default(),
         release: record.current.clone(),
         runtime: record.runtime.clone().unwrap_or_default(),
-        fetched: 0,
-        total: current.map_or(0, |d| d.total_bytes),
+        fetched: if complete { total } else { 0 },
+        total,
         mount_point,
         active_job: 0,
+        available: record
+            .available
+            .as_ref()
+            .map(|a| a.version.clone())
+            .unwrap_or_default(),
+        update_policy: record
+            .update_policy
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        last_checked: record.last_checked,
+        deployments: record
+            .deployments
+            .iter()
+            .map(|d| DeploymentInfo {
+                version: d.version.clone(),
+                release: d.release.clone(),
+                sequence: d.sequence,
+                current: d.release == record.current,
+                pinned: d.pinned,
+                complete: d.complete,
+                held: record.held.as_ref().is_some_and(|h| h.release == d.release),
+                deployed: d.deployed,
+            })
+            .collect(),
     }
+}
+
+/// Brings the live app in step with its record (after an update, a
+/// rollback, a check), keeping what only the running daemon knows: the
+/// fetch progress of an unchanged release, the status and the active job.
+pub(crate) fn sync_info(manager: &Manager, app: &LiveApp, record: &InstalledApp) {
+    let fresh = app_info(manager, record);
+    app.update(|info| {
+        let same_release = info.release == fresh.release;
+        let (fetched, total) = (info.fetched, info.total);
+        let (status, job) = (std::mem::take(&mut info.status), info.active_job);
+        let keep_state = info.state == "updating" || info.state == "uninstalling";
+        let state = std::mem::take(&mut info.state);
+        *info = fresh;
+        info.status = status;
+        info.active_job = job;
+        if keep_state {
+            info.state = state;
+        }
+        if same_release && info.fetched < info.total {
+            info.fetched = fetched.min(total.max(info.total));
+            info.total = total.max(info.total);
+        }
+    });
 }
 
 /// Lays out, mounts and activates a planned release (steps 1 to 3 of the
@@ -426,9 +488,14 @@ async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, Ins
             total_bytes: manifest.totals.dag_bytes,
             complete: false,
             deployed: now(),
+            pinned: false,
         }],
         runtime: manifest.runtime.clone(),
         installed: now(),
+        held: None,
+        update_policy: None,
+        available: None,
+        last_checked: 0,
     };
     {
         let lock = manager.state_lock();
@@ -441,7 +508,7 @@ async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, Ins
         state.apps.insert(id.clone(), record.clone());
         store.save(&state)?;
     }
-    let app = manager.apps.add(info_of(&record, manifest, String::new()));
+    let app = manager.apps.add(app_info(manager, &record));
     match lay_out(manager, plan, &app).await {
         Ok(()) => {}
         Err(e) => {
@@ -499,7 +566,7 @@ async fn lay_out(manager: &Arc<Manager>, plan: &Plan, app: &LiveApp) -> Result<(
 }
 
 /// Mounts `files/` of `release` at `files` for `app`.
-async fn mount(
+pub(crate) async fn mount(
     manager: &Manager,
     app: &LiveApp,
     manifest: &Manifest,
@@ -514,7 +581,7 @@ async fn mount(
     Ok(())
 }
 
-fn write_cached_manifest(
+pub(crate) fn write_cached_manifest(
     manager: &Manager,
     release: &str,
     manifest: &Manifest,
@@ -531,7 +598,10 @@ fn write_cached_manifest(
     std::fs::rename(&tmp, &path).map_err(internal)
 }
 
-fn read_cached_manifest(manager: &Manager, release: &str) -> Result<Manifest, InstallError> {
+pub(crate) fn read_cached_manifest(
+    manager: &Manager,
+    release: &str,
+) -> Result<Manifest, InstallError> {
     let path = cached_manifest(manager, release);
     let bytes = std::fs::read(&path)
         .map_err(|e| InstallError::Internal(format!("cannot read {}: {e}", path.display())))?;
@@ -543,19 +613,20 @@ fn read_cached_manifest(manager: &Manager, release: &str) -> Result<Manifest, In
 }
 
 /// Starts (or restarts) the background fetch of `release`.
-fn start_fetch(
+pub(crate) fn start_fetch(
     manager: &Arc<Manager>,
     app: &Arc<LiveApp>,
     manifest: Arc<Manifest>,
     release: String,
 ) {
-    let cancel = app.begin_fetch();
+    let cancel = app.begin_fetch(&release);
     tokio::spawn(fetch::run(
         manager.clone(),
         app.clone(),
         manifest,
         release,
         cancel,
+        None,
     ));
 }
 
@@ -775,21 +846,31 @@ async fn restore_inner(manager: &Arc<Manager>) -> Result<(), InstallError> {
     Ok(())
 }
 
-/// Mounts an installed app again and resumes its fetch.
+/// Mounts every kept release of an installed app again, makes sure the
+/// current one is active, and resumes unfinished fetches.
 async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(), InstallError> {
-    let manifest = Arc::new(read_cached_manifest(manager, &record.current)?);
     let installation = manager.config().installation();
-    let files = installation
-        .deploy_dir(&manifest, &record.current)
-        .join("files");
-    let app = manager
-        .apps
-        .add(info_of(record, &manifest, files.display().to_string()));
-    mount(manager, &app, &manifest, &record.current, &files).await?;
-    installation.activate(&manifest, &record.current)?;
-    info!(app = %record.id, version = %manifest.version, "mounted again");
-    if !record.current().is_some_and(|d| d.complete) {
-        start_fetch(manager, &app, manifest, record.current.clone());
+    let app = manager.apps.add(app_info(manager, record));
+    for deployment in &record.deployments {
+        let manifest = match read_cached_manifest(manager, &deployment.release) {
+            Ok(m) => Arc::new(m),
+            Err(e) if deployment.release != record.current => {
+                warn!(app = %record.id, version = %deployment.version, "cannot mount a kept release again: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let files = installation
+            .deploy_dir(&manifest, &deployment.release)
+            .join("files");
+        mount(manager, &app, &manifest, &deployment.release, &files).await?;
+        if deployment.release == record.current {
+            installation.activate(&manifest, &record.current)?;
+            info!(app = %record.id, version = %manifest.version, "mounted again");
+        }
+        if !deployment.complete {
+            start_fetch(manager, &app, manifest, deployment.release.clone());
+        }
     }
     Ok(())
 }

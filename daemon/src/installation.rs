@@ -250,6 +250,23 @@ impl Installation {
         self.ref_dir(manifest).join(deploy_id(release))
     }
 
+    /// The deploy directory of `release` of ref `KIND/ID/ARCH/BRANCH`.
+    pub fn deploy_dir_of(
+        &self,
+        kind: Kind,
+        id: &str,
+        arch: &str,
+        branch: &str,
+        release: &str,
+    ) -> PathBuf {
+        self.path
+            .join(kind.as_str())
+            .join(id)
+            .join(arch)
+            .join(branch)
+            .join(deploy_id(release))
+    }
+
     /// Every ref directory present (`app/ID/ARCH/BRANCH`, `runtime/…`),
     /// as `(kind, id, arch, branch)`.
     pub fn refs(&self) -> Vec<(Kind, String, String, String)> {

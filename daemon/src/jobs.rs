@@ -66,6 +66,11 @@ impl Job {
         self.info.borrow().id
     }
 
+    /// The app the job concerns.
+    pub fn app_id(&self) -> String {
+        self.info.borrow().app.clone()
+    }
+
     pub fn initiator(&self) -> u32 {
         self.info.borrow().initiator
     }
@@ -169,6 +174,15 @@ impl Jobs {
             .keys()
             .copied()
             .collect()
+    }
+
+    /// Whether job `id` has finished (or is gone).
+    pub fn finished(&self, id: u64) -> bool {
+        self.live
+            .lock()
+            .expect("not poisoned")
+            .get(&id)
+            .is_none_or(|j| j.watch().borrow().state == "finished")
     }
 
     /// Forgets a job whose object is gone.

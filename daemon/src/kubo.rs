@@ -562,6 +562,39 @@ impl Client {
         }
     }
 
+    /// Removes blocks neither pinned nor in MFS (`repo/gc`).
+    pub async fn repo_gc(&self) -> Result<(), KuboError> {
+        let response = self
+            .http
+            .post(format!("{}/api/v0/repo/gc", self.base))
+            .query(&[("quiet", "true")])
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .map_err(|source| KuboError::Unreachable {
+                api: self.address.clone(),
+                source,
+            })?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            return Err(KuboError::Rpc {
+                api: self.address.clone(),
+                command: "repo/gc".into(),
+                status,
+                message: response.text().await.unwrap_or_default(),
+            });
+        }
+        response
+            .bytes()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "repo/gc".into(),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Publishes `/ipfs/CID` under key `key` with IPNS sequence `sequence`.
     pub async fn name_publish(&self, cid: &str, key: &str, sequence: u64) -> Result<(), KuboError> {
         let path = format!("/ipfs/{cid}");

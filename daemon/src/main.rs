@@ -31,6 +31,8 @@ mod source;
 mod store;
 mod tools;
 mod tree;
+mod update;
+mod updates;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -157,7 +159,7 @@ async fn run(args: Args) -> Result<()> {
         .object_server()
         .at(
             MANAGER_PATH,
-            api::ManagerObject::new(manager.clone(), gate, status.borrow().clone()),
+            api::ManagerObject::new(manager.clone(), gate.clone(), status.borrow().clone()),
         )
         .await?;
     tokio::spawn(api::forward_kubo_status(connection.clone(), status));
@@ -179,6 +181,11 @@ async fn run(args: Args) -> Result<()> {
     };
     kubo_monitor::spawn(config_rx, source, status_tx);
     tokio::spawn(install::restore(manager.clone()));
+    tokio::spawn(api::forward_scheduler(connection.clone(), manager.clone()));
+    tokio::spawn(updates::run(
+        manager.clone(),
+        api::launcher(connection.clone(), manager.clone(), gate.clone()),
+    ));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -32,6 +32,8 @@ pub struct Manager {
     pub jobs: Jobs,
     /// The installed apps at run time.
     pub apps: Arc<Apps>,
+    /// The automatic update scheduler's handle.
+    pub scheduler: crate::updates::Scheduler,
     /// Serializes every read-modify-write of the state file.
     state_lock: Arc<Mutex<()>>,
 }
@@ -58,6 +60,7 @@ impl Manager {
             kubo,
             jobs: Jobs::default(),
             apps: Arc::default(),
+            scheduler: Default::default(),
             state_lock: Arc::default(),
         }
     }

@@ -427,9 +427,14 @@ impl Publisher {
             index = self.read_index(&remote.index).await?;
         }
         index.sequence += 1;
+        let history = match index.apps.get(&metadata.id) {
+            Some(old) => old.with_history(),
+            None => Vec::new(),
+        };
         index.apps.insert(
             metadata.id.clone(),
             IndexEntry {
+                history,
                 kind: metadata.kind,
                 release: release_cid.clone(),
                 sequence: index.sequence,

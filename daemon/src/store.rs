@@ -20,6 +20,12 @@ pub struct State {
     pub remotes: BTreeMap<String, Remote>,
     /// Apps and runtimes installed by this daemon, by id.
     pub apps: BTreeMap<String, InstalledApp>,
+    /// The automatic update policy set over D-Bus (overrides the config).
+    #[serde(default)]
+    pub automatic_update_policy: Option<crate::updates::Policy>,
+    /// When the scheduler last checked (seconds since the epoch; 0: never).
+    #[serde(default)]
+    pub last_automatic_check: u64,
 }
 
 /// How far an install got; see `docs/architecture.md` ("crash safety").
@@ -54,6 +60,34 @@ pub struct InstalledApp {
     pub runtime: Option<String>,
     /// When it was installed (seconds since the epoch).
     pub installed: u64,
+    /// The release rolled back from: automatic updates skip it (and
+    /// anything not newer) until a higher sequence is published.
+    #[serde(default)]
+    pub held: Option<Held>,
+    /// This app's automatic update policy (overrides the daemon's).
+    #[serde(default)]
+    pub update_policy: Option<crate::updates::Policy>,
+    /// The newest release the last check found, if newer than the current one.
+    #[serde(default)]
+    pub available: Option<Available>,
+    /// When its remote was last checked (seconds since the epoch).
+    #[serde(default)]
+    pub last_checked: u64,
+}
+
+/// A release rolled back from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub release: String,
+    pub sequence: u64,
+}
+
+/// A newer release found by a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Available {
+    pub release: String,
+    pub version: String,
+    pub sequence: u64,
 }
 
 /// One release of an installed app kept on this machine.
@@ -70,12 +104,20 @@ pub struct Deployment {
     pub complete: bool,
     /// When it was deployed here (seconds since the epoch).
     pub deployed: u64,
+    /// Kept whatever the retention says (`flatipfsctl pin`).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 impl InstalledApp {
     /// The deployment in use.
     pub fn current(&self) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.release == self.current)
+    }
+
+    /// `ID/ARCH/BRANCH`.
+    pub fn triple(&self) -> String {
+        format!("{}/{}/{}", self.id, self.arch, self.branch)
     }
 }
 

@@ -53,6 +53,18 @@ pub trait Manager {
         options: HashMap<&str, Value<'_>>,
     ) -> Result<(OwnedObjectPath, OwnedObjectPath), Error>;
 
+    /// Update every app installed from a remote, as one job (action `update`).
+    fn update_all(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    /// Check the remotes for newer releases, as a job (action `refresh`).
+    fn refresh(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    /// Remove releases beyond retention and collect garbage (action `manage-pins`).
+    fn vacuum(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    /// Set the automatic update policy (action `configure`).
+    fn set_automatic_update_policy(&self, policy: &str) -> Result<(), Error>;
+
     /// The installed apps and runtimes.
     fn list_apps(&self) -> Result<Vec<OwnedObjectPath>, Error>;
 
@@ -84,6 +96,18 @@ pub trait Manager {
     /// How the daemon sees its Kubo node.
     #[zbus(property)]
     fn kubo_status(&self) -> zbus::Result<KuboStatus>;
+
+    /// What automatic updates do.
+    #[zbus(property)]
+    fn automatic_update_policy(&self) -> zbus::Result<String>;
+
+    /// When the scheduler last checked (seconds since the epoch).
+    #[zbus(property)]
+    fn last_automatic_check(&self) -> zbus::Result<u64>;
+
+    /// When it checks next (seconds since the epoch; 0: not planned).
+    #[zbus(property)]
+    fn next_automatic_check(&self) -> zbus::Result<u64>;
 }
 
 /// `org.flatipfs.Manager1.Job` at `/org/flatipfs/Manager1/job/<n>`.
@@ -129,6 +153,34 @@ pub trait Job {
 pub trait App {
     /// Remove the app as a job (action `uninstall`).
     fn uninstall(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    /// Update to `version` (`""`: the newest) as a job.
+    fn update(
+        &self,
+        version: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<OwnedObjectPath, Error>;
+
+    /// Switch back to the previous kept release as a job.
+    fn rollback(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
+
+    /// Keep release `version` whatever the retention says.
+    fn pin(&self, version: &str) -> Result<(), Error>;
+
+    /// Let retention remove release `version` again.
+    fn unpin(&self, version: &str) -> Result<(), Error>;
+
+    /// Set this app's automatic update policy (`""`: the daemon's).
+    fn set_update_policy(&self, policy: &str) -> Result<(), Error>;
+
+    #[zbus(property)]
+    fn available_version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn update_policy(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn last_checked(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn deployments(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
 
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;

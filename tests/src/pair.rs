@@ -65,6 +65,28 @@ impl Pair {
         release
     }
 
+    /// Publishes the app from the fixture repository `repo` as `version`
+    /// (the same content can be published again as a newer release).
+    pub fn publish_version(&self, repo: &str, version: &str) -> String {
+        let repo = self.apps.join(repo);
+        let out = ctl::ok_json(
+            &self.publisher,
+            &[
+                "publish",
+                "--json",
+                "--remote",
+                "main",
+                "--version",
+                version,
+                "--repo",
+                repo.to_str().unwrap(),
+                &self.app_ref,
+            ],
+        );
+        self.carry_index();
+        out["release"].as_str().unwrap().to_string()
+    }
+
     /// Publishes the runtime and the app from `repo-v1`; returns the app's release.
     pub fn publish_v1(&self) -> String {
         self.publish("repo-v1", &self.runtime_ref.clone());

@@ -17,13 +17,16 @@ use tracing::warn;
 use zbus::interface;
 use zbus::message::Header;
 use zbus::object_server::InterfaceRef;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use super::{authorize, install_error, job::job_path, options, spawn_job};
 use crate::apps::{AppEvent, AppInfo};
 use crate::install::{self, InstallError};
+use crate::jobs::{Detail, Job};
 use crate::manager::Manager;
 use crate::policy::Gate;
+use crate::update::{self, UpdateOptions};
+use crate::updates::Policy;
 
 /// One installed app on the bus.
 pub struct AppObject {
@@ -73,6 +76,130 @@ impl AppObject {
                 .map_err(|e| install_error(&e))
         };
         spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    /// Updates the app as a job: to `version` (polkit action
+    /// `update-to-version`, also to an older release) or, with `""`, to
+    /// the newest release of its remote (action `update`). Options:
+    /// `download-only` (b): fetch completely, do not switch;
+    /// `cached-only` (b): only switch to an already downloaded release.
+    async fn update(
+        &self,
+        version: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        options::reject_unknown(&options, &["download-only", "cached-only"])?;
+        let download_only = options::boolean(&options, "download-only")?;
+        let cached_only = options::boolean(&options, "cached-only")?;
+        if download_only && cached_only {
+            return Err(Error::new(
+                ErrorKind::InvalidArgs,
+                "\"download-only\" and \"cached-only\" exclude each other",
+            ));
+        }
+        if version.len() > 128 || version.chars().any(char::is_control) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgs,
+                format!("invalid version {version:?}"),
+            ));
+        }
+        let id = self.info.id.clone();
+        let action = if version.is_empty() {
+            Action::Update
+        } else {
+            Action::UpdateToVersion
+        };
+        let uid = authorize(
+            &self.gate,
+            &header,
+            action,
+            &HashMap::from([("app", id.as_str()), ("version", version.as_str())]),
+        )
+        .await?;
+        let request = UpdateOptions {
+            version: (!version.is_empty()).then_some(version),
+            download_only,
+            cached_only,
+        };
+        let manager = self.manager.clone();
+        self.run_job(connection, "update", uid, move |job| async move {
+            update::update(&manager, &job.app_id(), request, job, false).await
+        })
+        .await
+    }
+
+    /// Switches back to the newest retained release older than the current
+    /// one, as a job, without the network; the release left is held (not
+    /// re-applied by automatic updates until a newer one is published).
+    /// Polkit action `rollback`. No options.
+    async fn rollback(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        options::reject_unknown(&options, &[])?;
+        let id = self.info.id.clone();
+        let uid = authorize(
+            &self.gate,
+            &header,
+            Action::Rollback,
+            &HashMap::from([("app", id.as_str())]),
+        )
+        .await?;
+        let manager = self.manager.clone();
+        self.run_job(connection, "rollback", uid, move |job| async move {
+            update::rollback(&manager, &job.app_id(), &job).await
+        })
+        .await
+    }
+
+    /// Keeps release `version` whatever the retention says. Polkit action
+    /// `manage-pins`.
+    async fn pin(&self, version: String, #[zbus(header)] header: Header<'_>) -> Result<(), Error> {
+        self.set_pinned(version, true, header).await
+    }
+
+    /// Lets retention remove release `version` again. Polkit action
+    /// `manage-pins`.
+    async fn unpin(
+        &self,
+        version: String,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        self.set_pinned(version, false, header).await
+    }
+
+    /// Sets this app's automatic update policy: `none`, `check`,
+    /// `download`, `apply`, or `""` to follow the daemon's. Polkit action
+    /// `configure`.
+    async fn set_update_policy(
+        &self,
+        policy: String,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        let parsed = match policy.as_str() {
+            "" => None,
+            p => Some(Policy::parse(p).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgs,
+                    format!("unknown policy {p:?}: use none, check, download, apply or \"\""),
+                )
+            })?),
+        };
+        let id = self.info.id.clone();
+        authorize(
+            &self.gate,
+            &header,
+            Action::Configure,
+            &HashMap::from([("app", id.as_str()), ("policy", policy.as_str())]),
+        )
+        .await?;
+        update::set_update_policy(&self.manager, &id, parsed)
+            .await
+            .map_err(|e| install_error(&e))
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -143,6 +270,45 @@ impl AppObject {
     fn mount_point(&self) -> String {
         self.info.mount_point.clone()
     }
+    /// The newest release a check found, when newer than the current one;
+    /// empty otherwise.
+    #[zbus(property)]
+    fn available_version(&self) -> String {
+        self.info.available.clone()
+    }
+    /// This app's automatic update policy; empty: the daemon's.
+    #[zbus(property)]
+    fn update_policy(&self) -> String {
+        self.info.update_policy.clone()
+    }
+    /// When its remote was last checked (seconds since the epoch; 0: never).
+    #[zbus(property)]
+    fn last_checked(&self) -> u64 {
+        self.info.last_checked
+    }
+    /// Every release kept on this machine: `Version` (s), `Release` (s),
+    /// `Sequence` (t), `Current` (b), `Pinned` (b), `Complete` (b),
+    /// `Held` (b), `Deployed` (t).
+    #[zbus(property)]
+    fn deployments(&self) -> Vec<HashMap<String, OwnedValue>> {
+        self.info
+            .deployments
+            .iter()
+            .map(|d| {
+                let mut m: HashMap<String, OwnedValue> = HashMap::new();
+                let s = |v: &str| OwnedValue::try_from(Value::from(v)).expect("plain");
+                m.insert("Version".into(), s(&d.version));
+                m.insert("Release".into(), s(&d.release));
+                m.insert("Sequence".into(), OwnedValue::from(d.sequence));
+                m.insert("Current".into(), OwnedValue::from(d.current));
+                m.insert("Pinned".into(), OwnedValue::from(d.pinned));
+                m.insert("Complete".into(), OwnedValue::from(d.complete));
+                m.insert("Held".into(), OwnedValue::from(d.held));
+                m.insert("Deployed".into(), OwnedValue::from(d.deployed));
+                m
+            })
+            .collect()
+    }
     /// The job changing the app now; `/` when none.
     #[zbus(property)]
     fn active_job(&self) -> OwnedObjectPath {
@@ -191,10 +357,75 @@ async fn emit_changes(iface: &InterfaceRef<AppObject>, old: &AppInfo, new: &AppI
     if old.active_job != new.active_job {
         results.push(object.active_job_changed(e).await);
     }
+    if old.available != new.available {
+        results.push(object.available_version_changed(e).await);
+    }
+    if old.update_policy != new.update_policy {
+        results.push(object.update_policy_changed(e).await);
+    }
+    if old.last_checked != new.last_checked {
+        results.push(object.last_checked_changed(e).await);
+    }
+    if old.deployments != new.deployments {
+        results.push(object.deployments_changed(e).await);
+    }
     for r in results {
         if let Err(e) = r {
             warn!("cannot emit an app's PropertiesChanged: {e}");
         }
+    }
+}
+
+impl AppObject {
+    /// Claims the app for a new job of `kind` and runs `work` as that job.
+    async fn run_job<F, Fut>(
+        &self,
+        connection: &zbus::Connection,
+        kind: &str,
+        uid: u32,
+        work: F,
+    ) -> Result<OwnedObjectPath, Error>
+    where
+        F: FnOnce(Arc<Job>) -> Fut + Send + 'static,
+        Fut: std::future::Future<
+                Output = Result<std::collections::BTreeMap<String, Detail>, InstallError>,
+            > + Send
+            + 'static,
+    {
+        let id = self.info.id.clone();
+        let job = self.manager.jobs.create(kind, &id, uid);
+        let claim = match self.manager.apps.claim(&id, job.id()) {
+            Ok(claim) => claim,
+            Err(holder) => {
+                self.manager.jobs.forget(job.id());
+                return Err(install_error(&InstallError::Busy { id, job: holder }));
+            }
+        };
+        let worker_job = job.clone();
+        let work = async move {
+            let _claim = claim;
+            work(worker_job).await.map_err(|e| install_error(&e))
+        };
+        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    async fn set_pinned(
+        &self,
+        version: String,
+        pinned: bool,
+        header: Header<'_>,
+    ) -> Result<(), Error> {
+        let id = self.info.id.clone();
+        authorize(
+            &self.gate,
+            &header,
+            Action::ManagePins,
+            &HashMap::from([("app", id.as_str()), ("version", version.as_str())]),
+        )
+        .await?;
+        update::set_pinned(&self.manager, &id, &version, pinned)
+            .await
+            .map_err(|e| install_error(&e))
     }
 }
 
@@ -290,6 +521,7 @@ pub(crate) fn map_install_error(e: &InstallError) -> Error {
         | InstallError::NoSuchRemote(_)
         | InstallError::RuntimeMissing { .. } => ErrorKind::NotFound,
         InstallError::AlreadyInstalled(_) => ErrorKind::AlreadyInstalled,
+        InstallError::NothingToDo(_) => ErrorKind::NothingToDo,
         InstallError::NotInstalled(_) => ErrorKind::NotInstalled,
         InstallError::Busy { .. } | InstallError::RuntimeInUse { .. } => ErrorKind::Busy,
         InstallError::Mount(_) => ErrorKind::MountFailed,

@@ -48,6 +48,7 @@ pub struct ManagerObject {
     manager: Arc<Manager>,
     gate: Gate,
     kubo_status: KuboStatus,
+    scheduler: crate::updates::SchedulerInfo,
 }
 
 impl ManagerObject {
@@ -56,6 +57,7 @@ impl ManagerObject {
             manager,
             gate,
             kubo_status,
+            scheduler: Default::default(),
         }
     }
 }
@@ -349,6 +351,128 @@ impl ManagerObject {
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
     }
 
+    /// Updates every app installed from a remote, as one job (`Type`
+    /// `update-all`). Options: `download-only` (b), `cached-only` (b).
+    /// Polkit action `update`.
+    async fn update_all(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        options::reject_unknown(&options, &["download-only", "cached-only"])?;
+        let request = crate::update::UpdateOptions {
+            version: None,
+            download_only: options::boolean(&options, "download-only")?,
+            cached_only: options::boolean(&options, "cached-only")?,
+        };
+        let uid = authorize(&self.gate, &header, Action::Update, &HashMap::new()).await?;
+        let job = self.manager.jobs.create("update-all", "", uid);
+        let manager = self.manager.clone();
+        let worker_job = job.clone();
+        let work = async move {
+            crate::update::update_all(&manager, request, worker_job)
+                .await
+                .map_err(|e| install_error(&e))
+        };
+        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    /// Checks the remotes of the installed apps for newer releases, as a
+    /// job (`Type` `refresh`); apps' `AvailableVersion` follow. Options:
+    /// `apps` (as, default all). Polkit action `refresh`. `Details`:
+    /// `Available` (s, `ID VERSION` pairs, comma-separated).
+    async fn refresh(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        options::reject_unknown(&options, &["apps"])?;
+        let apps = options::string_list(&options, "apps")?;
+        let uid = authorize(&self.gate, &header, Action::Refresh, &HashMap::new()).await?;
+        let job = self.manager.jobs.create("refresh", "", uid);
+        let manager = self.manager.clone();
+        let work = async move {
+            let only = (!apps.is_empty()).then_some(apps);
+            crate::update::refresh(&manager, only.as_deref())
+                .await
+                .map_err(|e| install_error(&e))?;
+            let state = manager
+                .store()
+                .load()
+                .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+            let available: Vec<String> = state
+                .apps
+                .values()
+                .filter_map(|a| {
+                    a.available
+                        .as_ref()
+                        .map(|v| format!("{} {}", a.id, v.version))
+                })
+                .collect();
+            Ok([(
+                "Available".to_string(),
+                crate::jobs::Detail::Text(available.join(", ")),
+            )]
+            .into_iter()
+            .collect())
+        };
+        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    /// Removes releases beyond retention (unpinned, out of MFS, deploy
+    /// directories deleted) and what no app keeps in Kubo, then runs Kubo's
+    /// garbage collection when no other job runs; as a job (`Type`
+    /// `vacuum`). No options. Polkit action `manage-pins`.
+    async fn vacuum(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        options::reject_unknown(&options, &[])?;
+        let uid = authorize(&self.gate, &header, Action::ManagePins, &HashMap::new()).await?;
+        let job = self.manager.jobs.create("vacuum", "", uid);
+        let manager = self.manager.clone();
+        let worker_job = job.clone();
+        let work = async move {
+            crate::update::vacuum(&manager, &worker_job)
+                .await
+                .map_err(|e| install_error(&e))
+        };
+        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+    }
+
+    /// Sets the daemon's automatic update policy (`none`, `check`,
+    /// `download`, `apply`; `""` returns to the configuration file's).
+    /// Polkit action `configure`.
+    async fn set_automatic_update_policy(
+        &self,
+        policy: String,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        let parsed = match policy.as_str() {
+            "" => None,
+            p => Some(crate::updates::Policy::parse(p).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgs,
+                    format!("unknown policy {p:?}: use none, check, download, apply or \"\""),
+                )
+            })?),
+        };
+        authorize(
+            &self.gate,
+            &header,
+            Action::Configure,
+            &HashMap::from([("policy", policy.as_str())]),
+        )
+        .await?;
+        crate::update::set_automatic_policy(&self.manager, parsed)
+            .await
+            .map_err(|e| install_error(&e))
+    }
+
     /// The jobs running or still in their grace period, oldest first.
     /// Needs no authorization.
     async fn list_jobs(&self) -> Vec<OwnedObjectPath> {
@@ -376,6 +500,24 @@ impl ManagerObject {
     #[zbus(property)]
     fn kubo_status(&self) -> KuboStatus {
         self.kubo_status.clone()
+    }
+
+    /// What automatic updates do: `none`, `check`, `download`, `apply`.
+    #[zbus(property)]
+    fn automatic_update_policy(&self) -> String {
+        self.scheduler.policy.clone()
+    }
+
+    /// When the scheduler last checked (seconds since the epoch; 0: never).
+    #[zbus(property)]
+    fn last_automatic_check(&self) -> u64 {
+        self.scheduler.last_check
+    }
+
+    /// When it checks next (seconds since the epoch; 0: not planned).
+    #[zbus(property)]
+    fn next_automatic_check(&self) -> u64 {
+        self.scheduler.next_check
     }
 
     /// A job finished: its id, object path, result (`success`, `failed`,
@@ -417,4 +559,65 @@ pub async fn forward_kubo_status(
             warn!("cannot emit PropertiesChanged for KuboStatus: {e}");
         }
     }
+}
+
+/// Keeps the manager object's scheduler properties (with
+/// `PropertiesChanged`) in step with the scheduler.
+pub async fn forward_scheduler(connection: zbus::Connection, manager: Arc<Manager>) {
+    let mut info = manager
+        .scheduler
+        .info
+        .get_or_init(|| watch::channel(Default::default()).0)
+        .subscribe();
+    let Ok(iface) = connection
+        .object_server()
+        .interface::<_, ManagerObject>(MANAGER_PATH)
+        .await
+    else {
+        return;
+    };
+    loop {
+        let new = info.borrow_and_update().clone();
+        {
+            let mut object = iface.get_mut().await;
+            let old = std::mem::replace(&mut object.scheduler, new.clone());
+            let e = iface.signal_emitter();
+            let mut results = Vec::new();
+            if old.policy != new.policy {
+                results.push(object.automatic_update_policy_changed(e).await);
+            }
+            if old.last_check != new.last_check {
+                results.push(object.last_automatic_check_changed(e).await);
+            }
+            if old.next_check != new.next_check {
+                results.push(object.next_automatic_check_changed(e).await);
+            }
+            for r in results {
+                if let Err(e) = r {
+                    warn!("cannot emit the scheduler's PropertiesChanged: {e}");
+                }
+            }
+        }
+        if info.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts jobs for work begun below the D-Bus layer (the scheduler's
+/// automatic updates): exports the job object and runs the work.
+pub fn launcher(
+    connection: zbus::Connection,
+    manager: Arc<Manager>,
+    gate: Gate,
+) -> crate::updates::Launcher {
+    Arc::new(move |job, work| {
+        let (connection, manager, gate) = (connection.clone(), manager.clone(), gate.clone());
+        tokio::spawn(async move {
+            let work = async move { work.await.map_err(|e| install_error(&e)) };
+            if let Err(e) = spawn_job(&connection, &manager, gate, job, work).await {
+                warn!("cannot start an automatic job: {e}");
+            }
+        });
+    })
 }

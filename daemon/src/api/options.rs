@@ -38,6 +38,22 @@ pub fn string(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option
         .transpose()
 }
 
+/// A boolean option; absent is false.
+pub fn boolean(options: &HashMap<String, OwnedValue>, key: &str) -> Result<bool, Error> {
+    options
+        .get(key)
+        .map(|v| {
+            bool::try_from(v).map_err(|_| invalid(format!("option {key:?} must be a boolean (b)")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// A list-of-strings option; absent is empty.
+pub fn string_list(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Vec<String>, Error> {
+    strings(options, key)
+}
+
 fn strings(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Vec<String>, Error> {
     options
         .get(key)

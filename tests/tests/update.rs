@@ -1,0 +1,283 @@
+//! Updates, rollback, pins and retention across two Kubo nodes: published
+//! by one stack, installed and updated by another stack's flatipfsd.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json};
+use flatipfs_tests::pair::Pair;
+use flatipfs_tests::stack::{run_ok, wait_for};
+use flatipfs_tests::{paths, Stack};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(90);
+const NO_AUTOMATIC_UPDATES: &str = "\n[updates]\npolicy = \"none\"\n";
+
+fn flatpak(stack: &Stack, args: &[&str]) -> Command {
+    let mut command = Command::new(paths::system_program("/usr/bin/flatpak", "flatpak").unwrap());
+    command
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
+        .args(args);
+    command
+}
+
+/// What `flatpak run org.test.Hello` prints.
+fn run_hello(stack: &Stack) -> String {
+    run_ok(&mut flatpak(stack, &["run", "org.test.Hello"]))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn info(stack: &Stack) -> Value {
+    ok_json(stack, &["info", "--json", "org.test.Hello"])
+}
+
+/// (version, current, complete, pinned, held) of every kept release.
+fn kept(stack: &Stack) -> Vec<(String, bool, bool, bool, bool)> {
+    let mut out: Vec<_> = info(stack)["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["version"].as_str().unwrap().to_string(),
+                d["current"].as_bool().unwrap(),
+                d["complete"].as_bool().unwrap(),
+                d["pinned"].as_bool().unwrap(),
+                d["held"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn versions(stack: &Stack) -> Vec<String> {
+    kept(stack).into_iter().map(|k| k.0).collect()
+}
+
+#[test]
+fn a_manual_update_switches_atomically_and_rolls_back_offline_after_vacuum() {
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    let v1 = pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+
+    // An instance that keeps running across the update.
+    let mut running = flatpak(
+        client,
+        &[
+            "run",
+            "--command=sh",
+            "org.test.Hello",
+            "-c",
+            "cat /app/bin/hello.sh; read line; cat /app/bin/hello.sh",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = BufReader::new(running.stdout.take().unwrap());
+    let mut before = String::new();
+    while !before.contains("version") {
+        out.read_line(&mut before).unwrap();
+    }
+    assert!(before.contains("version 1"), "{before}");
+
+    // Version 2: a check finds it, an update switches to it.
+    let v2 = pair.publish("repo-v2", &pair.app_ref.clone());
+    let checked = ok_json(client, &["update", "--check", "--json", "org.test.Hello"]);
+    assert_eq!(checked["apps"][0]["available"], "2", "{checked}");
+    assert_eq!(info(client)["available"], "2");
+    let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
+    assert_eq!(
+        (
+            updated["from"].as_str(),
+            updated["to"].as_str(),
+            updated["applied"].as_bool()
+        ),
+        (Some("1"), Some("2"), Some(true)),
+        "{updated}"
+    );
+    assert_eq!(info(client)["available"], "");
+    // The running instance still sees version 1; a new start gets version 2.
+    writeln!(running.stdin.as_mut().unwrap()).unwrap();
+    let mut after = String::new();
+    std::io::Read::read_to_string(&mut out, &mut after).unwrap();
+    assert!(running.wait().unwrap().success());
+    assert!(after.contains("version 1"), "{after}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 2");
+    let active = client
+        .installation()
+        .join(&pair.app_ref)
+        .join("active/files");
+    assert_eq!(
+        std::fs::read_to_string(active.join("share/hello/NEWS")).unwrap(),
+        "Version 2 adds this file.\n"
+    );
+    // Nothing newer: "nothing to do" (exit 5).
+    let again = flatipfsctl(client, None, &["update", "--json", "org.test.Hello"]);
+    assert_eq!(again.status.code(), Some(5), "{again:?}");
+    assert_eq!(
+        last_json(&again)["error"]["name"],
+        "org.flatipfs.Manager1.Error.NothingToDo"
+    );
+    assert_eq!(
+        kept(client),
+        [
+            ("1".into(), false, true, false, false),
+            ("2".into(), true, true, false, false)
+        ]
+    );
+
+    // Vacuum and Kubo's GC keep what retention keeps (the previous release).
+    let vacuumed = ok_json(client, &["vacuum", "--json"]);
+    assert_eq!(vacuumed["garbage_collected"], true, "{vacuumed}");
+    let pins = client.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
+    assert!(pins.contains(&v1) && pins.contains(&v2), "{pins}");
+
+    // Rollback needs no network: the publisher is gone.
+    pair.publisher.stop_kubo(1).unwrap();
+    let rolled = ok_json(client, &["rollback", "--json", "org.test.Hello"]);
+    assert_eq!(
+        (rolled["from"].as_str(), rolled["to"].as_str()),
+        (Some("2"), Some("1"))
+    );
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    let data = std::fs::read(active.join("share/hello/data.txt")).unwrap();
+    assert_eq!(
+        data.len(),
+        300_000,
+        "every block of version 1 is still local"
+    );
+    assert!(!active.join("share/hello/NEWS").exists());
+    assert_eq!(
+        kept(client),
+        [
+            ("1".into(), true, true, false, false),
+            ("2".into(), false, true, false, true)
+        ]
+    );
+
+    // Back online: a manual update returns to 2; a version 3 then pushes
+    // version 1 out (one previous release is kept), unpinned and deleted.
+    pair.publisher.start_kubo(1).unwrap();
+    let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
+    assert_eq!(updated["to"], "2", "{updated}");
+    pair.publish_version("repo-v2", "3");
+    let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
+    assert_eq!(updated["to"], "3", "{updated}");
+    assert_eq!(updated["removed"], serde_json::json!(["1"]), "{updated}");
+    assert_eq!(versions(client), ["2", "3"]);
+    let pins = client.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
+    assert!(!pins.contains(&v1), "{pins}");
+    let deploys = std::fs::read_dir(client.installation().join(&pair.app_ref))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+        .count();
+    assert_eq!(deploys, 2, "one deploy directory per kept release");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 2");
+}
+
+/// The manager's `LastAutomaticCheck`.
+fn last_check(stack: &Stack) -> u64 {
+    ok_json(stack, &["policy", "--json"])["last_check"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Waits until the scheduler has checked `n` more times.
+fn wait_checks(stack: &Stack, n: usize) {
+    for _ in 0..n {
+        let seen = last_check(stack);
+        let mut later = || Ok(last_check(stack) > seen);
+        wait_for("another automatic check", LIMIT, &mut later).unwrap();
+    }
+}
+
+fn current_version(stack: &Stack) -> String {
+    info(stack)["version"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn automatic_updates_check_download_and_apply_and_respect_a_rollback() {
+    let pair = Pair::up("\n[updates]\npolicy = \"check\"\ninterval = \"2s\"\njitter = \"1s\"\n");
+    pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    let policy = ok_json(client, &["policy", "--json"]);
+    assert_eq!(policy["policy"], "check", "{policy}");
+
+    // A software centre sees AvailableVersion change as soon as a check
+    // finds version 2 (PropertiesChanged), and nothing else changes.
+    let bus = client.bus().unwrap();
+    let app = flatipfs_dbus::proxy::AppProxyBlocking::builder(&bus)
+        .path(flatipfs_dbus::app_path("org.test.Hello"))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut changes = app.receive_available_version_changed();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for change in &mut changes {
+            if let Ok(value) = change.get() {
+                if !value.is_empty() {
+                    let _ = tx.send(value);
+                    return;
+                }
+            }
+        }
+    });
+    let v2 = pair.publish("repo-v2", &pair.app_ref.clone());
+    let announced = rx.recv_timeout(LIMIT).expect("AvailableVersion changed");
+    assert_eq!(announced, "2");
+    let policy = ok_json(client, &["policy", "--json"]);
+    let (last, next) = (
+        policy["last_check"].as_u64().unwrap(),
+        policy["next_check"].as_u64().unwrap(),
+    );
+    assert!(last > 0 && next >= last, "{policy}");
+    wait_checks(client, 2);
+    assert_eq!(current_version(client), "1");
+    assert_eq!(versions(client), ["1"], "check only marks");
+    let pins = client.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
+    assert!(!pins.contains(&v2), "{pins}");
+
+    // download: fetched completely, not switched.
+    ok_json(client, &["policy", "download", "--json"]);
+    let mut downloaded = || Ok(kept(client).contains(&("2".into(), false, true, false, false)));
+    wait_for("version 2 downloaded", LIMIT, &mut downloaded).unwrap();
+    assert_eq!(current_version(client), "1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+
+    // apply: switched by itself; the next start runs version 2.
+    ok_json(client, &["policy", "apply", "--json"]);
+    let mut applied = || Ok(current_version(client) == "2");
+    wait_for("version 2 applied", LIMIT, &mut applied).unwrap();
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 2");
+
+    // A rollback holds version 2: the scheduler does not re-apply it...
+    ok_json(client, &["rollback", "--json", "org.test.Hello"]);
+    wait_checks(client, 3);
+    assert_eq!(current_version(client), "1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    // ...until a newer release is published.
+    pair.publish_version("repo-v2", "3");
+    let mut newer = || Ok(current_version(client) == "3");
+    wait_for("version 3 applied", LIMIT, &mut newer).unwrap();
+
+    // A per-app policy wins over the daemon's.
+    ok_json(
+        client,
+        &["policy", "--app", "org.test.Hello", "check", "--json"],
+    );
+    pair.publish_version("repo-v2", "4");
+    let mut seen = || Ok(info(client)["available"] == "4");
+    wait_for("version 4 found", LIMIT, &mut seen).unwrap();
+    wait_checks(client, 2);
+    assert_eq!(current_version(client), "3");
+}
