@@ -62,7 +62,19 @@ pub async fn follow(
             }
             _ = tick.tick() => {
                 // A job that ended before we subscribed still reads as finished.
-                let state = job.state().await.unwrap_or_default();
+                let state = match job.state().await {
+                    Ok(state) => state,
+                    Err(e) => {
+                        // The job object is gone before it said it finished:
+                        // the daemon stopped (or restarted) under it.
+                        if let Some(bar) = &bar {
+                            bar.abandon();
+                        }
+                        return Err(Failure::unreachable(&format!(
+                            "the job went away without finishing ({e}); flatipfsd stopped while it ran. Apps stay installed or absent: see `flatipfsctl list`"
+                        )));
+                    }
+                };
                 let status = job.status().await.unwrap_or_default();
                 let (done, total) = (job.bytes_done().await.unwrap_or(0), job.bytes_total().await.unwrap_or(0));
                 if let Some(bar) = &bar {

@@ -224,6 +224,18 @@ impl Filesystem for ReleaseFs {
         }
     }
 
+    /// Nothing is buffered for writing: a close has nothing to flush.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: fuser::ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
     fn read(
         &self,
         _req: &Request,

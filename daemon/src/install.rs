@@ -687,13 +687,15 @@ pub async fn mark_complete(manager: &Manager, id: &str, release: &str) -> Result
     let _guard = lock.lock().await;
     let store = manager.store();
     let mut state = store.load()?;
-    if let Some(d) = state
-        .apps
-        .get_mut(id)
-        .and_then(|a| a.deployments.iter_mut().find(|d| d.release == release))
-    {
-        d.complete = true;
-        store.save(&state)?;
+    if let Some(record) = state.apps.get_mut(id) {
+        if let Some(d) = record.deployments.iter_mut().find(|d| d.release == release) {
+            d.complete = true;
+            let record = record.clone();
+            store.save(&state)?;
+            if let Some(app) = manager.apps.get(id) {
+                sync_info(manager, &app, &record);
+            }
+        }
     }
     Ok(())
 }

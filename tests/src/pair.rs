@@ -40,6 +40,7 @@ impl Pair {
         let client = TestStack::up(&StackOptions {
             kubo_nodes: 1,
             extra_config: client_config.to_string(),
+            test_polkit_rules: true,
             ..Default::default()
         })
         .unwrap();

@@ -42,7 +42,46 @@ pub fn binary(name: &str) -> Result<PathBuf> {
             path.display()
         );
     }
+    // `cargo test` builds test targets, not these binaries: refuse to test
+    // an old build against new sources.
+    let built = std::fs::metadata(&path)?.modified()?;
+    let crates: &[&str] = match name {
+        "flatipfsd" => &["daemon/src", "dbus/src"],
+        "flatipfsctl" => &["client/src", "dbus/src"],
+        _ => &[],
+    };
+    let newest = newest_source(&project_root(), crates);
+    if let Some((time, source)) = newest {
+        if time > built {
+            bail!(
+                "{} is older than {}: run `cargo build --workspace` (scripts/test.sh does)",
+                path.display(),
+                source.display()
+            );
+        }
+    }
     Ok(path)
+}
+
+/// The most recently changed Rust source below `dirs` (relative to `root`).
+fn newest_source(root: &Path, dirs: &[&str]) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut dirs: Vec<PathBuf> = dirs.iter().map(|d| root.join(d)).collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                if let Ok(time) = entry.metadata().and_then(|m| m.modified()) {
+                    if newest.as_ref().is_none_or(|(t, _)| time > *t) {
+                        newest = Some((time, path));
+                    }
+                }
+            }
+        }
+    }
+    newest
 }
 
 /// The Kubo binary: `$FLATIPFS_KUBO`, else the one `scripts/build-kubo.sh`

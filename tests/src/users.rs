@@ -19,6 +19,9 @@ pub const PLAIN_USER: &str = "flatipfs-t-user";
 pub const ADMIN_USER: &str = "flatipfs-t-admin";
 /// A user the test polkit rules make authenticate (a challenge).
 pub const CHALLENGED_USER: &str = "flatipfs-t-chal";
+/// A user the test polkit rules let `update` (as the shipped defaults let an
+/// active local user), but nothing else.
+pub const UPDATER_USER: &str = "flatipfs-t-upd";
 
 /// Creates the test users and the admin group if they are missing.
 pub fn ensure_test_users() -> Result<()> {
@@ -34,6 +37,7 @@ pub fn ensure_test_users() -> Result<()> {
         (PLAIN_USER, None),
         (ADMIN_USER, Some(ADMIN_GROUP)),
         (CHALLENGED_USER, None),
+        (UPDATER_USER, None),
     ] {
         if User::from_name(user)?.is_some() {
             continue;

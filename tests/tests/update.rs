@@ -281,3 +281,142 @@ fn automatic_updates_check_download_and_apply_and_respect_a_rollback() {
     wait_checks(client, 2);
     assert_eq!(current_version(client), "3");
 }
+
+fn state(stack: &Stack) -> String {
+    info(stack)["state"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn updates_are_exclusive_two_phase_crash_safe_and_authorized() {
+    use flatipfs_tests::users::{self, UPDATER_USER};
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    users::ensure_test_users().unwrap();
+    pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+
+    // Version 2 with one block the publisher cannot serve: the update
+    // stays in its download.
+    let v2 = pair.publish("repo-v2", &pair.app_ref.clone());
+    let withheld = pair.withhold(&v2, "deploy/files/bin/hello.sh");
+    let mut updating = Command::new(paths::binary("flatipfsctl").unwrap())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &client.bus_address)
+        .args(["update", "org.test.Hello"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut busy = || Ok(state(client) == "updating");
+    wait_for("the update to run", LIMIT, &mut busy).unwrap();
+    // A second update (or a rollback) of the same app: Busy, exit 7.
+    for args in [
+        ["update", "--json", "org.test.Hello"],
+        ["rollback", "--json", "org.test.Hello"],
+    ] {
+        let out = flatipfsctl(client, None, &args);
+        assert_eq!(out.status.code(), Some(7), "{args:?}: {out:?}");
+        assert_eq!(
+            last_json(&out)["error"]["name"],
+            "org.flatipfs.Manager1.Error.Busy"
+        );
+    }
+    // The app runs version 1 meanwhile.
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+
+    // SIGKILL in the middle of the update: after the restart the app runs
+    // (version 1: the switch had not happened), nothing is stale, and the
+    // download resumes once the block is back.
+    client
+        .process("flatipfsd")
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let _ = updating.wait();
+    let mut dead = || {
+        Ok(!client
+            .process("flatipfsd")
+            .map(|p| p.alive())
+            .unwrap_or(false))
+    };
+    wait_for("flatipfsd to die", LIMIT, &mut dead).unwrap();
+    client.start_daemon().unwrap();
+    let mut back = || {
+        Ok(flatipfsctl(client, None, &["info", "org.test.Hello"])
+            .status
+            .success())
+    };
+    wait_for("the app to be restored", LIMIT, &mut back).unwrap();
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    assert_eq!(current_version(client), "1");
+    let mut downloaded = || Ok(kept(client).contains(&("2".into(), false, true, false, false)));
+    assert_eq!(
+        kept(client)[1],
+        ("2".into(), false, false, false, false),
+        "the download waits for the withheld block"
+    );
+    pair.give_back(&withheld);
+    wait_for(
+        "the interrupted download to complete",
+        LIMIT,
+        &mut downloaded,
+    )
+    .unwrap();
+    assert_eq!(current_version(client), "1");
+
+    // Two-phase: what is downloaded is applied with no network at all.
+    pair.publisher.stop_kubo(1).unwrap();
+    let applied = ok_json(
+        client,
+        &["update", "--cached-only", "--json", "org.test.Hello"],
+    );
+    assert_eq!(applied["to"], "2", "{applied}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 2");
+    pair.publisher.start_kubo(1).unwrap();
+    pair.publish_version("repo-v2", "3");
+    let fetched = ok_json(
+        client,
+        &["update", "--download-only", "--json", "org.test.Hello"],
+    );
+    assert_eq!(fetched["applied"], false, "{fetched}");
+    assert_eq!(current_version(client), "2");
+    let nothing = flatipfsctl(
+        client,
+        None,
+        &["update", "--cached-only", "--json", "org.test.Hello"],
+    );
+    assert!(nothing.status.success(), "{nothing:?}");
+    assert_eq!(current_version(client), "3");
+
+    // Authorization: a user allowed `update` may update to the newest
+    // release, but going to a given (older) version needs
+    // `update-to-version`, and rolling back needs `rollback`.
+    let out = flatipfsctl(
+        client,
+        Some(UPDATER_USER),
+        &["update", "--version", "1", "--json", "org.test.Hello"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let out = flatipfsctl(
+        client,
+        Some(UPDATER_USER),
+        &["rollback", "--json", "org.test.Hello"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(current_version(client), "3");
+    pair.publish_version("repo-v2", "4");
+    let out = flatipfsctl(
+        client,
+        Some(UPDATER_USER),
+        &["update", "--json", "org.test.Hello"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(current_version(client), "4");
+    // Root may go back to a given version (from the index's history).
+    let back = ok_json(
+        client,
+        &["update", "--version", "1", "--json", "org.test.Hello"],
+    );
+    assert_eq!(back["to"], "1", "{back}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+}
