@@ -3,7 +3,9 @@
 # private stacks (each a system bus, polkitd, a Kubo node and flatipfsd): a
 # publisher and a client whose Kubo node is connected to the publisher's.
 # The publisher publishes a sample app; the client installs it through its
-# daemon and runs it with `flatpak run`, served over FUSE from IPFS.
+# daemon and runs it with `flatpak run`, served over FUSE from IPFS; then the
+# publisher publishes version 2, the client updates, runs it, rolls back and
+# runs version 1 again.
 #
 #   scripts/demo.sh            # stops the stack at the end
 #   FLATIPFS_DEMO_KEEP=1 scripts/demo.sh   # leaves it running to play with
@@ -75,6 +77,22 @@ client "$ctl" info org.test.Hello
 
 step "Client: flatpak list / flatpak run org.test.Hello"
 client flatpak list
+client flatpak run org.test.Hello
+
+step "Publisher: flatipfsctl publish org.test.Hello version 2 (one file changed, one added)"
+pub "$ctl" publish --remote main --repo "$apps/repo-v2" "app/org.test.Hello/$arch/master"
+carry_index
+
+step "Client: flatipfsctl update --check, then update"
+client "$ctl" update --check
+client "$ctl" update org.test.Hello
+
+step "Client: flatpak run org.test.Hello (version 2)"
+client flatpak run org.test.Hello
+
+step "Client: flatipfsctl rollback org.test.Hello (no network needed), pins, run"
+client "$ctl" rollback org.test.Hello
+client "$ctl" pins
 client flatpak run org.test.Hello
 
 if [ "${FLATIPFS_DEMO_KEEP:-0}" = 1 ]; then

@@ -81,6 +81,10 @@ enum Command {
         /// Go to this version, also an older one (needs more authorization).
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
+        /// Ask the daemon to check now and act as its automatic update
+        /// policy says (what flatipfs-update.timer runs).
+        #[arg(long, conflicts_with_all = ["check", "download_only", "cached_only", "version", "app_ids"])]
+        trigger_automatic_update_policy: bool,
         app_ids: Vec<String>,
     },
     /// Switch back to the previous kept release, without the network.
@@ -224,7 +228,13 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             cached_only,
             version,
             app_ids,
+            trigger_automatic_update_policy,
         } => {
+            if *trigger_automatic_update_policy {
+                call_mutating::<_, ()>(&manager, "TriggerAutomaticUpdates", &()).await?;
+                output::done(cli.json, "automatic update check started");
+                return Ok(());
+            }
             let args = updates::UpdateArgs {
                 ids: app_ids,
                 check: *check,

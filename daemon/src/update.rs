@@ -744,6 +744,15 @@ pub async fn set_update_policy(
     Ok(())
 }
 
+/// Makes the scheduler check now and act as the policies say.
+pub fn trigger_automatic(manager: &Manager) {
+    manager
+        .scheduler
+        .force
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    manager.scheduler.wake.notify_one();
+}
+
 /// Sets (or, with `None`, clears) the daemon's automatic update policy
 /// (overriding the configuration file's).
 pub async fn set_automatic_policy(

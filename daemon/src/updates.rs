@@ -85,6 +85,8 @@ pub type Launcher = Arc<
 #[derive(Default)]
 pub struct Scheduler {
     pub wake: Notify,
+    /// Set with a wake to check at once, whatever the schedule says.
+    pub force: std::sync::atomic::AtomicBool,
     pub info: std::sync::OnceLock<watch::Sender<SchedulerInfo>>,
 }
 
@@ -168,7 +170,11 @@ pub async fn run(manager: Arc<Manager>, launcher: Launcher) {
                 break;
             }
         }
-        if !active || now() < next {
+        let forced = manager
+            .scheduler
+            .force
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if !forced && (!active || now() < next) {
             continue;
         }
         check_all(&manager, &launcher).await;

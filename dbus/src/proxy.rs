@@ -62,6 +62,9 @@ pub trait Manager {
     /// Remove releases beyond retention and collect garbage (action `manage-pins`).
     fn vacuum(&self, options: HashMap<&str, Value<'_>>) -> Result<OwnedObjectPath, Error>;
 
+    /// Check now and act as the automatic update policies say (action `refresh`).
+    fn trigger_automatic_updates(&self) -> Result<(), Error>;
+
     /// Set the automatic update policy (action `configure`).
     fn set_automatic_update_policy(&self, policy: &str) -> Result<(), Error>;
 

@@ -187,6 +187,18 @@ impl Pair {
         root
     }
 
+    /// Stops the publisher's Kubo node (its daemon stays).
+    pub fn stop_publisher_node(&self) {
+        self.publisher.stop_kubo(1).unwrap();
+    }
+
+    /// Starts the publisher's Kubo node again and waits until its daemon
+    /// can use it.
+    pub fn start_publisher_node(&self) {
+        self.publisher.start_kubo(1).unwrap();
+        self.publisher.wait_kubo_usable().unwrap();
+    }
+
     /// Carries the current store index record to the client's node.
     pub fn carry_index(&self) {
         self.publisher

@@ -338,6 +338,16 @@ impl Stack {
         })
     }
 
+    /// Waits until the daemon sees its Kubo node as usable again (after
+    /// the node was restarted).
+    pub fn wait_kubo_usable(&self) -> Result<()> {
+        wait_until("flatipfsd to see Kubo again", || {
+            let bus = self.bus()?;
+            let manager = flatipfs_dbus::proxy::ManagerProxyBlocking::new(&bus)?;
+            Ok(manager.kubo_status()?.usable())
+        })
+    }
+
     /// Stops node `number` (SIGTERM, then SIGKILL).
     pub fn stop_kubo(&self, number: usize) -> Result<()> {
         self.process(&format!("kubo-{number}"))?

@@ -415,9 +415,26 @@ fn systemd_unit_verifies_without_any_output() {
     let path = dir.path().join("flatipfsd.service");
     std::fs::write(&path, unit).unwrap();
     let analyze = paths::system_program("/usr/bin/systemd-analyze", "systemd").unwrap();
+    // The optional update timer and its service, with flatipfsctl where
+    // the package puts it replaced by the built one.
+    let ctl = paths::binary("flatipfsctl").unwrap();
+    for name in ["flatipfs-update.service", "flatipfs-update.timer"] {
+        let text = std::fs::read_to_string(paths::project_root().join("systemd").join(name))
+            .unwrap()
+            .replace("/usr/bin/flatipfsctl", ctl.to_str().unwrap());
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let service = std::fs::read_to_string(dir.path().join("flatipfs-update.service")).unwrap();
+    assert!(
+        service.contains("update --trigger-automatic-update-policy"),
+        "{service}"
+    );
     let out = Command::new(analyze)
         .arg("verify")
         .arg(&path)
+        .arg(dir.path().join("flatipfs-update.service"))
+        .arg(dir.path().join("flatipfs-update.timer"))
+        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -296,7 +296,7 @@ fn a_degraded_app_runs_fails_missing_reads_with_eio_and_resumes_when_the_publish
 
     // The publisher goes away: reads of the missing data fail with EIO
     // (within the configured read timeout), the app stays degraded.
-    pair.publisher.stop_kubo(1).unwrap();
+    pair.stop_publisher_node();
     let mount_point = Path::new(installed["mount_point"].as_str().unwrap()).to_owned();
     let read = read_bounded(&mount_point.join(DATA), LIMIT);
     assert_eq!(
@@ -306,7 +306,7 @@ fn a_degraded_app_runs_fails_missing_reads_with_eio_and_resumes_when_the_publish
     assert_eq!(state(client, "org.test.Hello")["state"], "degraded");
 
     // Back, with the block: the fetch resumes by itself and completes.
-    pair.publisher.start_kubo(1).unwrap();
+    pair.start_publisher_node();
     pair.give_back(&withheld);
     let mut complete = || Ok(state(client, "org.test.Hello")["state"] == "installed");
     wait_for("the fetch to resume and complete", LIMIT, &mut complete).unwrap();

@@ -141,7 +141,7 @@ fn a_manual_update_switches_atomically_and_rolls_back_offline_after_vacuum() {
     assert!(pins.contains(&v1) && pins.contains(&v2), "{pins}");
 
     // Rollback needs no network: the publisher is gone.
-    pair.publisher.stop_kubo(1).unwrap();
+    pair.stop_publisher_node();
     let rolled = ok_json(client, &["rollback", "--json", "org.test.Hello"]);
     assert_eq!(
         (rolled["from"].as_str(), rolled["to"].as_str()),
@@ -165,7 +165,7 @@ fn a_manual_update_switches_atomically_and_rolls_back_offline_after_vacuum() {
 
     // Back online: a manual update returns to 2; a version 3 then pushes
     // version 1 out (one previous release is kept), unpinned and deleted.
-    pair.publisher.start_kubo(1).unwrap();
+    pair.start_publisher_node();
     let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
     assert_eq!(updated["to"], "2", "{updated}");
     pair.publish_version("repo-v2", "3");
@@ -280,6 +280,26 @@ fn automatic_updates_check_download_and_apply_and_respect_a_rollback() {
     wait_for("version 4 found", LIMIT, &mut seen).unwrap();
     wait_checks(client, 2);
     assert_eq!(current_version(client), "3");
+
+    // Policy none: no check is planned; the timer's trigger checks at once
+    // and acts as the policy says (here: nothing beyond the check).
+    ok_json(
+        client,
+        &["policy", "--app", "org.test.Hello", "default", "--json"],
+    );
+    ok_json(client, &["policy", "none", "--json"]);
+    let mut unplanned = || Ok(ok_json(client, &["policy", "--json"])["next_check"] == 0);
+    wait_for("no check planned", LIMIT, &mut unplanned).unwrap();
+    pair.publish_version("repo-v2", "5");
+    let before = last_check(client);
+    ok_json(
+        client,
+        &["update", "--trigger-automatic-update-policy", "--json"],
+    );
+    let mut checked = || Ok(last_check(client) > before);
+    wait_for("the triggered check", LIMIT, &mut checked).unwrap();
+    assert_eq!(info(client)["available"], "5");
+    assert_eq!(current_version(client), "3");
 }
 
 fn state(stack: &Stack) -> String {
@@ -365,14 +385,14 @@ fn updates_are_exclusive_two_phase_crash_safe_and_authorized() {
     assert_eq!(current_version(client), "1");
 
     // Two-phase: what is downloaded is applied with no network at all.
-    pair.publisher.stop_kubo(1).unwrap();
+    pair.stop_publisher_node();
     let applied = ok_json(
         client,
         &["update", "--cached-only", "--json", "org.test.Hello"],
     );
     assert_eq!(applied["to"], "2", "{applied}");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 2");
-    pair.publisher.start_kubo(1).unwrap();
+    pair.start_publisher_node();
     pair.publish_version("repo-v2", "3");
     let fetched = ok_json(
         client,

@@ -41,6 +41,10 @@ pub const FEATURES: &[&str] = &[
     "publish",
     "remotes",
     "install",
+    "update",
+    "rollback",
+    "pins",
+    "automatic-updates",
 ];
 
 /// The manager object at `/org/flatipfs/Manager1`.
@@ -471,6 +475,19 @@ impl ManagerObject {
         crate::update::set_automatic_policy(&self.manager, parsed)
             .await
             .map_err(|e| install_error(&e))
+    }
+
+    /// Makes the scheduler check every app now and act as the automatic
+    /// update policies say (what `flatipfs-update.timer` runs); returns at
+    /// once, the work shows as jobs and in `LastAutomaticCheck`. Polkit
+    /// action `refresh`.
+    async fn trigger_automatic_updates(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        authorize(&self.gate, &header, Action::Refresh, &HashMap::new()).await?;
+        crate::update::trigger_automatic(&self.manager);
+        Ok(())
     }
 
     /// The jobs running or still in their grace period, oldest first.
