@@ -17,7 +17,8 @@
 #   scripts/bench-install.sh   # prints Markdown (also target/bench-install.md)
 source "$(dirname "$0")/bench-common.sh"
 version=${BENCH_OLD:-1.14.0}
-trap '"$bin/flatipfs-stack" down "$work/client" >/dev/null 2>&1 || true; "$bin/flatipfs-stack" down "$work/publisher" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+source "$here/scripts/two-stacks.sh"
+trap 'stop_two_stacks "$work"; rm -rf "$work"' EXIT
 apps="$here/target/test-apps"
 bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
 arch=$(cat "$apps/arch")
@@ -29,21 +30,12 @@ printf '#!/bin/sh\necho "bench app started"\n' > "$tree/files/bin/start.sh"
 chmod 0755 "$tree/files/bin/start.sh"
 printf '[Application]\nname=org.bench.Package\nruntime=org.test.Platform/%s/master\ncommand=start.sh\n' "$arch" > "$tree/metadata"
 
-pub_env=$("$bin/flatipfs-stack" up "$work/publisher" --kubo-nodes 1)
-client_env=$("$bin/flatipfs-stack" up "$work/client" --kubo-nodes 1)
-pub() { (eval "$pub_env"; "$@"); }
-client() { (eval "$client_env"; "$@"); }
-pub_ipfs() { (eval "$pub_env"; IPFS_PATH="$FLATIPFS_KUBO_PATH_1" "$kubo" "$@"); }
-client_ipfs() { (eval "$client_env"; IPFS_PATH="$FLATIPFS_KUBO_PATH_1" "$kubo" "$@"); }
-id=$(pub_ipfs id -f '<id>')
-addr=$(pub_ipfs id -f '<addrs>' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
-client_ipfs swarm connect "${addr%/p2p/*}/p2p/$id" >/dev/null
+start_two_stacks "$work"
 
 ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
 pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
 pub "$bin/flatipfsctl" --json publish --remote bench "$tree" >/dev/null
-pub_ipfs name get "${ipns#/ipns/}" > "$work/record"
-client_ipfs name put --force "${ipns#/ipns/}" "$work/record" >/dev/null
+carry_index
 client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
 client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null
 

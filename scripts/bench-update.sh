@@ -17,7 +17,8 @@
 source "$(dirname "$0")/bench-common.sh"
 old=${BENCH_OLD:-1.14.0}
 new=${BENCH_NEW:-1.14.1}
-trap '"$bin/flatipfs-stack" down "$work/client" >/dev/null 2>&1 || true; "$bin/flatipfs-stack" down "$work/publisher" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+source "$here/scripts/two-stacks.sh"
+trap 'stop_two_stacks "$work"; rm -rf "$work"' EXIT
 apps="$here/target/test-apps"
 bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
 arch=$(cat "$apps/arch")
@@ -32,18 +33,8 @@ app_tree() { # VERSION DIR
 app_tree "$old" "$work/old"
 app_tree "$new" "$work/new"
 
-pub_env=$("$bin/flatipfs-stack" up "$work/publisher" --kubo-nodes 1)
-client_env=$("$bin/flatipfs-stack" up "$work/client" --kubo-nodes 1)
-pub() { (eval "$pub_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
-client() { (eval "$client_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
+start_two_stacks "$work"
 ctl="$bin/flatipfsctl"
-id=$(pub "$kubo" id -f '<id>')
-addr=$(pub "$kubo" id -f '<addrs>' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
-client "$kubo" swarm connect "${addr%/p2p/*}/p2p/$id" >/dev/null
-carry_index() {
-  pub "$kubo" name get "${ipns#/ipns/}" > "$work/record"
-  client "$kubo" name put --force "${ipns#/ipns/}" "$work/record" >/dev/null
-}
 field() { python3 -c "import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])" "$1"; }
 
 ipns=$(pub "$ctl" --json remote create bench | field name)

@@ -22,21 +22,13 @@ for stack in publisher client; do
   [ -f "$dir/$stack/pids" ] && "$bin/flatipfs-stack" down "$dir/$stack" || true
 done
 rm -rf "$dir"   # every demo starts from nothing
-mkdir -p "$dir"; chmod 0755 "$dir"
+source "$here/scripts/two-stacks.sh"
 step "Starting two private stacks in $dir: publisher and client"
-pub_env=$("$bin/flatipfs-stack" up "$dir/publisher" --kubo-nodes 1)
-client_env=$("$bin/flatipfs-stack" up "$dir/client" --kubo-nodes 1)
 if [ "${FLATIPFS_DEMO_KEEP:-0}" != 1 ]; then
-  trap '"$bin/flatipfs-stack" down "$dir/client"; "$bin/flatipfs-stack" down "$dir/publisher"' EXIT
+  trap 'stop_two_stacks "$dir"' EXIT
 fi
-# pub CMD… / client CMD…: run a command against one stack's bus and node.
-pub() { (eval "$pub_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
-client() { (eval "$client_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
+start_two_stacks "$dir"
 ctl="$bin/flatipfsctl"
-id=$(pub "$kubo" id -f '<id>')
-addr=$(pub "$kubo" id -f '<addrs>' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
-client "$kubo" swarm connect "${addr%/p2p/*}/p2p/$id" >/dev/null
-client "$kubo" swarm peering add "${addr%/p2p/*}/p2p/$id" >/dev/null
 
 step "flatipfsctl status (client)"
 client "$ctl" status
@@ -57,12 +49,8 @@ echo "$ipns"
 step "Publisher: flatipfsctl publish the runtime, then org.test.Hello version 1"
 pub "$ctl" publish --remote main --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master"
 pub "$ctl" publish --remote main --repo "$apps/repo-v1" "app/org.test.Hello/$arch/master"
-# carry_index: the store index's signed IPNS record travels to the client's
-# node (name get / name put), as the IPNS network would deliver it.
-carry_index() {
-  pub "$kubo" name get "${ipns#/ipns/}" > "$dir/index-record"
-  client "$kubo" name put --force "${ipns#/ipns/}" "$dir/index-record" >/dev/null
-}
+# The store index's signed IPNS record travels to the client's node (name
+# get / name put), as the IPNS network would deliver it.
 carry_index
 
 step "Client: flatipfsctl remote add main $ipns"

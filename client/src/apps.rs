@@ -224,14 +224,9 @@ pub async fn uninstall(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Resu
         .await
         .map_err(|e| Failure::from_call(e.into()))?;
     let options: HashMap<&str, Value<'_>> = HashMap::new();
-    let flags = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        zbus::proxy::MethodFlags::AllowInteractiveAuth.into()
-    } else {
-        Default::default()
-    };
     let job: OwnedObjectPath = app
         .inner()
-        .call_with_flags("Uninstall", flags, &(options,))
+        .call_with_flags("Uninstall", crate::interactive_flags(), &(options,))
         .await
         .map_err(|e| Failure::from_call(Error::from(e)))?
         .ok_or_else(|| Failure::from_call(Error::new(ErrorKind::Internal, "no reply")))?;

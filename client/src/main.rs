@@ -347,6 +347,16 @@ async fn status(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Allows interactive authorization when a person is at the terminal (so a
+/// polkit agent may ask for a password).
+pub(crate) fn interactive_flags() -> enumflags2::BitFlags<MethodFlags> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        MethodFlags::AllowInteractiveAuth.into()
+    } else {
+        Default::default()
+    }
+}
+
 /// Calls a polkit-gated method, allowing interactive authorization when a
 /// person is at the terminal (so a polkit agent may ask for a password).
 async fn call_mutating<B, R>(
@@ -358,14 +368,9 @@ where
     B: serde::Serialize + zbus::zvariant::DynamicType,
     R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
 {
-    let flags = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        MethodFlags::AllowInteractiveAuth.into()
-    } else {
-        Default::default()
-    };
     manager
         .inner()
-        .call_with_flags::<_, _, R>(method, flags, body)
+        .call_with_flags::<_, _, R>(method, interactive_flags(), body)
         .await
         .map_err(|e| Failure::from_call(Error::from(e)))?
         .ok_or_else(|| {

@@ -22,10 +22,6 @@ pub struct UpdateArgs<'a> {
     pub version: Option<&'a str>,
 }
 
-fn flags() -> zbus::proxy::MethodFlags {
-    zbus::proxy::MethodFlags::AllowInteractiveAuth
-}
-
 /// Calls a polkit-gated method of an app object.
 async fn call_app<B, R>(
     manager: &ManagerProxy<'_>,
@@ -38,13 +34,8 @@ where
     R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
 {
     let app = find(manager, id).await?;
-    let flags = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        flags().into()
-    } else {
-        Default::default()
-    };
     app.inner()
-        .call_with_flags::<_, _, R>(method, flags, body)
+        .call_with_flags::<_, _, R>(method, crate::interactive_flags(), body)
         .await
         .map_err(|e| Failure::from_call(Error::from(e)))?
         .ok_or_else(|| Failure::from_call(Error::new(ErrorKind::Internal, "no reply")))

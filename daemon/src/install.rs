@@ -124,6 +124,43 @@ pub fn ensure_not_installed(manager: &Manager, id: &str) -> Result<(), InstallEr
     Ok(())
 }
 
+/// What a manifest must say it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected<'a> {
+    pub id: &'a str,
+    pub kind: Kind,
+    pub arch: &'a str,
+    pub branch: &'a str,
+}
+
+/// Fetches and validates the manifest of `release`, and checks that it is
+/// the release of what was expected (an index entry, an installed app).
+pub(crate) async fn fetch_expected_manifest(
+    manager: &Manager,
+    kubo: &Client,
+    release: &str,
+    expected: Expected<'_>,
+) -> Result<Manifest, InstallError> {
+    let timeout = manager.config().fetch.document_timeout;
+    let manifest = source::fetch_manifest(kubo, release, limits(manager), timeout).await?;
+    if manifest.id != expected.id
+        || manifest.kind != expected.kind
+        || manifest.arch != expected.arch
+        || manifest.branch != expected.branch
+    {
+        return Err(InstallError::Mismatch(format!(
+            "expected {} {}/{}/{}, the manifest of /ipfs/{release} is {} {}",
+            expected.kind.as_str(),
+            expected.id,
+            expected.arch,
+            expected.branch,
+            manifest.kind.as_str(),
+            triple(&manifest)
+        )));
+    }
+    Ok(manifest)
+}
+
 /// Fetches the manifest of a fixed release (before its job exists: the
 /// app's object path depends on the id inside).
 pub async fn plan_release(manager: &Manager, release: &str) -> Result<Plan, InstallError> {
@@ -171,27 +208,13 @@ pub async fn plan_remote(
     .await?;
     let entry = source::index_entry(&index, remote, id)?;
     job.set_status(&format!("fetching the manifest of {id} {}", entry.version));
-    let manifest = source::fetch_manifest(
-        &kubo,
-        &entry.release,
-        limits(manager),
-        config.fetch.document_timeout,
-    )
-    .await?;
-    if manifest.id != id
-        || manifest.kind != entry.kind
-        || manifest.arch != entry.arch
-        || manifest.branch != entry.branch
-    {
-        return Err(InstallError::Mismatch(format!(
-            "the index names {} {id} {}/{}, the manifest is {} {}",
-            entry.kind.as_str(),
-            entry.arch,
-            entry.branch,
-            manifest.kind.as_str(),
-            triple(&manifest)
-        )));
-    }
+    let expected = Expected {
+        id,
+        kind: entry.kind,
+        arch: &entry.arch,
+        branch: &entry.branch,
+    };
+    let manifest = fetch_expected_manifest(manager, &kubo, &entry.release, expected).await?;
     Ok(Plan {
         manifest: Arc::new(manifest),
         release: entry.release,
@@ -346,20 +369,13 @@ async fn plan_runtime(
     ensure_not_installed(manager, runtime_id)?;
     let (kubo, _) = manager.kubo()?;
     job.set_status(&format!("fetching the manifest of the runtime {runtime}"));
-    let manifest = source::fetch_manifest(
-        &kubo,
-        &entry.release,
-        limits(manager),
-        manager.config().fetch.document_timeout,
-    )
-    .await?;
-    if triple(&manifest) != runtime || manifest.kind != Kind::Runtime {
-        return Err(InstallError::Mismatch(format!(
-            "the index names runtime {runtime}, its manifest is {} {}",
-            manifest.kind.as_str(),
-            triple(&manifest)
-        )));
-    }
+    let expected = Expected {
+        id: runtime_id,
+        kind: Kind::Runtime,
+        arch: &entry.arch,
+        branch: &entry.branch,
+    };
+    let manifest = fetch_expected_manifest(manager, &kubo, &entry.release, expected).await?;
     Ok(Plan {
         manifest: Arc::new(manifest),
         release: entry.release.clone(),

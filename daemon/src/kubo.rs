@@ -467,16 +467,7 @@ impl Client {
                 source,
             })?;
         if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            return Err(KuboError::Rpc {
-                api: self.address.clone(),
-                command: "pin/add".into(),
-                status,
-                message: serde_json::from_str::<RpcError>(&body)
-                    .map(|e| e.message)
-                    .unwrap_or(body),
-            });
+            return Err(self.rpc_error("pin/add", response).await);
         }
         let mut buffer = Vec::new();
         let mut blocks = 0;
@@ -576,13 +567,7 @@ impl Client {
                 source,
             })?;
         if !response.status().is_success() {
-            let status = response.status().as_u16();
-            return Err(KuboError::Rpc {
-                api: self.address.clone(),
-                command: "repo/gc".into(),
-                status,
-                message: response.text().await.unwrap_or_default(),
-            });
+            return Err(self.rpc_error("repo/gc", response).await);
         }
         response
             .bytes()
@@ -702,20 +687,25 @@ impl Client {
                 api: self.address.clone(),
                 source,
             })?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<RpcError>(&body)
-                .map(|e| e.message)
-                .unwrap_or(body);
-            return Err(KuboError::Rpc {
-                api: self.address.clone(),
-                command: command.to_string(),
-                status: status.as_u16(),
-                message,
-            });
+        if !response.status().is_success() {
+            return Err(self.rpc_error(command, response).await);
         }
         Ok(response)
+    }
+
+    /// The error of a reply with an HTTP error status (Kubo's JSON
+    /// `{Message}` when it sent one, else the body).
+    async fn rpc_error(&self, command: &str, response: reqwest::Response) -> KuboError {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        KuboError::Rpc {
+            api: self.address.clone(),
+            command: command.to_string(),
+            status,
+            message: serde_json::from_str::<RpcError>(&body)
+                .map(|e| e.message)
+                .unwrap_or(body),
+        }
     }
 
     /// Calls `command` with query `args` and decodes a single JSON reply.

@@ -18,8 +18,8 @@ use tracing::{info, warn};
 use crate::apps::LiveApp;
 use crate::fetch;
 use crate::install::{
-    self, limits, local_files, mount, now, read_cached_manifest, sync_info, write_cached_manifest,
-    InstallError,
+    self, fetch_expected_manifest, local_files, mount, now, read_cached_manifest, sync_info,
+    write_cached_manifest, Expected, InstallError,
 };
 use crate::jobs::{Detail, Job};
 use crate::kubo::Client;
@@ -375,33 +375,16 @@ async fn download(
     job: &Job,
 ) -> Result<Manifest, InstallError> {
     let (kubo, _) = manager.kubo()?;
-    let config = manager.config();
     let manifest = if present {
         read_cached_manifest(manager, &target.release)?
     } else {
-        let manifest = source::fetch_manifest(
-            &kubo,
-            &target.release,
-            limits(manager),
-            config.fetch.document_timeout,
-        )
-        .await?;
-        if manifest.id != record.id
-            || manifest.kind != record.kind
-            || manifest.arch != record.arch
-            || manifest.branch != record.branch
-        {
-            return Err(InstallError::Mismatch(format!(
-                "{} is installed as {}, the new release is {} {}/{}/{}",
-                record.id,
-                record.triple(),
-                manifest.kind.as_str(),
-                manifest.id,
-                manifest.arch,
-                manifest.branch
-            )));
-        }
-        manifest
+        let expected = Expected {
+            id: &record.id,
+            kind: record.kind,
+            arch: &record.arch,
+            branch: &record.branch,
+        };
+        fetch_expected_manifest(manager, &kubo, &target.release, expected).await?
     };
     let mut undo = UndoDeployment {
         manager: manager.clone(),

@@ -73,3 +73,21 @@ pub fn publish_release(stack: &Stack, repo: &Path, reference: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// `flatpak ARGS` as root against `stack`'s Flatpak configuration (which
+/// registers the daemon's installation).
+pub fn flatpak(stack: &Stack, args: &[&str]) -> Command {
+    let mut command = Command::new(paths::system_program("/usr/bin/flatpak", "flatpak").unwrap());
+    command
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
+        .args(args);
+    command
+}
+
+/// What `flatpak run org.test.Hello` prints (as root), trimmed.
+pub fn run_hello(stack: &Stack) -> String {
+    crate::stack::run_ok(&mut flatpak(stack, &["run", "org.test.Hello"]))
+        .unwrap()
+        .trim()
+        .to_string()
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use flatipfs_tests::ctl::{flatipfsctl, ok_json};
+use flatipfs_tests::ctl::{flatipfsctl, flatpak, ok_json, run_hello};
 use flatipfs_tests::fixtures::deploy_dir;
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::stack::{run_ok, wait_for};
@@ -18,15 +18,6 @@ use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack};
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// `flatpak ARGS` as root against the stack's installations.
-fn flatpak(stack: &Stack, args: &[&str]) -> Command {
-    let mut command = Command::new(paths::system_program("/usr/bin/flatpak", "flatpak").unwrap());
-    command
-        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
-        .args(args);
-    command
-}
 
 /// Mount points below the stack's installation.
 fn mounts_below(dir: &Path) -> Vec<String> {
@@ -193,8 +184,7 @@ fn an_app_installed_from_another_node_runs_and_uninstalls_cleanly() {
     assert!(list.contains("org.test.Hello"), "{list}");
     let info = run_ok(&mut flatpak(client, &["info", "org.test.Hello"])).unwrap();
     assert!(info.contains("Origin: flatipfs"), "{info}");
-    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
-    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
     assert_eq!(run_as_user(client), "Hello from org.test.Hello version 1");
 
     // The mount shows exactly the published tree, read-only.
@@ -397,8 +387,7 @@ fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
     assert_no_stale_mount(client);
     let mounts = mounts_below(&client.installation().join("app/org.test.Hello"));
     assert_eq!(mounts.len(), 1, "{mounts:?}");
-    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
-    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
     pair.give_back(&data);
     let mut complete = || Ok(state(client, "org.test.Hello")["state"] == "installed");
     wait_for("the resumed fetch to complete", LIMIT, &mut complete).unwrap();
@@ -412,8 +401,7 @@ fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
     assert_no_stale_mount(client);
     let mounts = mounts_below(&client.installation());
     assert_eq!(mounts.len(), 2, "app and runtime, once each: {mounts:?}");
-    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
-    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 }
 
 /// `flatipfsctl --json ARGS` expected to fail with D-Bus error `name`;
@@ -536,8 +524,7 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
         }
     }
     assert!(checked > 3, "checked only {checked} files");
-    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
-    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 
     // Installing an installed app: AlreadyInstalled, the app untouched.
     let error = fails_with(
@@ -608,8 +595,7 @@ fn installing_and_uninstalling_need_authorization_reading_does_not() {
     );
     refused(&out);
     assert_eq!(state(client, "org.test.Hello")["state"], "installed");
-    let out = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
-    assert_eq!(out.trim(), "Hello from org.test.Hello version 1");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
     let out = flatipfsctl(
         client,
         Some(ADMIN_USER),

@@ -5,30 +5,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json};
+use flatipfs_tests::ctl::{flatipfsctl, flatpak, last_json, ok_json, run_hello};
 use flatipfs_tests::pair::Pair;
-use flatipfs_tests::stack::{run_ok, wait_for};
+use flatipfs_tests::stack::wait_for;
 use flatipfs_tests::{paths, Stack};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(90);
 const NO_AUTOMATIC_UPDATES: &str = "\n[updates]\npolicy = \"none\"\n";
-
-fn flatpak(stack: &Stack, args: &[&str]) -> Command {
-    let mut command = Command::new(paths::system_program("/usr/bin/flatpak", "flatpak").unwrap());
-    command
-        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
-        .args(args);
-    command
-}
-
-/// What `flatpak run org.test.Hello` prints.
-fn run_hello(stack: &Stack) -> String {
-    run_ok(&mut flatpak(stack, &["run", "org.test.Hello"]))
-        .unwrap()
-        .trim()
-        .to_string()
-}
 
 fn info(stack: &Stack) -> Value {
     ok_json(stack, &["info", "--json", "org.test.Hello"])

@@ -59,23 +59,11 @@ impl AppObject {
         )
         .await?;
         install::check_uninstall(&self.manager, &id).map_err(|e| install_error(&e))?;
-        let job = self.manager.jobs.create("uninstall", &id, uid);
-        let claim = match self.manager.apps.claim(&id, job.id()) {
-            Ok(claim) => claim,
-            Err(holder) => {
-                self.manager.jobs.forget(job.id());
-                return Err(install_error(&InstallError::Busy { id, job: holder }));
-            }
-        };
         let manager = self.manager.clone();
-        let worker_job = job.clone();
-        let work = async move {
-            let _claim = claim;
-            install::uninstall(&manager, &id, &worker_job)
-                .await
-                .map_err(|e| install_error(&e))
-        };
-        spawn_job(connection, &self.manager, self.gate.clone(), job, work).await
+        self.run_job(connection, "uninstall", uid, move |job| async move {
+            install::uninstall(&manager, &job.app_id(), &job).await
+        })
+        .await
     }
 
     /// Updates the app as a job: to `version` (polkit action
