@@ -89,6 +89,15 @@ pub struct LiveApp {
 }
 
 impl LiveApp {
+    /// A live app not yet in the registry ([`Apps::insert`] adds it).
+    pub fn new(info: AppInfo) -> Arc<LiveApp> {
+        Arc::new(LiveApp {
+            info: watch::channel(info).0,
+            mounts: Default::default(),
+            fetches: Default::default(),
+        })
+    }
+
     pub fn update(&self, change: impl FnOnce(&mut AppInfo)) {
         self.info.send_if_modified(|info| {
             let before = info.clone();
@@ -236,19 +245,19 @@ impl Apps {
 
     /// Adds (or returns) the live app `info.id`.
     pub fn add(&self, info: AppInfo) -> Arc<LiveApp> {
-        let id = info.id.clone();
+        self.insert(LiveApp::new(info))
+    }
+
+    /// Puts `app` in the registry (clients see it from now on), unless an
+    /// app of its id is there already; returns the one registered.
+    pub fn insert(&self, app: Arc<LiveApp>) -> Arc<LiveApp> {
+        let id = app.snapshot().id;
         let mut live = self.live.lock().expect("not poisoned");
-        if let Some(app) = live.get(&id) {
-            return app.clone();
+        if let Some(existing) = live.get(&id) {
+            return existing.clone();
         }
-        let (sender, receiver) = watch::channel(info);
-        let app = Arc::new(LiveApp {
-            info: sender,
-            mounts: Default::default(),
-            fetches: Default::default(),
-        });
         live.insert(id.clone(), app.clone());
-        let _ = self.events.send(AppEvent::Added(id, receiver));
+        let _ = self.events.send(AppEvent::Added(id, app.info.subscribe()));
         app
     }
 

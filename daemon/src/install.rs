@@ -547,19 +547,8 @@ async fn lay_out(manager: &Arc<Manager>, plan: &Plan, app: &LiveApp) -> Result<(
     let installation = config.installation();
     let (kubo, _) = manager.kubo()?;
     installation.register().await?;
-    app.update(|i| i.status = "fetching metadata and exports".into());
-    let local = local_files(&kubo, manifest, config.fetch.document_timeout).await?;
-    let deploy_dir = installation.write_deploy(manifest, &plan.release, &local)?;
-    app.update(|i| i.status = "copying the release into MFS".into());
-    let mfs = fetch::mfs_path(&manifest.id, &plan.release);
-    kubo.files_mkdir(&fetch::mfs_app_dir(&manifest.id)).await?;
-    kubo.files_rm(&mfs).await?;
-    kubo.files_cp(&format!("/ipfs/{}", plan.release), &mfs)
-        .await?;
-    write_cached_manifest(manager, &plan.release, manifest)?;
-    app.update(|i| i.status = "mounting".into());
-    let files = deploy_dir.join("files");
-    mount(manager, app, manifest, &plan.release, &files).await?;
+    app.update(|i| i.status = "laying out the release".into());
+    let files = deploy_release(manager, app, &kubo, manifest, &plan.release).await?;
     installation.activate(manifest, &plan.release)?;
     {
         let lock = manager.state_lock();
@@ -579,6 +568,35 @@ async fn lay_out(manager: &Arc<Manager>, plan: &Plan, app: &LiveApp) -> Result<(
         i.mount_point = files.display().to_string();
     });
     Ok(())
+}
+
+/// Puts `release` on this machine next to whatever else of the app is
+/// there: its deploy directory (local `metadata` and `export/`), its copy
+/// in MFS (so nothing of it is garbage-collected while it is fetched), its
+/// cached manifest and its `files/` mount. Returns the mount point. What a
+/// crash leaves of this is removed at the next start unless recorded.
+pub(crate) async fn deploy_release(
+    manager: &Manager,
+    app: &LiveApp,
+    kubo: &Client,
+    manifest: &Manifest,
+    release: &str,
+) -> Result<PathBuf, InstallError> {
+    let config = manager.config();
+    let local = local_files(kubo, manifest, config.fetch.document_timeout).await?;
+    let deploy_dir = config
+        .installation()
+        .write_deploy(manifest, release, &local)?;
+    let mfs = fetch::mfs_path(&manifest.id, release);
+    kubo.files_mkdir(&fetch::mfs_app_dir(&manifest.id)).await?;
+    kubo.files_rm(&mfs).await?;
+    kubo.files_cp(&format!("/ipfs/{release}"), &mfs).await?;
+    write_cached_manifest(manager, release, manifest)?;
+    let files = deploy_dir.join("files");
+    if !app.is_mounted(release) {
+        mount(manager, app, manifest, release, &files).await?;
+    }
+    Ok(files)
 }
 
 /// Mounts `files/` of `release` at `files` for `app`.
@@ -854,7 +872,10 @@ async fn restore_inner(manager: &Arc<Manager>) -> Result<(), InstallError> {
             warn!(app = %id, "cannot remove leftovers: {e}");
         }
     }
-    for record in state.apps.values() {
+    // Runtimes first: an app that clients see again can run.
+    let mut records: Vec<&InstalledApp> = state.apps.values().collect();
+    records.sort_by_key(|r| (r.kind != Kind::Runtime, r.id.clone()));
+    for record in records {
         if let Err(e) = bring_back(manager, record).await {
             warn!(app = %record.id, "cannot mount it again: {e}");
         }
@@ -865,32 +886,47 @@ async fn restore_inner(manager: &Arc<Manager>) -> Result<(), InstallError> {
 }
 
 /// Mounts every kept release of an installed app again, makes sure the
-/// current one is active, and resumes unfinished fetches.
+/// current one is active, shows the app to clients again (only then, so
+/// that what they see is mounted) and resumes unfinished fetches.
 async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(), InstallError> {
     let installation = manager.config().installation();
-    let app = manager.apps.add(app_info(manager, record));
-    for deployment in &record.deployments {
-        let manifest = match read_cached_manifest(manager, &deployment.release) {
-            Ok(m) => Arc::new(m),
-            Err(e) if deployment.release != record.current => {
-                warn!(app = %record.id, version = %deployment.version, "cannot mount a kept release again: {e}");
-                continue;
+    let app = LiveApp::new(app_info(manager, record));
+    let mut unfinished = Vec::new();
+    let mounted: Result<(), InstallError> = async {
+        for deployment in &record.deployments {
+            let manifest = match read_cached_manifest(manager, &deployment.release) {
+                Ok(m) => Arc::new(m),
+                Err(e) if deployment.release != record.current => {
+                    warn!(app = %record.id, version = %deployment.version, "cannot mount a kept release again: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let files = installation
+                .deploy_dir(&manifest, &deployment.release)
+                .join("files");
+            mount(manager, &app, &manifest, &deployment.release, &files).await?;
+            if deployment.release == record.current {
+                installation.activate(&manifest, &record.current)?;
+                info!(app = %record.id, version = %manifest.version, "mounted again");
             }
-            Err(e) => return Err(e),
-        };
-        let files = installation
-            .deploy_dir(&manifest, &deployment.release)
-            .join("files");
-        mount(manager, &app, &manifest, &deployment.release, &files).await?;
-        if deployment.release == record.current {
-            installation.activate(&manifest, &record.current)?;
-            info!(app = %record.id, version = %manifest.version, "mounted again");
+            if !deployment.complete {
+                unfinished.push((manifest, deployment.release.clone()));
+            }
         }
-        if !deployment.complete {
-            start_fetch(manager, &app, manifest, deployment.release.clone());
-        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    // Shown even when it could not be mounted, so that it can be seen,
+    // uninstalled or installed again; its status says what went wrong.
+    if let Err(e) = &mounted {
+        app.update(|i| i.status = format!("cannot be mounted: {e}"));
+    }
+    let app = manager.apps.insert(app);
+    for (manifest, release) in unfinished {
+        start_fetch(manager, &app, manifest, release);
+    }
+    mounted
 }
 
 /// Removes pins and MFS copies of releases no record keeps (left by an

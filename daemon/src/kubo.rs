@@ -15,6 +15,11 @@ use serde::Deserialize;
 /// an empty `files/.ref`.
 pub const INLINE_LIMIT: &str = "32";
 
+/// The deadline of calls whose duration grows with the content (reads,
+/// locality walks) and that their callers bound more tightly where it
+/// matters.
+const LONG_CALL: Duration = Duration::from_secs(3600);
+
 /// The oldest Kubo flatipfsd works with (`../shared/design.md`, "Kubo usage").
 pub const MIN_VERSION: (u64, u64) = (0, 42);
 
@@ -454,21 +459,11 @@ impl Client {
             pins: Option<Vec<String>>,
         }
         let path = format!("/ipfs/{cid}");
-        let url = format!("{}/api/v0/pin/add", self.base);
+        let args = [("arg", path.as_str()), ("name", name), ("progress", "true")];
+        // No deadline for the whole reply: the stall rule below bounds it.
         let mut response = self
-            .http
-            .post(url)
-            .query(&[("arg", path.as_str()), ("name", name), ("progress", "true")])
-            .timeout(Duration::from_secs(7 * 24 * 3600))
-            .send()
-            .await
-            .map_err(|source| KuboError::Unreachable {
-                api: self.address.clone(),
-                source,
-            })?;
-        if !response.status().is_success() {
-            return Err(self.rpc_error("pin/add", response).await);
-        }
+            .send_timed("pin/add", &args, None, Duration::from_secs(7 * 24 * 3600))
+            .await?;
         let mut buffer = Vec::new();
         let mut blocks = 0;
         let mut last_growth = tokio::time::Instant::now();
@@ -523,8 +518,16 @@ impl Client {
     /// Size and locality of an MFS path (`files/stat?with-local=true`):
     /// walks the DAG with an offline block service, never fetching.
     pub async fn files_locality(&self, path: &str) -> Result<Locality, KuboError> {
-        self.call("files/stat", &[("arg", path), ("with-local", "true")])
-            .await
+        // The walk visits every block of the release: long for big ones.
+        let args = [("arg", path), ("with-local", "true")];
+        let response = self
+            .send_timed("files/stat", &args, None, LONG_CALL)
+            .await?;
+        response.json().await.map_err(|source| KuboError::BadReply {
+            api: self.address.clone(),
+            command: "files/stat".into(),
+            source,
+        })
     }
 
     /// Resolves `/ipns/NAME` to the path it names, asking the network
@@ -543,8 +546,21 @@ impl Client {
             ("dht-timeout", kubo_timeout.as_str()),
             ("timeout", kubo_timeout.as_str()),
         ];
-        let call = self.call::<Resolved>("name/resolve", &args);
-        match tokio::time::timeout(timeout + Duration::from_secs(2), call).await {
+        let deadline = timeout + Duration::from_secs(2);
+        let call = async {
+            let response = self
+                .send_timed("name/resolve", &args, None, deadline)
+                .await?;
+            response
+                .json::<Resolved>()
+                .await
+                .map_err(|source| KuboError::BadReply {
+                    api: self.address.clone(),
+                    command: "name/resolve".into(),
+                    source,
+                })
+        };
+        match tokio::time::timeout(deadline, call).await {
             Ok(result) => result.map(|r| r.path),
             Err(_) => Err(KuboError::Stalled {
                 what: format!("resolving /ipns/{name}"),
@@ -556,19 +572,13 @@ impl Client {
     /// Removes blocks neither pinned nor in MFS (`repo/gc`).
     pub async fn repo_gc(&self) -> Result<(), KuboError> {
         let response = self
-            .http
-            .post(format!("{}/api/v0/repo/gc", self.base))
-            .query(&[("quiet", "true")])
-            .timeout(Duration::from_secs(3600))
-            .send()
-            .await
-            .map_err(|source| KuboError::Unreachable {
-                api: self.address.clone(),
-                source,
-            })?;
-        if !response.status().is_success() {
-            return Err(self.rpc_error("repo/gc", response).await);
-        }
+            .send_timed(
+                "repo/gc",
+                &[("quiet", "true")],
+                None,
+                Duration::from_secs(3600),
+            )
+            .await?;
         response
             .bytes()
             .await
@@ -616,11 +626,14 @@ impl Client {
 
     async fn cat_path(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, KuboError> {
         let (offset, length) = (offset.to_string(), length.to_string());
+        // Callers bound a read by their own deadline (a mount's read
+        // timeout, a document timeout), not the client's short one.
         let response = self
-            .send(
+            .send_timed(
                 "cat",
                 &[("arg", path), ("offset", &offset), ("length", &length)],
                 None,
+                LONG_CALL,
             )
             .await?;
         let bytes = response
@@ -673,13 +686,49 @@ impl Client {
         args: &[(&str, &str)],
         form: Option<reqwest::multipart::Form>,
     ) -> Result<reqwest::Response, KuboError> {
-        let url = format!("{}/api/v0/{}", self.base, command);
-        let mut request = self.http.post(url).query(args);
-        if let Some(form) = form {
-            request = request
-                .multipart(form)
-                .timeout(Duration::from_secs(24 * 3600));
+        match form {
+            // An upload takes as long as the tree is big.
+            Some(form) => {
+                let day = Duration::from_secs(24 * 3600);
+                self.send_timed(command, args, Some(form), day).await
+            }
+            None => {
+                let request = self.http.post(self.url(command)).query(args);
+                self.send_request(command, request).await
+            }
         }
+    }
+
+    /// Like [`Client::send`], with its own deadline for the whole reply
+    /// instead of the client's.
+    async fn send_timed(
+        &self,
+        command: &str,
+        args: &[(&str, &str)],
+        form: Option<reqwest::multipart::Form>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, KuboError> {
+        let mut request = self
+            .http
+            .post(self.url(command))
+            .query(args)
+            .timeout(timeout);
+        if let Some(form) = form {
+            request = request.multipart(form);
+        }
+        self.send_request(command, request).await
+    }
+
+    fn url(&self, command: &str) -> String {
+        format!("{}/api/v0/{}", self.base, command)
+    }
+
+    /// Sends `request`; an HTTP error status becomes [`KuboError::Rpc`].
+    async fn send_request(
+        &self,
+        command: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, KuboError> {
         let response = request
             .send()
             .await

@@ -18,8 +18,8 @@ use tracing::{info, warn};
 use crate::apps::LiveApp;
 use crate::fetch;
 use crate::install::{
-    self, fetch_expected_manifest, local_files, mount, now, read_cached_manifest, sync_info,
-    write_cached_manifest, Expected, InstallError,
+    self, deploy_release, fetch_expected_manifest, mount, now, read_cached_manifest, sync_info,
+    Expected, InstallError,
 };
 use crate::jobs::{Detail, Job};
 use crate::kubo::Client;
@@ -433,26 +433,7 @@ async fn add_deployment(
     manifest: &Manifest,
     target: &Target,
 ) -> Result<(), InstallError> {
-    let config = manager.config();
-    let installation = config.installation();
-    let local = local_files(kubo, manifest, config.fetch.document_timeout).await?;
-    let deploy_dir = installation.write_deploy(manifest, &target.release, &local)?;
-    let mfs = fetch::mfs_path(&manifest.id, &target.release);
-    kubo.files_mkdir(&fetch::mfs_app_dir(&manifest.id)).await?;
-    kubo.files_rm(&mfs).await?;
-    kubo.files_cp(&format!("/ipfs/{}", target.release), &mfs)
-        .await?;
-    write_cached_manifest(manager, &target.release, manifest)?;
-    if !app.is_mounted(&target.release) {
-        mount(
-            manager,
-            app,
-            manifest,
-            &target.release,
-            &deploy_dir.join("files"),
-        )
-        .await?;
-    }
+    deploy_release(manager, app, kubo, manifest, &target.release).await?;
     let deployment = Deployment {
         release: target.release.clone(),
         version: target.version.clone(),
