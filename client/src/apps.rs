@@ -156,10 +156,7 @@ pub async fn install(
             ))
         }
     };
-    let removals = manager
-        .receive_job_removed()
-        .await
-        .map_err(|e| Failure::from_call(e.into()))?;
+    let removals = jobs::subscribe(manager).await?;
     let (app_path, job): (OwnedObjectPath, OwnedObjectPath) =
         call_mutating(manager, "Install", &(target.as_str(), options)).await?;
     if no_wait {
@@ -216,21 +213,30 @@ async fn wait_runnable(
     }
 }
 
-/// `flatipfsctl uninstall APP_ID`.
-pub async fn uninstall(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<(), Failure> {
+/// Calls a polkit-gated method of the object of installed app `id`.
+pub(crate) async fn call_app<B, R>(
+    manager: &ManagerProxy<'_>,
+    id: &str,
+    method: &str,
+    body: &B,
+) -> Result<R, Failure>
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+{
     let app = find(manager, id).await?;
-    let removals = manager
-        .receive_job_removed()
-        .await
-        .map_err(|e| Failure::from_call(e.into()))?;
-    let options: HashMap<&str, Value<'_>> = HashMap::new();
-    let job: OwnedObjectPath = app
-        .inner()
-        .call_with_flags("Uninstall", crate::interactive_flags(), &(options,))
+    app.inner()
+        .call_with_flags::<_, _, R>(method, crate::interactive_flags(), body)
         .await
         .map_err(|e| Failure::from_call(Error::from(e)))?
-        .ok_or_else(|| Failure::from_call(Error::new(ErrorKind::Internal, "no reply")))?;
-    jobs::follow(manager, removals, job, json).await?;
+        .ok_or_else(|| Failure::from_call(Error::new(ErrorKind::Internal, "no reply")))
+}
+
+/// `flatipfsctl uninstall APP_ID`.
+pub async fn uninstall(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<(), Failure> {
+    let options: HashMap<&str, Value<'_>> = HashMap::new();
+    let body = (options,);
+    jobs::start_and_follow(manager, json, call_app(manager, id, "Uninstall", &body)).await?;
     crate::output::done(json, &format!("{id} uninstalled"));
     Ok(())
 }

@@ -19,6 +19,27 @@ use crate::exit::Failure;
 /// that a job finishing at once is not missed.
 pub type Removals = flatipfs_dbus::proxy::JobRemovedStream;
 
+/// Subscribes to `JobRemoved` (before a job is started).
+pub async fn subscribe(manager: &ManagerProxy<'_>) -> Result<Removals, Failure> {
+    manager
+        .receive_job_removed()
+        .await
+        .map_err(|e| Failure::from_call(e.into()))
+}
+
+/// Starts a job with `start` (a call returning the job's path), having
+/// subscribed to `JobRemoved` first so that a job ending at once is not
+/// missed, and follows it to its end; its details.
+pub async fn start_and_follow(
+    manager: &ManagerProxy<'_>,
+    json: bool,
+    start: impl std::future::Future<Output = Result<OwnedObjectPath, Failure>>,
+) -> Result<HashMap<String, OwnedValue>, Failure> {
+    let removals = subscribe(manager).await?;
+    let job = start.await?;
+    follow(manager, removals, job, json).await
+}
+
 /// Waits for the job at `path` to end and returns its details.
 pub async fn follow(
     manager: &ManagerProxy<'_>,

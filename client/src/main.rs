@@ -319,13 +319,9 @@ async fn publish(
         None => absolute(std::path::Path::new(&args.target))?,
     };
     let path = path.to_string_lossy().into_owned();
-    let removals = manager
-        .receive_job_removed()
-        .await
-        .map_err(|e| Failure::from_call(e.into()))?;
-    let job: zbus::zvariant::OwnedObjectPath =
-        call_mutating(manager, "Publish", &(path.as_str(), options)).await?;
-    let details = jobs::follow(manager, removals, job, json).await?;
+    let body = (path.as_str(), options);
+    let start = call_mutating(manager, "Publish", &body);
+    let details = jobs::start_and_follow(manager, json, start).await?;
     output::published(json, &details);
     Ok(())
 }

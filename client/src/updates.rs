@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use flatipfs_dbus::proxy::ManagerProxy;
 use flatipfs_dbus::{Error, ErrorKind};
 use serde_json::json;
-use zbus::zvariant::{OwnedObjectPath, Value};
+use zbus::zvariant::Value;
 
-use crate::apps::{app_proxy, describe, find};
+use crate::apps::{app_proxy, call_app, describe, find};
 use crate::exit::Failure;
 use crate::{call_mutating, jobs, output};
 
@@ -22,25 +22,6 @@ pub struct UpdateArgs<'a> {
     pub version: Option<&'a str>,
 }
 
-/// Calls a polkit-gated method of an app object.
-async fn call_app<B, R>(
-    manager: &ManagerProxy<'_>,
-    id: &str,
-    method: &str,
-    body: &B,
-) -> Result<R, Failure>
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    let app = find(manager, id).await?;
-    app.inner()
-        .call_with_flags::<_, _, R>(method, crate::interactive_flags(), body)
-        .await
-        .map_err(|e| Failure::from_call(Error::from(e)))?
-        .ok_or_else(|| Failure::from_call(Error::new(ErrorKind::Internal, "no reply")))
-}
-
 /// Runs an app job (`Update`, `Rollback`) and follows it; its details.
 async fn app_job<B: serde::Serialize + zbus::zvariant::DynamicType>(
     json: bool,
@@ -49,12 +30,7 @@ async fn app_job<B: serde::Serialize + zbus::zvariant::DynamicType>(
     method: &str,
     body: &B,
 ) -> Result<HashMap<String, zbus::zvariant::OwnedValue>, Failure> {
-    let removals = manager
-        .receive_job_removed()
-        .await
-        .map_err(|e| Failure::from_call(e.into()))?;
-    let job: OwnedObjectPath = call_app(manager, id, method, body).await?;
-    jobs::follow(manager, removals, job, json).await
+    jobs::start_and_follow(manager, json, call_app(manager, id, method, body)).await
 }
 
 /// Runs a manager job and follows it; its details.
@@ -64,12 +40,7 @@ async fn manager_job<B: serde::Serialize + zbus::zvariant::DynamicType>(
     method: &str,
     body: &B,
 ) -> Result<HashMap<String, zbus::zvariant::OwnedValue>, Failure> {
-    let removals = manager
-        .receive_job_removed()
-        .await
-        .map_err(|e| Failure::from_call(e.into()))?;
-    let job: OwnedObjectPath = call_mutating(manager, method, body).await?;
-    jobs::follow(manager, removals, job, json).await
+    jobs::start_and_follow(manager, json, call_mutating(manager, method, body)).await
 }
 
 /// `flatipfsctl update`.

@@ -91,3 +91,26 @@ pub fn run_hello(stack: &Stack) -> String {
         .trim()
         .to_string()
 }
+
+/// What `flatpak run org.test.Hello` prints as the unprivileged test user
+/// (with a home of its own in the stack's directory), trimmed; panics
+/// unless it succeeds.
+pub fn run_hello_as_user(stack: &Stack) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let home = stack.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let user = nix::unistd::User::from_name(users::PLAIN_USER)
+        .unwrap()
+        .unwrap();
+    nix::unistd::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut as_user = users::as_user(users::PLAIN_USER, "/usr/bin/flatpak").unwrap();
+    as_user
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &home)
+        .args(["run", "org.test.Hello"]);
+    let out = users::output(&mut as_user).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

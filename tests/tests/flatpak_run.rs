@@ -3,14 +3,13 @@
 //! installation and served over FUSE from node 2, is listed, described and
 //! run by `flatpak`, for root and for an unprivileged user.
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use flatipfs_tests::ctl::{create_remote, publish_release};
+use flatipfs_tests::ctl::{create_remote, publish_release, run_hello_as_user};
 use flatipfs_tests::fixtures::{self, hello_ref};
 use flatipfs_tests::stack::{run_ok, wait_for};
-use flatipfs_tests::users::{self, PLAIN_USER};
+use flatipfs_tests::users;
 use flatipfs_tests::{paths, StackOptions, TestStack};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -26,7 +25,7 @@ fn a_release_served_from_ipfs_runs_with_flatpak_for_root_and_users() {
     let runtime = publish_release(&stack, &apps.join("repo-v1"), &runtime_ref);
     let app = publish_release(&stack, &apps.join("repo-v1"), &app_ref);
 
-    let config = stack.dir.join("flatpak-config");
+    let config = stack.flatpak_config_dir();
     let installation = stack.dir.join("installation");
     std::fs::create_dir_all(&config).unwrap();
     for (name, release) in [("runtime", &runtime), ("app", &app)] {
@@ -78,21 +77,8 @@ fn a_release_served_from_ipfs_runs_with_flatpak_for_root_and_users() {
     assert_eq!(run.trim(), "Hello from org.test.Hello version 1");
 
     // An unprivileged user with a home of its own runs it too.
-    let home = stack.dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let user = nix::unistd::User::from_name(PLAIN_USER).unwrap().unwrap();
-    nix::unistd::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut as_user = users::as_user(PLAIN_USER, "/usr/bin/flatpak").unwrap();
-    as_user
-        .env("FLATPAK_CONFIG_DIR", &config)
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &home)
-        .args(["run", "org.test.Hello"]);
-    let out = users::output(&mut as_user).unwrap();
-    assert!(out.status.success(), "{out:?}");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        run_hello_as_user(&stack),
         "Hello from org.test.Hello version 1"
     );
 

@@ -4,12 +4,11 @@
 //! shows exactly the published tree read-only, and uninstall leaves nothing
 //! mounted, nothing pinned and nothing in MFS.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use flatipfs_tests::ctl::{flatipfsctl, flatpak, ok_json, run_hello};
+use flatipfs_tests::ctl::{flatipfsctl, flatpak, ok_json, run_hello, run_hello_as_user};
 use flatipfs_tests::fixtures::deploy_dir;
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::stack::{run_ok, wait_for};
@@ -28,25 +27,6 @@ fn mounts_below(dir: &Path) -> Vec<String> {
         .filter(|p| Path::new(p).starts_with(dir))
         .map(String::from)
         .collect()
-}
-
-/// `flatpak run org.test.Hello` as an unprivileged user with a home of its
-/// own; its stdout.
-fn run_as_user(stack: &Stack) -> String {
-    let home = stack.dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let user = nix::unistd::User::from_name(PLAIN_USER).unwrap().unwrap();
-    nix::unistd::chown(&home, Some(user.uid), Some(user.gid)).unwrap();
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut as_user = users::as_user(PLAIN_USER, "/usr/bin/flatpak").unwrap();
-    as_user
-        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &home)
-        .args(["run", "org.test.Hello"]);
-    let out = users::output(&mut as_user).unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Reads `path` in another thread; the result, or a panic if the read has
@@ -185,7 +165,10 @@ fn an_app_installed_from_another_node_runs_and_uninstalls_cleanly() {
     let info = run_ok(&mut flatpak(client, &["info", "org.test.Hello"])).unwrap();
     assert!(info.contains("Origin: flatipfs"), "{info}");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
-    assert_eq!(run_as_user(client), "Hello from org.test.Hello version 1");
+    assert_eq!(
+        run_hello_as_user(client),
+        "Hello from org.test.Hello version 1"
+    );
 
     // The mount shows exactly the published tree, read-only.
     let mount_point = installed["mount_point"].as_str().unwrap().to_string();
@@ -271,7 +254,10 @@ fn a_degraded_app_runs_fails_missing_reads_with_eio_and_resumes_when_the_publish
         warning.contains("still being fetched") && warning.contains('%'),
         "{warning}"
     );
-    assert_eq!(run_as_user(client), "Hello from org.test.Hello version 1");
+    assert_eq!(
+        run_hello_as_user(client),
+        "Hello from org.test.Hello version 1"
+    );
     let info = state(client, "org.test.Hello");
     assert_eq!(info["state"], "degraded", "{info}");
     assert!(
