@@ -13,7 +13,6 @@ mod deploy_data;
 mod fetch;
 mod flatpak;
 mod fuse;
-mod index;
 mod install;
 mod installation;
 mod jobs;
@@ -25,7 +24,6 @@ mod manager;
 mod mounts;
 mod policy;
 mod publish;
-mod release;
 mod remotes;
 mod source;
 mod store;
@@ -41,6 +39,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use flatipfs_dbus::{BUS_NAME, MANAGER_PATH};
+// The formats live in their own crate (pure, fuzzed); `crate::release` and
+// `crate::index` keep naming them inside the daemon.
+use flatipfs_format::{index, release};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 

@@ -1,0 +1,13 @@
+//! `flatipfs-format`: the documents flatipfs puts on IPFS and reads back,
+//! and the checks each must pass before the daemon uses it.
+//!
+//! Pure logic, no I/O: everything here takes bytes or parsed values and
+//! answers yes or no with a reason, so it can be unit-tested and fuzzed
+//! (`fuzz/`) on its own. The daemon (`flatipfsd`) fetches, bounds and
+//! stores; this crate decides what is acceptable.
+//!
+//! - [`release`]: the release manifest and its validation;
+//! - [`index`]: the store index a remote publishes under its IPNS name.
+
+pub mod index;
+pub mod release;
