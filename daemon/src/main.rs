@@ -1,10 +1,12 @@
 //! `flatipfsd`: the flatipfs system daemon.
 //!
 //! Start-up order: read the configuration (a bad file is fatal and names the
-//! file, line and key), claim `org.flatipfs.Manager1` on the system bus
+//! file, line and key), lock the state directory (`owner`), claim
+//! `org.flatipfs.Manager1` on the system bus without allowing replacement
 //! (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) with `KuboStatus` "starting",
 //! reach Kubo (configured API, or an embedded node it supervises) and refuse
-//! one older than 0.42 (exiting), then serve until SIGTERM or SIGINT.
+//! one older than 0.42 (exiting), then serve until SIGTERM or SIGINT, or
+//! exit non-zero if the bus name is lost.
 
 mod api;
 mod apps;
@@ -22,6 +24,7 @@ mod kubo_node;
 mod logging;
 mod manager;
 mod mounts;
+mod owner;
 mod policy;
 mod publish;
 mod remotes;
@@ -128,6 +131,9 @@ async fn run(args: Args) -> Result<()> {
     let config = Config::load(&config_path, missing_ok)?;
     logging::init(&config.log_level);
     info!(version = env!("CARGO_PKG_VERSION"), config = %config_path.display(), "flatipfsd starting");
+    // One daemon per state directory: held until the process ends.
+    let state_lock = owner::lock_state_directory(&config.state_directory)?;
+    info!(lock = %state_lock.path.display(), "state directory locked");
 
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config.clone()));
     let connection = zbus::connection::Builder::system()
@@ -164,10 +170,12 @@ async fn run(args: Args) -> Result<()> {
         )
         .await?;
     tokio::spawn(api::forward_kubo_status(connection.clone(), status));
-    connection
-        .request_name(BUS_NAME)
-        .await
-        .with_context(|| format!("cannot own {BUS_NAME} on the system bus"))?;
+    // Watched before the name is claimed, so that no NameLost is missed.
+    let name_lost = {
+        let connection = connection.clone();
+        tokio::spawn(async move { owner::name_lost(&connection, BUS_NAME).await })
+    };
+    owner::claim_bus_name(&connection, BUS_NAME).await?;
     info!("owning {BUS_NAME} on the system bus");
 
     let (source, node) = match &config.kubo.api {
@@ -190,13 +198,17 @@ async fn run(args: Args) -> Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received, stopping"),
-        _ = int.recv() => info!("SIGINT received, stopping"),
-    }
+    let lost = tokio::select! {
+        _ = term.recv() => { info!("SIGTERM received, stopping"); false }
+        _ = int.recv() => { info!("SIGINT received, stopping"); false }
+        _ = name_lost => true,
+    };
     manager.apps.shutdown();
     if let Some(node) = node {
         node.stop().await;
+    }
+    if lost {
+        bail!("lost {BUS_NAME} on the system bus; stopping");
     }
     Ok(())
 }
