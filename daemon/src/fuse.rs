@@ -127,7 +127,9 @@ impl ReleaseFs {
         }
         Ok(ReleaseFs {
             nodes,
-            mtime: UNIX_EPOCH + Duration::from_secs(manifest.published),
+            mtime: UNIX_EPOCH
+                .checked_add(Duration::from_secs(manifest.published))
+                .unwrap_or(UNIX_EPOCH),
             kubo,
             runtime: tokio::runtime::Handle::current(),
             read_timeout,

@@ -134,6 +134,46 @@ impl Job {
     }
 }
 
+/// Runs a job's `work` to its end: its own result; `Cancelled` once
+/// `cancel` fires (the work is dropped first, so its undo guards have run);
+/// `Internal` if it panicked, so that no job stays `running` forever.
+pub async fn run_to_end<T, F>(work: F, cancel: CancellationToken) -> Result<T, flatipfs_dbus::Error>
+where
+    F: std::future::Future<Output = Result<T, flatipfs_dbus::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    use flatipfs_dbus::Error;
+    let mut task = tokio::spawn(work);
+    tokio::select! {
+        joined = &mut task => match joined {
+            Ok(result) => result,
+            Err(e) => {
+                let reason = match e.try_into_panic() {
+                    Ok(payload) => panic_text(payload.as_ref()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!("a job's worker failed: {reason}");
+                Err(Error::new(ErrorKind::Internal, format!("the job's worker failed: {reason}")))
+            }
+        },
+        _ = cancel.cancelled() => {
+            task.abort();
+            // Returns once the work is dropped.
+            let _ = task.await;
+            Err(Error::new(ErrorKind::Cancelled, "cancelled"))
+        }
+    }
+}
+
+/// The message of a panic, if it has one.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
+}
+
 /// The daemon's jobs.
 #[derive(Default)]
 pub struct Jobs {
@@ -145,6 +185,15 @@ pub struct Jobs {
 impl Jobs {
     /// A new running job.
     pub fn create(&self, kind: &str, app: &str, initiator: u32) -> Arc<Job> {
+        let job = self.new_job(kind, app, initiator);
+        self.live
+            .lock()
+            .expect("not poisoned")
+            .insert(job.id(), job.clone());
+        job
+    }
+
+    fn new_job(&self, kind: &str, app: &str, initiator: u32) -> Arc<Job> {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (info, _) = watch::channel(JobInfo {
             id,
@@ -155,15 +204,32 @@ impl Jobs {
             status: "starting".into(),
             ..Default::default()
         });
-        let job = Arc::new(Job {
+        Arc::new(Job {
             info,
             cancel: CancellationToken::new(),
+        })
+    }
+
+    /// A new running job of `kind` for `initiator`, unless that initiator
+    /// already has one of that kind running: then `Err` with its id.
+    /// Checked and created under one lock, so two calls cannot both pass.
+    pub fn create_one_per_initiator(
+        &self,
+        kind: &str,
+        app: &str,
+        initiator: u32,
+    ) -> Result<Arc<Job>, u64> {
+        let mut live = self.live.lock().expect("not poisoned");
+        let running = live.values().find(|j| {
+            let info = j.info.borrow();
+            info.kind == kind && info.initiator == initiator && info.state == "running"
         });
-        self.live
-            .lock()
-            .expect("not poisoned")
-            .insert(id, job.clone());
-        job
+        if let Some(job) = running {
+            return Err(job.id());
+        }
+        let job = self.new_job(kind, app, initiator);
+        live.insert(job.id(), job.clone());
+        Ok(job)
     }
 
     /// Ids of the jobs running or in their grace period, oldest first.
@@ -194,6 +260,60 @@ impl Jobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_worker_ends_its_job_as_failed() {
+        let work = async {
+            let secs: u64 = u64::MAX;
+            // What `UNIX_EPOCH + Duration` did with a hostile `published`.
+            let _ = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            Ok::<(), flatipfs_dbus::Error>(())
+        };
+        let err = run_to_end(work, CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::Internal));
+        assert!(err.to_string().contains("overflow"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_worker_is_dropped_before_the_job_ends() {
+        struct Guard(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Guard(dropped.clone());
+        let cancel = CancellationToken::new();
+        let work = async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+            Ok::<(), flatipfs_dbus::Error>(())
+        };
+        let trigger = cancel.clone();
+        tokio::spawn(async move { trigger.cancel() });
+        let err = run_to_end(work, cancel).await.unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::Cancelled));
+        assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn one_running_job_of_a_kind_per_initiator() {
+        let jobs = Jobs::default();
+        let first = jobs.create_one_per_initiator("refresh", "", 1000).unwrap();
+        assert_eq!(
+            jobs.create_one_per_initiator("refresh", "", 1000).err(),
+            Some(first.id())
+        );
+        // Other users, and other kinds, are not held up.
+        jobs.create_one_per_initiator("refresh", "", 1001).unwrap();
+        jobs.create_one_per_initiator("vacuum", "", 1000).unwrap();
+        // Once it has finished (still in its grace period), the next may start.
+        first.succeed(BTreeMap::new());
+        jobs.create_one_per_initiator("refresh", "", 1000).unwrap();
+    }
 
     #[test]
     fn ids_are_never_reused_and_progress_is_bounded() {

@@ -157,6 +157,13 @@ pub fn index_entry(index: &StoreIndex, remote: &str, id: &str) -> Result<IndexEn
             reason: format!("release {:?} is not a CIDv1", entry.release),
         });
     }
+    let dates = std::iter::once(entry.published).chain(entry.history.iter().map(|h| h.published));
+    if let Some(bad) = dates.into_iter().find(|p| !release::valid_published(*p)) {
+        return Err(SourceError::Invalid {
+            what: format!("the index entry of {id}"),
+            reason: format!("published {bad} is no date (after year 9999)"),
+        });
+    }
     Ok(entry)
 }
 
@@ -251,5 +258,39 @@ mod tests {
             assert!(Source::parse(bad, remote).is_err(), "{bad}");
         }
         assert!(Source::parse(&format!("/ipfs/{CID}"), Some("main")).is_err());
+    }
+
+    #[test]
+    fn an_index_entry_published_after_year_9999_is_refused() {
+        use crate::index::PastRelease;
+        let entry = IndexEntry {
+            kind: crate::release::Kind::App,
+            release: CID.into(),
+            sequence: 1,
+            version: "1".into(),
+            arch: "x86_64".into(),
+            branch: "master".into(),
+            runtime: None,
+            published: 1_700_000_000,
+            history: vec![],
+        };
+        let index = |entry: IndexEntry| {
+            let mut index = StoreIndex::empty("main");
+            index.apps.insert("org.test.Hello".into(), entry);
+            index
+        };
+        index_entry(&index(entry.clone()), "main", "org.test.Hello").unwrap();
+        let mut huge = entry.clone();
+        huge.published = u64::MAX;
+        let err = index_entry(&index(huge), "main", "org.test.Hello").unwrap_err();
+        assert!(err.to_string().contains("18446744073709551615"), "{err}");
+        let mut old = entry;
+        old.history.push(PastRelease {
+            release: CID.into(),
+            sequence: 0,
+            version: "0".into(),
+            published: 1 << 63,
+        });
+        assert!(index_entry(&index(old), "main", "org.test.Hello").is_err());
     }
 }

@@ -196,6 +196,16 @@ pub fn valid_runtime_ref(runtime: &str) -> bool {
     }
 }
 
+/// The latest `published` accepted: 9999-12-31T23:59:59Z, in seconds since
+/// the Unix epoch. Anything later is no real date, and would overflow the
+/// signed and `SystemTime` conversions readers make of it.
+pub const MAX_PUBLISHED: u64 = 253_402_300_799;
+
+/// Whether `published` (seconds since the Unix epoch) is a sane date.
+pub fn valid_published(published: u64) -> bool {
+    published <= MAX_PUBLISHED
+}
+
 /// Whether `cid` parses as a CIDv1.
 pub fn valid_cid_v1(cid: &str) -> bool {
     matches!(cid::Cid::try_from(cid), Ok(c) if c.version() == cid::Version::V1)
@@ -229,6 +239,9 @@ impl Manifest {
             if !valid_runtime_ref(runtime) {
                 return Err(field("runtime", runtime));
             }
+        }
+        if !valid_published(self.published) {
+            return Err(field("published", &self.published.to_string()));
         }
         if self.entries.len() > limits.max_entries {
             return Err(ManifestError::TooMany(
@@ -351,6 +364,30 @@ mod tests {
         m.validate(LIMITS).unwrap();
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn published_beyond_year_9999_is_refused() {
+        let mut m = manifest(vec![]);
+        m.published = MAX_PUBLISHED;
+        m.validate(LIMITS).unwrap();
+        for bad in [MAX_PUBLISHED + 1, 1 << 63, u64::MAX] {
+            m.published = bad;
+            assert_eq!(
+                m.validate(LIMITS),
+                Err(ManifestError::BadField {
+                    field: "published",
+                    value: bad.to_string()
+                }),
+                "{bad}"
+            );
+        }
+        // What readers do with an accepted value cannot overflow.
+        let time = std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_secs(MAX_PUBLISHED))
+            .unwrap();
+        assert!(time > std::time::UNIX_EPOCH);
+        assert!(i64::try_from(MAX_PUBLISHED).is_ok());
     }
 
     #[test]

@@ -230,10 +230,7 @@ where
     let worker_job = job.clone();
     tokio::spawn(async move {
         let cancelled = worker_job.cancelled();
-        let result = tokio::select! {
-            r = work => r,
-            _ = cancelled.cancelled() => Err(Error::new(ErrorKind::Cancelled, "cancelled")),
-        };
+        let result = crate::jobs::run_to_end(work, cancelled).await;
         match result {
             Ok(details) => worker_job.succeed(details),
             Err(e) => worker_job.fail(e.kind().unwrap_or(ErrorKind::Internal), &e.to_string()),

@@ -384,7 +384,8 @@ impl ManagerObject {
 
     /// Checks the remotes of the installed apps for newer releases, as a
     /// job (`Type` `refresh`); apps' `AvailableVersion` follow. Options:
-    /// `apps` (as, default all). Polkit action `refresh`. `Details`:
+    /// `apps` (as, default all). Polkit action `refresh`. `Busy` while the
+    /// same user's previous refresh still runs. `Details`:
     /// `Available` (s, `ID VERSION` pairs, comma-separated).
     async fn refresh(
         &self,
@@ -395,7 +396,17 @@ impl ManagerObject {
         options::reject_unknown(&options, &["apps"])?;
         let apps = options::string_list(&options, "apps")?;
         let uid = authorize(&self.gate, &header, Action::Refresh, &HashMap::new()).await?;
-        let job = self.manager.jobs.create("refresh", "", uid);
+        // One at a time per user (a bus name is free to make, a uid is not).
+        let job = self
+            .manager
+            .jobs
+            .create_one_per_initiator("refresh", "", uid)
+            .map_err(|running| {
+                Error::new(
+                    ErrorKind::Busy,
+                    format!("your refresh (job {running}) is still running; wait for it or cancel it with `flatipfsctl cancel {running}`"),
+                )
+            })?;
         let manager = self.manager.clone();
         let work = async move {
             let only = (!apps.is_empty()).then_some(apps);
