@@ -3,7 +3,6 @@
 //! installation with the real `flatpak` binary, and reading `metadata`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use crate::release::Kind;
 
@@ -79,7 +78,13 @@ pub enum FlatpakError {
     Command { args: String, stderr: String },
     #[error("cannot run flatpak ({0}); install the Debian package `flatpak`")]
     Spawn(std::io::Error),
+    #[error(transparent)]
+    TimedOut(crate::subprocess::SubprocessError),
 }
+
+/// How long deploying a ref into the scratch installation may take (it
+/// copies the whole build).
+pub const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Reads `DIR/metadata` (a symlink there is refused).
 pub fn read_metadata(dir: &Path) -> Result<Metadata, FlatpakError> {
@@ -182,13 +187,15 @@ pub async fn deploy_from_repo(
 }
 
 async fn flatpak(scratch: &Path, args: &[&str]) -> Result<(), FlatpakError> {
-    let output = tokio::process::Command::new("flatpak")
-        .args(args)
-        .env("FLATPAK_USER_DIR", scratch)
-        .stdin(Stdio::null())
-        .output()
+    use crate::subprocess::SubprocessError;
+    let mut command = tokio::process::Command::new("flatpak");
+    command.args(args).env("FLATPAK_USER_DIR", scratch);
+    let output = crate::subprocess::output(&mut command, DEPLOY_TIMEOUT)
         .await
-        .map_err(FlatpakError::Spawn)?;
+        .map_err(|e| match e {
+            SubprocessError::Spawn { source, .. } => FlatpakError::Spawn(source),
+            e => FlatpakError::TimedOut(e),
+        })?;
     if !output.status.success() {
         return Err(FlatpakError::Command {
             args: args.join(" "),

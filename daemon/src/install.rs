@@ -329,16 +329,16 @@ async fn runtime_present(manager: &Manager, runtime: &str) -> Result<bool, Insta
         return Ok(true);
     }
     let config = manager.config();
-    let output = Command::new("flatpak")
+    let mut command = Command::new("flatpak");
+    command
         .args(["info", "--show-ref", &format!("runtime/{runtime}")])
         .env(
             "FLATPAK_CONFIG_DIR",
             &config.installation.flatpak_config_dir,
-        )
-        .stdin(std::process::Stdio::null())
-        .output()
+        );
+    let output = crate::subprocess::output(&mut command, crate::installation::FLATPAK_TIMEOUT)
         .await
-        .map_err(InstallationError::Spawn)?;
+        .map_err(InstallationError::from)?;
     Ok(output.status.success())
 }
 
@@ -629,7 +629,7 @@ pub(crate) fn write_cached_manifest(
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(internal)?;
-    std::fs::rename(&tmp, &path).map_err(internal)
+    crate::durable::rename(&tmp, &path).map_err(internal)
 }
 
 pub(crate) fn read_cached_manifest(

@@ -20,6 +20,7 @@ use tokio::process::Command;
 
 use crate::deploy_data::DeployData;
 use crate::release::{Kind, Manifest};
+use crate::subprocess::SubprocessError;
 
 /// Name of the disabled origin remote every flatipfs deploy names.
 pub const ORIGIN: &str = "flatipfs";
@@ -37,7 +38,21 @@ pub enum InstallationError {
     Flatpak { args: String, stderr: String },
     #[error("cannot run flatpak ({0}); install the Debian package `flatpak`")]
     Spawn(std::io::Error),
+    #[error(transparent)]
+    TimedOut(SubprocessError),
 }
+
+impl From<SubprocessError> for InstallationError {
+    fn from(e: SubprocessError) -> Self {
+        match e {
+            SubprocessError::Spawn { source, .. } => InstallationError::Spawn(source),
+            e => InstallationError::TimedOut(e),
+        }
+    }
+}
+
+/// How long a `flatpak` call on the installation may take.
+pub const FLATPAK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstallationError + '_ {
     move |source| InstallationError::Io {
@@ -95,7 +110,7 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), InstallationE
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    crate::durable::rename(&tmp, path).map_err(io(path))
 }
 
 /// Points `link` at `target` atomically (a new link renamed over the old).
@@ -108,7 +123,7 @@ fn replace_symlink(target: &Path, link: &Path) -> Result<(), InstallationError> 
     ));
     let _ = fs::remove_file(&tmp);
     symlink(target, &tmp).map_err(io(&tmp))?;
-    fs::rename(&tmp, link).map_err(io(link))
+    crate::durable::rename(&tmp, link).map_err(io(link))
 }
 
 impl Installation {
@@ -144,13 +159,11 @@ impl Installation {
     }
 
     async fn flatpak(&self, args: &[&str]) -> Result<(), InstallationError> {
-        let output = Command::new("flatpak")
+        let mut command = Command::new("flatpak");
+        command
             .args(args)
-            .env("FLATPAK_CONFIG_DIR", &self.config_dir)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(InstallationError::Spawn)?;
+            .env("FLATPAK_CONFIG_DIR", &self.config_dir);
+        let output = crate::subprocess::output(&mut command, FLATPAK_TIMEOUT).await?;
         if !output.status.success() {
             return Err(InstallationError::Flatpak {
                 args: args.join(" "),
@@ -203,7 +216,7 @@ impl Installation {
             runtime: manifest.runtime.clone(),
         };
         write_atomic(&tmp.join("deploy"), &deploy.encode(), 0o644)?;
-        fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        crate::durable::rename(&tmp, &dir).map_err(io(&dir))?;
         Ok(dir)
     }
 

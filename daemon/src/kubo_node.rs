@@ -93,14 +93,12 @@ fn ipfs(settings: &NodeSettings) -> Command {
 
 /// Runs an `ipfs` subcommand to completion.
 async fn run(settings: &NodeSettings, args: &[&str]) -> Result<(), NodeError> {
-    let output = ipfs(settings)
-        .args(args)
-        .output()
+    let output = crate::subprocess::output(ipfs(settings).args(args), Duration::from_secs(120))
         .await
-        .map_err(|source| NodeError::Spawn {
+        .map_err(|e| NodeError::Spawn {
             binary: settings.binary.clone(),
             what: "ipfs init/config",
-            source,
+            source: e.into(),
         })?;
     if !output.status.success() {
         return Err(NodeError::Command {

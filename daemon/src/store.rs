@@ -208,10 +208,7 @@ impl Store {
         file.write_all(&serde_json::to_vec_pretty(state).expect("state serializes"))
             .map_err(write)?;
         file.sync_all().map_err(write)?;
-        std::fs::rename(&tmp, &self.path).map_err(write)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write)?;
+        crate::durable::rename(&tmp, &self.path).map_err(write)?;
         Ok(())
     }
 }
