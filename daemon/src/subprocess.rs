@@ -106,7 +106,7 @@ mod tests {
         let mut alive = true;
         for _ in 0..100 {
             alive = std::fs::read_to_string(&stat)
-                .is_ok_and(|s| !s.split(' ').nth(2).is_some_and(|state| state == "Z"));
+                .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|state| state != "Z"));
             if !alive {
                 break;
             }
