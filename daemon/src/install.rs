@@ -69,8 +69,38 @@ pub enum InstallError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{id} was installed from the publisher {} of remote {remote:?}, which now names /ipns/{now}; updates come only from the publisher an app was installed from: to trust the new one, reinstall it (`flatipfsctl uninstall {id}`, then `flatipfsctl install {remote} {id}`)", match installed_from { Some(name) => format!("/ipns/{name}"), None => "(unknown)".to_string() })]
+    Untrusted {
+        id: String,
+        remote: String,
+        installed_from: Option<String>,
+        now: String,
+    },
     #[error("{0}")]
     Internal(String),
+}
+
+/// The current IPNS name of `record`'s remote `remote`, if it is still the
+/// publisher the app was installed from; `Untrusted` if the remote now
+/// names another key (or the original one is unknown).
+pub(crate) fn trusted_remote_ipns(
+    record: &InstalledApp,
+    remote: &str,
+    remotes: &std::collections::BTreeMap<String, crate::store::Remote>,
+) -> Result<String, InstallError> {
+    let now = remotes
+        .get(remote)
+        .map(|r| r.ipns.clone())
+        .ok_or_else(|| InstallError::NoSuchRemote(remote.to_string()))?;
+    if record.remote_ipns.as_deref() != Some(now.as_str()) {
+        return Err(InstallError::Untrusted {
+            id: record.id.clone(),
+            remote: remote.to_string(),
+            installed_from: record.remote_ipns.clone(),
+            now,
+        });
+    }
+    Ok(now)
 }
 
 /// A release chosen for installation, its manifest fetched and validated.
@@ -81,6 +111,8 @@ pub struct Plan {
     /// The index sequence it was published at (0 for a fixed release).
     pub sequence: u64,
     pub remote: Option<String>,
+    /// The remote's IPNS name when it was resolved.
+    pub remote_ipns: Option<String>,
     pub source: String,
     /// The remote's index, to find the runtime in.
     pub index: Option<Arc<StoreIndex>>,
@@ -176,6 +208,7 @@ pub async fn plan_release(manager: &Manager, release: &str) -> Result<Plan, Inst
         release: release.to_string(),
         sequence: 0,
         remote: None,
+        remote_ipns: None,
         source: Source::Release(release.to_string()).describe(),
         index: None,
     })
@@ -220,6 +253,7 @@ pub async fn plan_remote(
         release: entry.release,
         sequence: entry.sequence,
         remote: Some(remote.to_string()),
+        remote_ipns: Some(ipns),
         source: Source::Remote {
             remote: remote.to_string(),
             id: id.to_string(),
@@ -239,6 +273,13 @@ pub async fn install(
 ) -> Result<std::collections::BTreeMap<String, Detail>, InstallError> {
     let id = plan.manifest.id.clone();
     ensure_not_installed(manager, &id)?;
+    // Cancelling the job (dropping this future) before it ends undoes what
+    // it installed: the app, and the runtime it installed for the app.
+    let mut undo = UndoOnDrop {
+        manager: manager.clone(),
+        ids: Vec::new(),
+        armed: true,
+    };
     let mut runtime_installed = String::new();
     if let Some(runtime) = plan.manifest.runtime.clone() {
         if !runtime_present(manager, &runtime).await? {
@@ -252,17 +293,13 @@ pub async fn install(
                     job: holder,
                 })?;
             job.set_status(&format!("installing the runtime {runtime}"));
+            undo.ids.push(runtime_id.clone());
             deploy(manager, &runtime_plan).await?;
             runtime_installed = runtime;
         }
     }
     job.set_status(&format!("installing {id} {}", plan.manifest.version));
-    // Cancelling the job (dropping this future) from here on undoes the install.
-    let undo = UndoOnDrop {
-        manager: manager.clone(),
-        id: id.clone(),
-        armed: true,
-    };
+    undo.ids.push(id.clone());
     let app = deploy(manager, &plan).await?;
     job.set_status("runnable; fetching the rest in the background");
     let mut info = app.info.subscribe();
@@ -278,7 +315,6 @@ pub async fn install(
             )));
         }
     }
-    let mut undo = undo;
     undo.armed = false;
     let text = |s: &str| Detail::Text(s.to_string());
     let final_info = app.snapshot();
@@ -295,25 +331,39 @@ pub async fn install(
     .collect())
 }
 
-/// Removes an app whose install job was cancelled.
+/// Removes what an install job installed (the app, the runtime it
+/// installed first) when the job does not end well: newest first, and a
+/// runtime only while no other app needs it.
 struct UndoOnDrop {
     manager: Arc<Manager>,
-    id: String,
+    /// Ids in the order they were installed.
+    ids: Vec<String>,
     armed: bool,
 }
 
 impl Drop for UndoOnDrop {
     fn drop(&mut self) {
-        if self.armed {
-            let manager = self.manager.clone();
-            let id = self.id.clone();
-            info!(app = %id, "install cancelled; removing what was installed");
-            tokio::spawn(async move {
-                if let Err(e) = remove(&manager, &id).await {
+        if !self.armed || self.ids.is_empty() {
+            return;
+        }
+        let manager = self.manager.clone();
+        let ids = std::mem::take(&mut self.ids);
+        info!(apps = ?ids, "install cancelled or failed; removing what it installed");
+        tokio::spawn(async move {
+            for id in ids.iter().rev() {
+                match check_uninstall(&manager, id) {
+                    Ok(()) => {}
+                    Err(InstallError::NotInstalled(_)) => continue,
+                    Err(e) => {
+                        warn!(app = %id, "kept: {e}");
+                        continue;
+                    }
+                }
+                if let Err(e) = remove(&manager, id).await {
                     warn!(app = %id, "cannot remove the cancelled install: {e}");
                 }
-            });
-        }
+            }
+        });
     }
 }
 
@@ -381,6 +431,7 @@ async fn plan_runtime(
         release: entry.release.clone(),
         sequence: entry.sequence,
         remote: app.remote.clone(),
+        remote_ipns: app.remote_ipns.clone(),
         source: Source::Remote {
             remote: remote.clone(),
             id: runtime_id.to_string(),
@@ -494,6 +545,7 @@ async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, Ins
         arch: manifest.arch.clone(),
         branch: manifest.branch.clone(),
         remote: plan.remote.clone(),
+        remote_ipns: plan.remote_ipns.clone(),
         source: plan.source.clone(),
         phase: Phase::Installing,
         current: plan.release.clone(),
@@ -853,7 +905,17 @@ async fn restore_inner(manager: &Arc<Manager>) -> Result<(), InstallError> {
             info!(app = %id, "removing an install a restart interrupted");
             state.apps.remove(id);
         }
-        if !interrupted.is_empty() {
+        // Records written before the publisher's name was kept trust the
+        // remote's current name (none if the remote is gone).
+        let remotes = state.remotes.clone();
+        let mut filled = false;
+        for record in state.apps.values_mut() {
+            if let (Some(remote), None) = (&record.remote, &record.remote_ipns) {
+                record.remote_ipns = remotes.get(remote).map(|r| r.ipns.clone());
+                filled |= record.remote_ipns.is_some();
+            }
+        }
+        if !interrupted.is_empty() || filled {
             store.save(&state)?;
         }
         state
@@ -977,5 +1039,68 @@ pub async fn reconcile_kubo(manager: &Manager) {
             }
         }
         Err(e) => warn!("cannot list /flatpak-apps: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Remote, State};
+
+    const OLD: &str = "k51qzi5uqu5dlecrl0o05p1krwb4s4ymyvhneulogjz1hwixwmqqka0gic0wtm";
+    const NEW: &str = "k51qzi5uqu5dgutdk6i1ynyzgkqngpha5xpgia3a5qqp4jsh0u4csozksxel3r";
+
+    fn record(remote_ipns: Option<&str>) -> InstalledApp {
+        let json = serde_json::json!({
+            "id": "org.test.Hello", "kind": "app", "arch": "x86_64", "branch": "master",
+            "remote": "main", "source": "main org.test.Hello", "phase": "ready",
+            "current": "bafy", "deployments": [], "installed": 0,
+            "remote_ipns": remote_ipns,
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn remotes(ipns: &str) -> std::collections::BTreeMap<String, Remote> {
+        [(
+            "main".to_string(),
+            Remote {
+                ipns: ipns.into(),
+                added: 0,
+            },
+        )]
+        .into()
+    }
+
+    #[test]
+    fn updates_come_only_from_the_publisher_an_app_was_installed_from() {
+        let app = record(Some(OLD));
+        assert_eq!(
+            trusted_remote_ipns(&app, "main", &remotes(OLD)).unwrap(),
+            OLD
+        );
+        let err = trusted_remote_ipns(&app, "main", &remotes(NEW)).unwrap_err();
+        assert!(matches!(err, InstallError::Untrusted { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(OLD) && text.contains(NEW), "{text}");
+        assert!(text.contains("reinstall"), "{text}");
+        // Unknown (an old record whose remote was gone at start-up): refused.
+        assert!(matches!(
+            trusted_remote_ipns(&record(None), "main", &remotes(OLD)),
+            Err(InstallError::Untrusted { .. })
+        ));
+        assert!(matches!(
+            trusted_remote_ipns(&app, "other", &remotes(OLD)),
+            Err(InstallError::NoSuchRemote(_))
+        ));
+    }
+
+    #[test]
+    fn state_files_without_the_publisher_name_still_load() {
+        let mut json = serde_json::to_value(State::default()).unwrap();
+        let mut app = serde_json::to_value(record(None)).unwrap();
+        app.as_object_mut().unwrap().remove("remote_ipns");
+        json["apps"]["org.test.Hello"] = app;
+        let state: State = serde_json::from_value(json).unwrap();
+        assert_eq!(state.apps["org.test.Hello"].remote_ipns, None);
     }
 }

@@ -48,6 +48,12 @@ pub struct InstalledApp {
     /// The remote it came from; none for a fixed `/ipfs/` release.
     #[serde(default)]
     pub remote: Option<String>,
+    /// The IPNS name (`k51…`) that remote had at install: the publisher
+    /// this app trusts. Updates come only from a remote with this name.
+    /// Missing in state files written before it existed: filled in at
+    /// start-up from the remote's current name (unknown if it is gone).
+    #[serde(default)]
+    pub remote_ipns: Option<String>,
     /// What the install was asked for (`REMOTE APP_ID` or `/ipfs/CID`).
     pub source: String,
     pub phase: Phase,

@@ -253,13 +253,8 @@ async fn remote_target(
             record.id, record.source
         )));
     };
-    let ipns = manager
-        .store()
-        .load()?
-        .remotes
-        .get(&remote)
-        .map(|r| r.ipns.clone())
-        .ok_or_else(|| InstallError::NoSuchRemote(remote.clone()))?;
+    let remotes = manager.store().load()?.remotes;
+    let ipns = crate::install::trusted_remote_ipns(record, &remote, &remotes)?;
     let (kubo, _) = manager.kubo()?;
     let config = manager.config();
     let index = source::fetch_index(
@@ -646,6 +641,13 @@ pub async fn refresh(
             continue;
         }
         if let Some(remote) = &record.remote {
+            // Never offered updates from a publisher it was not installed from.
+            if let Err(e @ InstallError::Untrusted { .. }) =
+                crate::install::trusted_remote_ipns(record, remote, &state.remotes)
+            {
+                warn!(app = %record.id, "check: {e}");
+                continue;
+            }
             by_remote
                 .entry(remote.clone())
                 .or_default()

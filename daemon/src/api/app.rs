@@ -513,6 +513,7 @@ pub(crate) fn map_install_error(e: &InstallError) -> Error {
         InstallError::NotInstalled(_) => ErrorKind::NotInstalled,
         InstallError::Busy { .. } | InstallError::RuntimeInUse { .. } => ErrorKind::Busy,
         InstallError::Mount(_) => ErrorKind::MountFailed,
+        InstallError::Untrusted { .. } => ErrorKind::Untrusted,
         InstallError::Installation(_) | InstallError::Store(_) | InstallError::Internal(_) => {
             ErrorKind::Internal
         }
