@@ -7,10 +7,14 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flatipfs_dbus::proxy::{JobProxyBlocking, ManagerProxyBlocking};
 use flatipfs_dbus::BUS_NAME;
-use flatipfs_tests::ctl::ok_json;
-use flatipfs_tests::paths;
-use flatipfs_tests::{StackOptions, TestStack};
+use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json, run_hello};
+use flatipfs_tests::pair::Pair;
+use flatipfs_tests::stack::wait_for;
+use flatipfs_tests::users::{self, ADMIN_USER};
+use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
+use serde_json::Value;
 
 /// Bounds waits so a broken run fails instead of hanging; never asserted on.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -126,4 +130,345 @@ fn a_second_daemon_fails_clearly_and_the_first_keeps_serving() {
     let status = ok_json(&stack, &["status", "--json"]);
     assert!(status.is_object(), "{status}");
     assert!(stack.daemon_log().contains("state directory locked"));
+}
+
+/// `flatipfsctl ARGS` as root against `stack`, bounded by [`LIMIT`] (a job
+/// that never ends fails the test): exit status and the last JSON line.
+fn ctl_bounded(stack: &Stack, args: &[&str]) -> (std::process::ExitStatus, Value) {
+    let mut command = Command::new(paths::binary("flatipfsctl").unwrap());
+    command
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
+        .args(args);
+    let (status, out) = run_bounded(command);
+    let last = out
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .unwrap_or_else(|| panic!("no JSON from flatipfsctl {args:?}: {out}"));
+    (status, last)
+}
+
+/// Like [`ctl_bounded`]; asserts that it failed with D-Bus error `name`
+/// (short form); the error's JSON.
+fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
+    let (status, last) = ctl_bounded(stack, args);
+    assert!(!status.success(), "{args:?} succeeded: {last}");
+    let error = last["error"].clone();
+    assert_eq!(
+        error["name"],
+        format!("org.flatipfs.Manager1.Error.{name}"),
+        "{args:?}: {error}"
+    );
+    error
+}
+
+/// The app's state, or `None` when it is not installed (exit code 3).
+fn state_if_installed(stack: &Stack, id: &str) -> Option<String> {
+    let out = flatipfsctl(stack, None, &["info", "--json", id]);
+    match out.status.code() {
+        Some(0) => Some(last_json(&out)["state"].as_str().unwrap().to_string()),
+        Some(3) => None,
+        _ => panic!("flatipfsctl info: {out:?}"),
+    }
+}
+
+/// Mount points below `dir`.
+fn mounts_below(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| std::path::Path::new(p).starts_with(dir))
+        .map(String::from)
+        .collect()
+}
+
+/// Publishes, as the publisher's remote `main`, a store index made by hand:
+/// the current one changed by `edit`, signed with the remote's key by the
+/// publisher's Kubo node (which takes the next IPNS sequence), carried to
+/// the client.
+fn publish_handmade_index(pair: &Pair, edit: impl FnOnce(&mut Value)) {
+    let node = &pair.publisher;
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(node.dir.join("state/state.json")).unwrap()).unwrap();
+    let remote = &state["publishing"]["main"];
+    let key = remote["key"].as_str().unwrap();
+    let text = node
+        .ipfs(
+            1,
+            &[
+                "cat",
+                &format!("/ipfs/{}", remote["index"].as_str().unwrap()),
+            ],
+        )
+        .unwrap();
+    let mut index: Value = serde_json::from_str(&text).unwrap();
+    edit(&mut index);
+    let file = node.dir.join("handmade-index");
+    std::fs::write(&file, serde_json::to_vec(&index).unwrap()).unwrap();
+    let cid = node
+        .ipfs(1, &["add", "-Q", "--cid-version=1", file.to_str().unwrap()])
+        .unwrap();
+    node.ipfs(
+        1,
+        &[
+            "name",
+            "publish",
+            "--allow-offline",
+            &format!("--key={key}"),
+            "--lifetime=48h",
+            "--ttl=1m",
+            &format!("/ipfs/{}", cid.trim()),
+        ],
+    )
+    .unwrap();
+    pair.carry_index();
+}
+
+#[test]
+fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_ends() {
+    let pair = Pair::up("");
+    let release = pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+    let never = serde_json::json!(u64::MAX);
+
+    // A fixed release whose manifest says published 2^64-1.
+    let absurd = pair.handmade(&release, |m| m["published"] = never.clone());
+    let error = fails_with(
+        client,
+        &["install", "--json", &format!("/ipfs/{absurd}")],
+        "VerificationFailed",
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("published"), "{error}");
+
+    // The same through the remote's index: refused inside the install job,
+    // which ends (ctl_bounded fails the test if it never does).
+    publish_handmade_index(&pair, |index| {
+        index["apps"]["org.test.Hello"]["release"] = absurd.clone().into();
+    });
+    let error = fails_with(
+        client,
+        &["install", "--json", "main", "org.test.Hello"],
+        "VerificationFailed",
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("published"),
+        "{error}"
+    );
+    assert_eq!(state_if_installed(client, "org.test.Hello"), None);
+
+    // An index entry dated 2^64-1 (the release itself is fine).
+    publish_handmade_index(&pair, |index| {
+        index["apps"]["org.test.Hello"]["release"] = release.clone().into();
+        index["apps"]["org.test.Hello"]["published"] = never.clone();
+    });
+    let error = fails_with(
+        client,
+        &["install", "--json", "main", "org.test.Hello"],
+        "VerificationFailed",
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("18446744073709551615"),
+        "{error}"
+    );
+    assert_eq!(state_if_installed(client, "org.test.Hello"), None);
+    assert!(!client.installation().join("app").exists());
+    assert!(mounts_below(&client.installation().join("app")).is_empty());
+
+    // Nothing is left holding the app: the genuine index installs it.
+    publish_handmade_index(&pair, |index| {
+        index["apps"]["org.test.Hello"]["release"] = release.clone().into();
+    });
+    let (status, installed) = ctl_bounded(client, &["install", "--json", "main", "org.test.Hello"]);
+    assert!(status.success(), "{installed}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    assert_eq!(
+        state_if_installed(client, "org.test.Platform").as_deref(),
+        Some("installed")
+    );
+}
+
+/// Continues a stopped process when dropped (also when the test fails).
+struct Frozen<'a>(&'a flatipfs_tests::process::Owned);
+
+impl Frozen<'_> {
+    fn freeze(process: &flatipfs_tests::process::Owned) -> Frozen<'_> {
+        process.signal(nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Frozen(process)
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[test]
+fn a_user_runs_one_refresh_at_a_time() {
+    let pair = Pair::up("");
+    users::ensure_test_users().unwrap();
+    pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    let bus = client.bus().unwrap();
+    let manager = ManagerProxyBlocking::new(&bus).unwrap();
+    let kubo = client.process("kubo-1").unwrap();
+
+    // With the client's Kubo node stopped, a refresh waits in name
+    // resolution (up to resolve_timeout): it is still running below.
+    let first_path = {
+        let _frozen = Frozen::freeze(&kubo);
+        let first_path = manager.refresh(Default::default()).unwrap();
+        let first = JobProxyBlocking::builder(&bus)
+            .path(first_path.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        let second = manager.refresh(Default::default());
+        let still_running = first.state().unwrap() == "running";
+        assert!(
+            still_running,
+            "the first refresh ended before the second was asked for; cannot tell"
+        );
+        let err = second.expect_err("a second refresh of the same user while the first runs");
+        assert_eq!(err.kind(), Some(flatipfs_dbus::ErrorKind::Busy), "{err}");
+        assert!(err.to_string().contains("flatipfsctl cancel"), "{err}");
+
+        // Another user is not held up by root's refresh.
+        let out = flatipfsctl(
+            client,
+            Some(ADMIN_USER),
+            &["update", "--check", "--json", "org.test.Hello"],
+        );
+        let text = format!("{out:?}");
+        assert!(!text.contains("Error.Busy"), "{text}");
+        first_path
+    };
+
+    // Once root's refresh has ended, root may start the next one.
+    let first = JobProxyBlocking::builder(&bus)
+        .path(first_path)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut ended = || Ok(first.state()? == "finished");
+    wait_for("root's first refresh to end", LIMIT, &mut ended).unwrap();
+    let (status, checked) = ctl_bounded(client, &["update", "--check", "--json"]);
+    assert!(status.success(), "{checked}");
+}
+
+#[test]
+fn cancelling_an_install_in_its_runtime_phase_leaves_neither_app_nor_runtime() {
+    let pair = Pair::up("");
+    let runtime_release = pair.publish("repo-v1", &pair.runtime_ref.clone());
+    let app_release = pair.publish("repo-v1", &pair.app_ref.clone());
+    let client = &pair.client;
+    // The runtime's metadata cannot arrive: its install waits in the runtime
+    // phase (for up to document_timeout) until it is cancelled.
+    let _withheld = pair.withhold(&runtime_release, "deploy/metadata");
+
+    let mut install = Command::new(paths::binary("flatipfsctl").unwrap())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &client.bus_address)
+        .args(["install", "main", "org.test.Hello"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut in_runtime_phase =
+        || Ok(state_if_installed(client, "org.test.Platform").as_deref() == Some("installing"));
+    wait_for(
+        "the runtime install to be running",
+        LIMIT,
+        &mut in_runtime_phase,
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(install.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = install.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(install.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("cancel"), "{stderr}");
+
+    let mut gone = || {
+        Ok(state_if_installed(client, "org.test.Platform").is_none()
+            && state_if_installed(client, "org.test.Hello").is_none())
+    };
+    wait_for("the cancelled install to be removed", LIMIT, &mut gone).unwrap();
+    let mut unmounted = || Ok(mounts_below(&client.installation()).is_empty());
+    wait_for("its mounts to be detached", LIMIT, &mut unmounted).unwrap();
+    for dir in ["runtime/org.test.Platform", "app/org.test.Hello"] {
+        let path = client.installation().join(dir);
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    let listed = ok_json(client, &["list", "--json"]);
+    assert_eq!(listed["apps"], serde_json::json!([]), "{listed}");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(client.dir.join("state/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["apps"], serde_json::json!({}), "{state}");
+    let pins = client.ipfs(1, &["pin", "ls", "--type=recursive"]).unwrap();
+    assert!(!pins.contains(&app_release), "{pins}");
+}
+
+#[test]
+fn an_app_is_updated_only_from_the_publisher_it_was_installed_from() {
+    let pair = Pair::up("");
+    pair.publish_v1();
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+
+    // Another key publishes a newer Hello; the client's admin re-adds
+    // `main` pointing at it.
+    let other = flatipfs_tests::ctl::create_remote(&pair.publisher, "other");
+    let repo = pair.apps.join("repo-v2");
+    ok_json(
+        &pair.publisher,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "other",
+            "--repo",
+            repo.to_str().unwrap(),
+            &pair.app_ref,
+        ],
+    );
+    pair.publisher
+        .carry_ipns_record_to(&other, 1, client, 1)
+        .unwrap();
+    ok_json(client, &["remote", "remove", "main", "--json"]);
+    ok_json(
+        client,
+        &["remote", "add", "main", &format!("/ipns/{other}"), "--json"],
+    );
+
+    let error = fails_with(client, &["update", "--json", "org.test.Hello"], "Untrusted");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&pair.ipns) && message.contains(&other),
+        "{message}"
+    );
+    assert!(message.contains("reinstall"), "{message}");
+    // Checks do not offer the other publisher's release either.
+    let (status, checked) = ctl_bounded(client, &["update", "--check", "--json", "org.test.Hello"]);
+    assert!(status.success(), "{checked}");
+    assert_eq!(checked["apps"][0]["id"], "org.test.Hello", "{checked}");
+    assert_eq!(checked["apps"][0]["available"], "", "{checked}");
+    // The app is unchanged and runs.
+    let info = ok_json(client, &["info", "--json", "org.test.Hello"]);
+    assert_eq!(info["state"], "installed", "{info}");
+    assert_eq!(info["version"], "1", "{info}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 }
