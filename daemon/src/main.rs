@@ -175,7 +175,13 @@ async fn run(args: Args) -> Result<()> {
     // Watched before the name is claimed, so that no NameLost is missed.
     let name_lost = {
         let connection = connection.clone();
-        tokio::spawn(async move { owner::name_lost(&connection, BUS_NAME).await })
+        tokio::spawn(async move {
+            if let Err(e) = owner::name_lost(&connection, BUS_NAME).await {
+                // Not watched is not lost: keep serving.
+                warn!("cannot watch for NameLost: {e}");
+                std::future::pending::<()>().await;
+            }
+        })
     };
     owner::claim_bus_name(&connection, BUS_NAME).await?;
     info!("owning {BUS_NAME} on the system bus");
