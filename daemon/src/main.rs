@@ -22,6 +22,7 @@ mod kubo_node;
 mod logging;
 mod manager;
 mod mounts;
+mod permissions;
 mod policy;
 mod publish;
 mod remotes;
