@@ -172,6 +172,40 @@ fn an_update_that_widens_the_sandbox_is_held_and_needs_an_administrator() {
         "{text}"
     );
 
+    // The hold is durable: a daemon killed and started again shows it.
+    client
+        .process("flatipfsd")
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let mut dead = || {
+        Ok(!client
+            .process("flatipfsd")
+            .map(|p| p.alive())
+            .unwrap_or(false))
+    };
+    wait_for("flatipfsd to die", LIMIT, &mut dead).unwrap();
+    client.start_daemon().unwrap();
+    let mut back = || {
+        Ok(flatipfsctl(client, None, &["info", "org.test.Hello"])
+            .status
+            .success())
+    };
+    wait_for("the app to be restored", LIMIT, &mut back).unwrap();
+    let restored = info(client);
+    assert_eq!(
+        restored["pending_permissions"], held["pending_permissions"],
+        "{restored}"
+    );
+    assert!(
+        restored["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("update held:"),
+        "{restored}"
+    );
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+
     // A user allowed `update` may not approve new permissions...
     let out = flatipfsctl(
         client,
