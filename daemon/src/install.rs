@@ -373,7 +373,7 @@ async fn runtime_present(manager: &Manager, runtime: &str) -> Result<bool, Insta
 }
 
 /// The plan for the runtime `runtime` from the app's remote.
-async fn plan_runtime(
+pub(crate) async fn plan_runtime(
     manager: &Manager,
     app: &Plan,
     runtime: &str,

@@ -18,8 +18,9 @@ use tracing::warn;
 use crate::install::InstallError;
 use crate::kubo::{Client, KuboError};
 use crate::manager::Manager;
-use crate::release::{EntryKind, Manifest};
-use crate::store::InstalledApp;
+use crate::release::{EntryKind, Kind, Manifest};
+use crate::store::{InstalledApp, Phase};
+use tokio::process::Command;
 
 fn invalid(manifest: &Manifest, source: MetadataError) -> InstallError {
     InstallError::Metadata {
@@ -132,6 +133,51 @@ pub fn installed(manager: &Manager, record: &InstalledApp) -> Result<Permissions
         }
     }
 }
+
+/// What the runtime `runtime` (`ID/ARCH/BRANCH`) grants the apps that run
+/// on it, read from an installation that has it: this daemon's (its deploy
+/// directory) or another one Flatpak knows (`flatpak info
+/// --show-metadata`). `None`: no installation has it.
+pub async fn runtime_permissions(
+    manager: &Manager,
+    runtime: &str,
+) -> Result<Option<Permissions>, InstallError> {
+    let state = manager.store().load()?;
+    if let Some(record) = state
+        .apps
+        .values()
+        .find(|a| a.kind == Kind::Runtime && a.phase == Phase::Ready && a.triple() == runtime)
+    {
+        return installed(manager, record).map(Some);
+    }
+    let config = manager.config();
+    let show = Command::new("flatpak")
+        .args(["info", "--show-metadata", &format!("runtime/{runtime}")])
+        .env(
+            "FLATPAK_CONFIG_DIR",
+            &config.installation.flatpak_config_dir,
+        )
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(FLATPAK_TIMEOUT, show)
+        .await
+        .map_err(|_| InstallError::Internal(format!("`flatpak info {runtime}` timed out")))?
+        .map_err(crate::installation::InstallationError::Spawn)?;
+    if !output.status.success() {
+        return Ok(None);
+    }
+    Ok(Some(match metadata::parse(&output.stdout) {
+        Ok(m) => m.permissions,
+        Err(e) => {
+            warn!(%runtime, "its metadata does not parse ({e}); comparing with no permissions");
+            Permissions::default()
+        }
+    }))
+}
+
+/// How long `flatpak info` may take.
+const FLATPAK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// For people: one line per change.
 pub fn describe(changes: &[PermissionChange]) -> Vec<String> {

@@ -212,7 +212,20 @@ pub async fn update(
         }
     };
     let installed = permissions::installed(manager, &current_record)?;
-    let changes = permissions::describe(&widened(&installed, &metadata.permissions));
+    let mut changes = permissions::describe(&widened(&installed, &metadata.permissions));
+    // A release that needs another runtime: what that runtime grants the
+    // app's sandbox counts too.
+    let runtime_plan = (manifest.runtime != current_record.runtime).then(|| install::Plan {
+        manifest: Arc::new(manifest.clone()),
+        release: target.release.clone(),
+        sequence: target.sequence,
+        remote: current_record.remote.clone(),
+        source: current_record.source.clone(),
+        index,
+    });
+    if let Some(plan) = &runtime_plan {
+        changes.extend(runtime_widening(manager, &current_record, plan, &job).await?);
+    }
     if !changes.is_empty() && !options.allow_new_permissions {
         hold_for_permissions(manager, id, &target, &changes).await?;
         info!(app = %id, version = %target.version, changes = %changes.join("; "), "update held: it needs new permissions");
@@ -231,18 +244,10 @@ pub async fn update(
     ]
     .into_iter()
     .collect();
-    // A release that needs another runtime: that runtime first, from the
-    // same remote (the old one stays: other apps may use it).
-    if manifest.runtime != current_record.runtime {
-        let plan = install::Plan {
-            manifest: Arc::new(manifest.clone()),
-            release: target.release.clone(),
-            sequence: target.sequence,
-            remote: current_record.remote.clone(),
-            source: current_record.source.clone(),
-            index,
-        };
-        let runtime = install::ensure_runtime(manager, &plan, &job).await?;
+    // Another runtime: installed first, from the same remote (the old one
+    // stays: other apps may use it).
+    if let Some(plan) = &runtime_plan {
+        let runtime = install::ensure_runtime(manager, plan, &job).await?;
         details.insert("RuntimeInstalled".into(), Detail::Text(runtime));
     }
     if !local.as_ref().is_some_and(|d| d.complete) {
@@ -366,6 +371,41 @@ async fn remote_target(
                 known: listed,
             })
         })
+}
+
+/// What moving `record` to the runtime `plan`'s release names grants its
+/// sandbox beyond its current runtime (for people, each prefixed with the
+/// runtime). The new runtime's metadata comes from an installation that
+/// has it, else from the remote (checked like an install's).
+async fn runtime_widening(
+    manager: &Manager,
+    record: &InstalledApp,
+    plan: &install::Plan,
+    job: &Job,
+) -> Result<Vec<String>, InstallError> {
+    let Some(new) = plan.manifest.runtime.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let old = match record.runtime.as_deref() {
+        Some(old) => permissions::runtime_permissions(manager, old)
+            .await?
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let granted = match permissions::runtime_permissions(manager, new).await? {
+        Some(p) => p,
+        None => {
+            let runtime = install::plan_runtime(manager, plan, new, job).await?;
+            let (kubo, _) = manager.kubo()?;
+            permissions::fetch_checked(manager, &kubo, &runtime.manifest)
+                .await?
+                .permissions
+        }
+    };
+    Ok(widened(&old, &granted)
+        .into_iter()
+        .map(|c| format!("runtime {new}: {}", c.description))
+        .collect())
 }
 
 /// Records that `target` is held because it grants `id` new permissions

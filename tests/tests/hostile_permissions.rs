@@ -355,20 +355,42 @@ fn an_update_to_another_runtime_installs_that_runtime_first() {
     let old_runtime = format!("org.test.Platform/{arch}/master");
     let new_runtime = format!("org.test.Platform2/{arch}/master");
 
-    // The publisher ships a second runtime and moves the app to it.
-    let dir = tempfile::tempdir().unwrap();
+    // The publisher ships a second runtime that grants the host
+    // filesystem to every app on it, and moves the app to it: the app's
+    // own metadata grants nothing new, the runtime does.
     let runtime_ref = pair.runtime_ref.clone();
-    let runtime = edited_deploy_dir(&pair, "repo-v1", &runtime_ref, dir.path(), |text| {
-        text.replace("org.test.Platform", "org.test.Platform2")
-    });
-    publish_deploy_dir(&pair, &runtime, "1");
+    let publish_runtime = |version: &str, extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = edited_deploy_dir(&pair, "repo-v1", &runtime_ref, dir.path(), |text| {
+            format!(
+                "{}\n{extra}",
+                text.replace("org.test.Platform", "org.test.Platform2")
+            )
+        });
+        publish_deploy_dir(&pair, &runtime, version);
+    };
+    publish_runtime("1", HOST);
     let dir = tempfile::tempdir().unwrap();
     let app_ref = pair.app_ref.clone();
     let moved = edited_deploy_dir(&pair, "repo-v2", &app_ref, dir.path(), |text| {
         text.replace(&old_runtime, &new_runtime)
     });
     publish_deploy_dir(&pair, &moved, "2");
+    let out = flatipfsctl(client, None, &["update", "org.test.Hello"]);
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "runtime {new_runtime}: filesystem host: not granted → read-write"
+        )),
+        "{stderr}"
+    );
+    let out = flatipfsctl(client, None, &["info", "org.test.Platform2"]);
+    assert_eq!(out.status.code(), Some(3), "not installed: {out:?}");
+    assert_eq!(current_version(client), "1");
 
+    // The runtime without that grant: the update installs it first.
+    publish_runtime("2", "");
     let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
     assert_eq!(updated["to"], "2", "{updated}");
     let runtime = ok_json(client, &["info", "--json", "org.test.Platform2"]);
