@@ -112,9 +112,18 @@ pub async fn update(
     }
     for id in args.ids {
         let version = args.version.unwrap_or("");
-        let d = app_job(json, manager, id, "Update", &(version, options.clone()))
-            .await
-            .map_err(|f| explain_permissions(f, id))?;
+        let d = match app_job(json, manager, id, "Update", &(version, options.clone())).await {
+            Ok(d) => d,
+            Err(f) if f.code == exit::PERMISSIONS_CHANGED => {
+                // The daemon held the update and lists its changes on the app.
+                let changes = match find(manager, id).await {
+                    Ok(app) => app.pending_permissions().await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                return Err(explain_permissions(f, id, &changes));
+            }
+            Err(f) => return Err(f),
+        };
         let applied = jobs::number(&d, "Applied") == 1;
         if json {
             println!(
@@ -139,20 +148,13 @@ pub async fn update(
     Ok(())
 }
 
-/// A `PermissionsChanged` failure, told for people: the changes one per
-/// line (the daemon's message lists them after `needs new permissions: `).
-fn explain_permissions(failure: Failure, id: &str) -> Failure {
-    if failure.code != exit::PERMISSIONS_CHANGED {
+/// A `PermissionsChanged` failure, told for people: the changes (the app's
+/// `PendingPermissions`) one per line; the daemon's own message if they
+/// cannot be read.
+fn explain_permissions(failure: Failure, id: &str, changes: &[String]) -> Failure {
+    if changes.is_empty() {
         return failure;
     }
-    let changes: Vec<&str> = failure
-        .message
-        .split_once("needs new permissions: ")
-        .map(|(_, rest)| rest.split("; ask again").next().unwrap_or_default())
-        .unwrap_or_default()
-        .split("; ")
-        .filter(|c| !c.is_empty())
-        .collect();
     let mut message = format!(
         "the update of {id} was not applied: the new release would give it permissions it does not have now:"
     );
