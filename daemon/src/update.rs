@@ -437,6 +437,14 @@ async fn note_check(
     change(manager, id, |r| {
         let current = r.current().map_or(0, |d| d.sequence);
         r.last_checked = now();
+        // A hold for permissions is about one release: another one offered
+        // is judged when an update tries it.
+        if r.permissions_held
+            .as_ref()
+            .is_some_and(|h| h.release != release)
+        {
+            r.permissions_held = None;
+        }
         if sequence > current && release != r.current {
             r.available = Some(Available {
                 release: release.to_string(),
