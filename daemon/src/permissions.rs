@@ -19,6 +19,7 @@ use crate::install::InstallError;
 use crate::kubo::{Client, KuboError};
 use crate::manager::Manager;
 use crate::release::{EntryKind, Kind, Manifest};
+use crate::source::SourceError;
 use crate::store::{InstalledApp, Phase};
 use tokio::process::Command;
 
@@ -41,9 +42,11 @@ pub async fn fetch(
         .entries
         .iter()
         .find(|e| e.path == "metadata" && e.kind == EntryKind::File)
-        .ok_or_else(|| InstallError::Metadata {
-            what: format!("the release of {} {}", manifest.id, manifest.version),
-            source: MetadataError::NoKind,
+        .ok_or_else(|| {
+            InstallError::Source(SourceError::Invalid {
+                what: format!("release of {} {}", manifest.id, manifest.version),
+                reason: "it has no metadata file".into(),
+            })
         })?;
     if entry.size > metadata::MAX_SIZE as u64 {
         return Err(invalid(

@@ -118,6 +118,53 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
     assert!(message.contains("org.test.Evil"), "{message}");
     assert_nothing_installed(&pair);
 
+    // A metadata that GKeyFile would read differently from a reviewer: two
+    // [Context] groups (merged by GKeyFile: the second adds the host).
+    let dir = tempfile::tempdir().unwrap();
+    let doubled = edited_deploy_dir(&pair, "repo-v1", &app_ref, dir.path(), |text| {
+        format!("{text}\n[Context]\nfilesystems=home:ro;\n\n[Context]\nfilesystems=host;\n")
+    });
+    let doubled_release = publish_deploy_dir(&pair, &doubled, "3");
+    let out = flatipfsctl(
+        client,
+        None,
+        &["install", "--json", &format!("/ipfs/{doubled_release}")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        error_name(&out),
+        "org.flatipfs.Manager1.Error.VerificationFailed"
+    );
+    let message = last_json(&out)["error"]["message"].to_string();
+    assert!(
+        message.contains("group [Context] appears twice"),
+        "{message}"
+    );
+    assert_nothing_installed(&pair);
+
+    // An oversized metadata (300 KiB of comments) is refused unread.
+    let dir = tempfile::tempdir().unwrap();
+    let padded = edited_deploy_dir(&pair, "repo-v1", &app_ref, dir.path(), |text| {
+        format!(
+            "{text}{}",
+            "# padding padding padding padding\n".repeat(9000)
+        )
+    });
+    let padded_release = publish_deploy_dir(&pair, &padded, "4");
+    let out = flatipfsctl(
+        client,
+        None,
+        &["install", "--json", &format!("/ipfs/{padded_release}")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        error_name(&out),
+        "org.flatipfs.Manager1.Error.VerificationFailed"
+    );
+    let message = last_json(&out)["error"]["message"].to_string();
+    assert!(message.contains("over the limit of 262144"), "{message}");
+    assert_nothing_installed(&pair);
+
     // An honest release of the same app still installs and runs.
     pair.publish_v1();
     ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
