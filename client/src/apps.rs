@@ -34,6 +34,8 @@ pub struct Described {
     /// This app's automatic update policy; empty: the daemon's.
     pub update_policy: String,
     pub deployments: Vec<Deployment>,
+    /// What the held update would grant beyond the current release.
+    pub pending_permissions: Vec<String>,
 }
 
 /// One kept release of an app.
@@ -99,6 +101,7 @@ pub(crate) async fn describe(app: &AppProxy<'_>) -> Result<Described, Failure> {
     Ok(Described {
         available: app.available_version().await.map_err(call)?,
         update_policy: app.update_policy().await.map_err(call)?,
+        pending_permissions: app.pending_permissions().await.map_err(call)?,
         deployments,
         id: app.id().await.map_err(call)?,
         kind: app.kind().await.map_err(call)?,
@@ -300,11 +303,20 @@ pub async fn info(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<()
     if !a.runtime.is_empty() {
         println!("runtime:     {}", a.runtime);
     }
-    if !a.available.is_empty() {
+    if !a.available.is_empty() && a.pending_permissions.is_empty() {
         println!(
             "available:   {} (update with `flatipfsctl update {}`)",
             a.available, a.id
         );
+    } else if !a.available.is_empty() {
+        println!(
+            "available:   {} (held: it needs new permissions; review them and apply with `flatipfsctl update --allow-new-permissions {}`)",
+            a.available, a.id
+        );
+        println!("new permissions:");
+        for change in &a.pending_permissions {
+            println!("  - {change}");
+        }
     }
     println!(
         "kept:        {}",

@@ -18,6 +18,9 @@ pub const NOTHING_TO_DO: i32 = 5;
 pub const UNREACHABLE: i32 = 6;
 /// Another job for the same app is running.
 pub const BUSY: i32 = 7;
+/// The update grants the app new permissions; nothing was changed. Review
+/// them and ask again with `--allow-new-permissions`.
+pub const PERMISSIONS_CHANGED: i32 = 8;
 
 /// A failed command: what to print and how to exit.
 #[derive(Debug)]
@@ -69,6 +72,7 @@ impl Failure {
                         (NOTHING_TO_DO, None)
                     }
                     ErrorKind::Busy => (BUSY, Some("wait for the running job (`flatipfsctl jobs`) and try again")),
+                    ErrorKind::PermissionsChanged => (PERMISSIONS_CHANGED, Some("nothing was changed; if you trust the publisher with these permissions, run `flatipfsctl update --allow-new-permissions APP_ID` (asks for an administrator)")),
                     ErrorKind::InvalidConfig => (FAILURE, Some("fix the file; the daemon keeps running with its previous configuration")),
                     _ => (FAILURE, None),
                 };

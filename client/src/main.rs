@@ -81,9 +81,13 @@ enum Command {
         /// Go to this version, also an older one (needs more authorization).
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
+        /// Apply the update even if it gives the app new permissions (shown
+        /// when an update stops with exit code 8; needs an administrator).
+        #[arg(long, conflicts_with = "check")]
+        allow_new_permissions: bool,
         /// Ask the daemon to check now and act as its automatic update
         /// policy says (what flatipfs-update.timer runs).
-        #[arg(long, conflicts_with_all = ["check", "download_only", "cached_only", "version", "app_ids"])]
+        #[arg(long, conflicts_with_all = ["check", "download_only", "cached_only", "version", "allow_new_permissions", "app_ids"])]
         trigger_automatic_update_policy: bool,
         app_ids: Vec<String>,
     },
@@ -227,6 +231,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             download_only,
             cached_only,
             version,
+            allow_new_permissions,
             app_ids,
             trigger_automatic_update_policy,
         } => {
@@ -241,6 +246,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 download_only: *download_only,
                 cached_only: *cached_only,
                 version: version.as_deref(),
+                allow_new_permissions: *allow_new_permissions,
             };
             updates::update(cli.json, &manager, args).await
         }

@@ -10,7 +10,7 @@ use serde_json::json;
 use zbus::zvariant::Value;
 
 use crate::apps::{app_proxy, call_app, describe, find};
-use crate::exit::Failure;
+use crate::exit::{self, Failure};
 use crate::{call_mutating, jobs, output};
 
 /// How `flatipfsctl update` was asked to run.
@@ -20,6 +20,7 @@ pub struct UpdateArgs<'a> {
     pub download_only: bool,
     pub cached_only: bool,
     pub version: Option<&'a str>,
+    pub allow_new_permissions: bool,
 }
 
 /// Runs an app job (`Update`, `Rollback`) and follows it; its details.
@@ -62,17 +63,27 @@ pub async fn update(
     if args.cached_only {
         options.insert("cached-only", Value::from(true));
     }
+    if args.allow_new_permissions {
+        if args.ids.is_empty() {
+            return Err(Failure::usage(
+                "--allow-new-permissions needs the APP_IDs it is for: review each app's new permissions".into(),
+            ));
+        }
+        options.insert("allow-new-permissions", Value::from(true));
+    }
     if args.ids.is_empty() {
         let d = manager_job(json, manager, "UpdateAll", &(options,)).await?;
-        let (updated, current, failed) = (
+        let (updated, current, failed, held) = (
             jobs::text(&d, "Updated"),
             jobs::text(&d, "UpToDate"),
             jobs::text(&d, "Failed"),
+            jobs::text(&d, "HeldForPermissions"),
         );
         if json {
             println!(
                 "{}",
-                json!({"updated": split(&updated), "up_to_date": split(&current), "failed": split(&failed)})
+                json!({"updated": split(&updated), "up_to_date": split(&current), "failed": split(&failed),
+                       "held_for_permissions": split(&held)})
             );
         } else {
             println!(
@@ -84,6 +95,9 @@ pub async fn update(
                 }
             );
             println!("up to date: {current}");
+            if !held.is_empty() {
+                println!("held (they need new permissions; see `flatipfsctl info APP_ID`): {held}");
+            }
             if !failed.is_empty() {
                 println!("failed:     {failed}");
             }
@@ -98,7 +112,18 @@ pub async fn update(
     }
     for id in args.ids {
         let version = args.version.unwrap_or("");
-        let d = app_job(json, manager, id, "Update", &(version, options.clone())).await?;
+        let d = match app_job(json, manager, id, "Update", &(version, options.clone())).await {
+            Ok(d) => d,
+            Err(f) if f.code == exit::PERMISSIONS_CHANGED => {
+                // The daemon held the update and lists its changes on the app.
+                let changes = match find(manager, id).await {
+                    Ok(app) => app.pending_permissions().await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                return Err(explain_permissions(f, id, &changes));
+            }
+            Err(f) => return Err(f),
+        };
         let applied = jobs::number(&d, "Applied") == 1;
         if json {
             println!(
@@ -121,6 +146,29 @@ pub async fn update(
         }
     }
     Ok(())
+}
+
+/// A `PermissionsChanged` failure, told for people: the changes (the app's
+/// `PendingPermissions`) one per line; the daemon's own message if they
+/// cannot be read.
+fn explain_permissions(failure: Failure, id: &str, changes: &[String]) -> Failure {
+    if changes.is_empty() {
+        return failure;
+    }
+    let mut message = format!(
+        "the update of {id} was not applied: the new release would give it permissions it does not have now:"
+    );
+    for change in changes {
+        message.push_str("\n  - ");
+        message.push_str(change);
+    }
+    Failure {
+        message,
+        hint: Some(format!(
+            "the installed release keeps running unchanged. If you trust the publisher with this, run `flatipfsctl update --allow-new-permissions {id}` (polkit action update-permissions: an administrator must agree)"
+        )),
+        ..failure
+    }
 }
 
 fn split(list: &str) -> Vec<&str> {

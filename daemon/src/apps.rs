@@ -53,6 +53,9 @@ pub struct AppInfo {
     pub last_checked: u64,
     /// Every release kept on this machine.
     pub deployments: Vec<DeploymentInfo>,
+    /// What the held update (see `status`) would grant beyond the current
+    /// release; empty when no update is held for its permissions.
+    pub pending_permissions: Vec<String>,
 }
 
 /// One release kept on this machine, as clients see it.

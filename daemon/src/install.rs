@@ -30,6 +30,7 @@ use crate::installation::{InstallationError, LocalFile};
 use crate::jobs::{Detail, Job};
 use crate::kubo::{Client, KuboError};
 use crate::manager::Manager;
+use crate::permissions;
 use crate::release::{EntryKind, Kind, Manifest, ManifestLimits};
 use crate::source::{self, Source, SourceError};
 use crate::store::{Deployment, InstalledApp, Phase, StoreError};
@@ -61,6 +62,18 @@ pub enum InstallError {
     NothingToDo(String),
     #[error("the release does not match what was asked for: {0}")]
     Mismatch(String),
+    #[error("{what} is refused: {source}")]
+    Metadata {
+        what: String,
+        #[source]
+        source: flatipfs_format::metadata::MetadataError,
+    },
+    #[error("{id} {version} needs new permissions: {}; ask again with `flatipfsctl update --allow-new-permissions {id}` (polkit action update-permissions)", changes.join("; "))]
+    PermissionsChanged {
+        id: String,
+        version: String,
+        changes: Vec<String>,
+    },
     #[error(transparent)]
     Kubo(#[from] KuboError),
     #[error(transparent)]
@@ -280,24 +293,10 @@ pub async fn install(
         ids: Vec::new(),
         armed: true,
     };
-    let mut runtime_installed = String::new();
-    if let Some(runtime) = plan.manifest.runtime.clone() {
-        if !runtime_present(manager, &runtime).await? {
-            let runtime_plan = plan_runtime(manager, &plan, &runtime, &job).await?;
-            let runtime_id = runtime_plan.manifest.id.clone();
-            let _claim = manager
-                .apps
-                .claim(&runtime_id, job.id())
-                .map_err(|holder| InstallError::Busy {
-                    id: runtime_id.clone(),
-                    job: holder,
-                })?;
-            job.set_status(&format!("installing the runtime {runtime}"));
-            undo.ids.push(runtime_id.clone());
-            deploy(manager, &runtime_plan).await?;
-            runtime_installed = runtime;
-        }
-    }
+    job.set_status(&format!("checking the metadata of {id}"));
+    let (kubo, _) = manager.kubo()?;
+    permissions::fetch_checked(manager, &kubo, &plan.manifest).await?;
+    let runtime_installed = ensure_runtime(manager, &plan, &job, &mut undo.ids).await?;
     job.set_status(&format!("installing {id} {}", plan.manifest.version));
     undo.ids.push(id.clone());
     let app = deploy(manager, &plan).await?;
@@ -329,6 +328,39 @@ pub async fn install(
     ]
     .into_iter()
     .collect())
+}
+
+/// Installs the runtime `plan`'s release needs, from the same remote, unless
+/// an installation on the system has it (its metadata checked first).
+/// Returns the runtime installed (`ID/ARCH/BRANCH`), empty if none was. Its
+/// id is pushed on `installed` before it is laid out, for the caller's undo.
+pub(crate) async fn ensure_runtime(
+    manager: &Arc<Manager>,
+    plan: &Plan,
+    job: &Job,
+    installed: &mut Vec<String>,
+) -> Result<String, InstallError> {
+    let Some(runtime) = plan.manifest.runtime.clone() else {
+        return Ok(String::new());
+    };
+    if runtime_present(manager, &runtime).await? {
+        return Ok(String::new());
+    }
+    let runtime_plan = plan_runtime(manager, plan, &runtime, job).await?;
+    let (kubo, _) = manager.kubo()?;
+    permissions::fetch_checked(manager, &kubo, &runtime_plan.manifest).await?;
+    let runtime_id = runtime_plan.manifest.id.clone();
+    let _claim = manager
+        .apps
+        .claim(&runtime_id, job.id())
+        .map_err(|holder| InstallError::Busy {
+            id: runtime_id.clone(),
+            job: holder,
+        })?;
+    job.set_status(&format!("installing the runtime {runtime}"));
+    installed.push(runtime_id.clone());
+    deploy(manager, &runtime_plan).await?;
+    Ok(runtime)
 }
 
 /// Removes what an install job installed (the app, the runtime it
@@ -393,7 +425,7 @@ async fn runtime_present(manager: &Manager, runtime: &str) -> Result<bool, Insta
 }
 
 /// The plan for the runtime `runtime` from the app's remote.
-async fn plan_runtime(
+pub(crate) async fn plan_runtime(
     manager: &Manager,
     app: &Plan,
     runtime: &str,
@@ -474,7 +506,11 @@ pub(crate) fn app_info(manager: &Manager, record: &InstalledApp) -> AppInfo {
             (Phase::Ready, false) => "degraded",
         }
         .to_string(),
-        status: String::new(),
+        status: record
+            .permissions_held
+            .as_ref()
+            .map(held_status)
+            .unwrap_or_default(),
         version: current.map(|d| d.version.clone()).unwrap_or_default(),
         release: record.current.clone(),
         runtime: record.runtime.clone().unwrap_or_default(),
@@ -506,7 +542,24 @@ pub(crate) fn app_info(manager: &Manager, record: &InstalledApp) -> AppInfo {
                 deployed: d.deployed,
             })
             .collect(),
+        pending_permissions: record
+            .permissions_held
+            .as_ref()
+            .map(|h| h.changes.clone())
+            .unwrap_or_default(),
     }
+}
+
+/// How an app's status starts while an update is held for its permissions.
+pub(crate) const HELD_STATUS: &str = "update held:";
+
+/// The status of an app whose update is held for its permissions.
+fn held_status(held: &crate::store::PermissionsHeld) -> String {
+    format!(
+        "{HELD_STATUS} {} needs new permissions ({}); apply it with `flatipfsctl update --allow-new-permissions`",
+        held.version,
+        held.changes.len()
+    )
 }
 
 /// Brings the live app in step with its record (after an update, a
@@ -520,6 +573,14 @@ pub(crate) fn sync_info(manager: &Manager, app: &LiveApp, record: &InstalledApp)
         let (status, job) = (std::mem::take(&mut info.status), info.active_job);
         let keep_state = info.state == "updating" || info.state == "uninstalling";
         let state = std::mem::take(&mut info.state);
+        // A held update's status comes from the record; it goes with it.
+        let status = if !fresh.status.is_empty() {
+            fresh.status.clone()
+        } else if status.starts_with(HELD_STATUS) {
+            String::new()
+        } else {
+            status
+        };
         *info = fresh;
         info.status = status;
         info.active_job = job;
@@ -564,6 +625,7 @@ async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, Ins
         update_policy: None,
         available: None,
         last_checked: 0,
+        permissions_held: None,
     };
     {
         let lock = manager.state_lock();

@@ -26,6 +26,7 @@ mod logging;
 mod manager;
 mod mounts;
 mod owner;
+mod permissions;
 mod policy;
 mod publish;
 mod remotes;

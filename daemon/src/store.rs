@@ -79,6 +79,21 @@ pub struct InstalledApp {
     /// When its remote was last checked (seconds since the epoch).
     #[serde(default)]
     pub last_checked: u64,
+    /// A newer release held back because it grants the app new
+    /// permissions: automatic updates skip it, a manual update needs
+    /// `allow-new-permissions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_held: Option<PermissionsHeld>,
+}
+
+/// A release held back because it widens the app's sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionsHeld {
+    pub release: String,
+    pub version: String,
+    pub sequence: u64,
+    /// What it would grant beyond the current release, for people.
+    pub changes: Vec<String>,
 }
 
 /// A release rolled back from.

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::apps::LiveApp;
 use crate::fetch;
+use crate::index::StoreIndex;
 use crate::install::{
     self, deploy_release, fetch_expected_manifest, mount, now, read_cached_manifest, sync_info,
     Expected, InstallError,
@@ -24,9 +25,11 @@ use crate::install::{
 use crate::jobs::{Detail, Job};
 use crate::kubo::Client;
 use crate::manager::Manager;
+use crate::permissions;
 use crate::release::Manifest;
 use crate::source::{self, SourceError};
-use crate::store::{Available, Deployment, Held, InstalledApp, Phase};
+use crate::store::{Available, Deployment, Held, InstalledApp, PermissionsHeld, Phase};
+use flatipfs_format::metadata::widened;
 
 /// How an update goes.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,9 @@ pub struct UpdateOptions {
     pub download_only: bool,
     /// Only switch to a release already downloaded; no network.
     pub cached_only: bool,
+    /// Go ahead even if the release grants the app new permissions
+    /// (authorized as `update-permissions`).
+    pub allow_new_permissions: bool,
 }
 
 /// A release to move to.
@@ -156,15 +162,19 @@ pub async fn update(
         .map(|d| (d.version.clone(), d.sequence))
         .unwrap_or_default();
     let explicit = options.version.is_some();
-    let target = if options.cached_only {
-        cached_target(&current_record, options.version.as_deref())?
+    let (target, index) = if options.cached_only {
+        (
+            cached_target(&current_record, options.version.as_deref())?,
+            None,
+        )
     } else {
         job.set_status(&format!("checking for a newer release of {id}"));
-        let target = remote_target(manager, &current_record, options.version.as_deref()).await?;
+        let (target, index) =
+            remote_target(manager, &current_record, options.version.as_deref()).await?;
         let held = current_record.held.as_ref().map(|h| h.sequence);
         decide(from.1, target.sequence, explicit, automatic, held)
             .map_err(|why| nothing(format!("{id} {}: {why}", from.0)))?;
-        target
+        (target, Some(index))
     };
     if target.release == current_record.current {
         return Err(nothing(format!(
@@ -177,29 +187,75 @@ pub async fn update(
         .iter()
         .find(|d| d.release == target.release)
         .cloned();
-    let manifest = match &local {
-        Some(d) if d.complete => read_cached_manifest(manager, &d.release)?,
-        _ => {
-            job.set_status(&format!("fetching {id} {}", target.version));
-            download(
-                manager,
-                &app,
-                &current_record,
-                &target,
-                local.is_some(),
-                &job,
-            )
-            .await?
+    // The release's manifest and metadata are checked before any deploy
+    // work: what it is, and what it grants beyond the current release.
+    let (manifest, metadata) = match &local {
+        Some(d) => {
+            let manifest = read_cached_manifest(manager, &d.release)?;
+            let bytes = permissions::read_deployed(manager, &current_record, &d.release)?;
+            let metadata = permissions::check(&manifest, &bytes)?;
+            (manifest, metadata)
+        }
+        None => {
+            job.set_status(&format!("fetching the manifest of {id} {}", target.version));
+            let (kubo, _) = manager.kubo()?;
+            let expected = Expected {
+                id: &current_record.id,
+                kind: current_record.kind,
+                arch: &current_record.arch,
+                branch: &current_record.branch,
+            };
+            let manifest =
+                fetch_expected_manifest(manager, &kubo, &target.release, expected).await?;
+            let metadata = permissions::fetch_checked(manager, &kubo, &manifest).await?;
+            (manifest, metadata)
         }
     };
+    let installed = permissions::installed(manager, &current_record)?;
+    let mut changes = permissions::describe(&widened(&installed, &metadata.permissions));
+    // A release that needs another runtime: what that runtime grants the
+    // app's sandbox counts too.
+    let runtime_plan = (manifest.runtime != current_record.runtime).then(|| install::Plan {
+        manifest: Arc::new(manifest.clone()),
+        release: target.release.clone(),
+        sequence: target.sequence,
+        remote: current_record.remote.clone(),
+        remote_ipns: current_record.remote_ipns.clone(),
+        source: current_record.source.clone(),
+        index,
+    });
+    if let Some(plan) = &runtime_plan {
+        changes.extend(runtime_widening(manager, &current_record, plan, &job).await?);
+    }
+    if !changes.is_empty() && !options.allow_new_permissions {
+        hold_for_permissions(manager, id, &target, &changes).await?;
+        info!(app = %id, version = %target.version, changes = %changes.join("; "), "update held: it needs new permissions");
+        return Err(InstallError::PermissionsChanged {
+            id: id.to_string(),
+            version: target.version.clone(),
+            changes,
+        });
+    }
     let mut details: BTreeMap<String, Detail> = [
         ("AppId".to_string(), Detail::Text(id.to_string())),
         ("From".into(), Detail::Text(from.0.clone())),
         ("To".into(), Detail::Text(target.version.clone())),
         ("Release".into(), Detail::Text(target.release.clone())),
+        ("NewPermissions".into(), Detail::Text(changes.join("\n"))),
     ]
     .into_iter()
     .collect();
+    // Another runtime: installed first, from the same remote (the old one
+    // stays: other apps may use it). A cancelled update keeps the new
+    // runtime: it is complete and the next try needs it.
+    if let Some(plan) = &runtime_plan {
+        let runtime = install::ensure_runtime(manager, plan, &job, &mut Vec::new()).await?;
+        details.insert("RuntimeInstalled".into(), Detail::Text(runtime));
+    }
+    if !local.as_ref().is_some_and(|d| d.complete) {
+        job.set_status(&format!("fetching {id} {}", target.version));
+        download(manager, &app, &manifest, &target, local.is_some(), &job).await?;
+    }
     if options.download_only {
         details.insert("Applied".into(), Detail::Number(0));
         info!(app = %id, version = %target.version, "downloaded; not applied");
@@ -246,7 +302,7 @@ async fn remote_target(
     manager: &Manager,
     record: &InstalledApp,
     version: Option<&str>,
-) -> Result<Target, InstallError> {
+) -> Result<(Target, Arc<StoreIndex>), InstallError> {
     let Some(remote) = record.remote.clone() else {
         return Err(nothing(format!(
             "{} was installed from a fixed release ({}); there is no remote to update it from",
@@ -274,12 +330,16 @@ async fn remote_target(
         entry.sequence,
     )
     .await?;
+    let index = Arc::new(index);
     let Some(version) = version else {
-        return Ok(Target {
-            release: entry.release,
-            version: entry.version,
-            sequence: entry.sequence,
-        });
+        return Ok((
+            Target {
+                release: entry.release,
+                version: entry.version,
+                sequence: entry.sequence,
+            },
+            index,
+        ));
     };
     let mut known: Vec<Target> = vec![Target {
         release: entry.release.clone(),
@@ -300,6 +360,7 @@ async fn remote_target(
     known
         .into_iter()
         .find(|t| t.version == version && crate::release::valid_cid_v1(&t.release))
+        .map(|t| (t, index))
         .ok_or_else(|| {
             InstallError::Source(SourceError::NotInIndex {
                 remote,
@@ -307,6 +368,58 @@ async fn remote_target(
                 known: listed,
             })
         })
+}
+
+/// What moving `record` to the runtime `plan`'s release names grants its
+/// sandbox beyond its current runtime (for people, each prefixed with the
+/// runtime). The new runtime's metadata comes from an installation that
+/// has it, else from the remote (checked like an install's).
+async fn runtime_widening(
+    manager: &Manager,
+    record: &InstalledApp,
+    plan: &install::Plan,
+    job: &Job,
+) -> Result<Vec<String>, InstallError> {
+    let Some(new) = plan.manifest.runtime.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let old = match record.runtime.as_deref() {
+        Some(old) => permissions::runtime_permissions(manager, old)
+            .await?
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let granted = match permissions::runtime_permissions(manager, new).await? {
+        Some(p) => p,
+        None => {
+            let runtime = install::plan_runtime(manager, plan, new, job).await?;
+            let (kubo, _) = manager.kubo()?;
+            permissions::fetch_checked(manager, &kubo, &runtime.manifest)
+                .await?
+                .permissions
+        }
+    };
+    Ok(widened(&old, &granted)
+        .into_iter()
+        .map(|c| format!("runtime {new}: {}", c.description))
+        .collect())
+}
+
+/// Records that `target` is held because it grants `id` new permissions
+/// (`flatipfsctl info` shows it; automatic updates skip it).
+async fn hold_for_permissions(
+    manager: &Manager,
+    id: &str,
+    target: &Target,
+    changes: &[String],
+) -> Result<(), InstallError> {
+    let held = PermissionsHeld {
+        release: target.release.clone(),
+        version: target.version.clone(),
+        sequence: target.sequence,
+        changes: changes.to_vec(),
+    };
+    change(manager, id, |r| r.permissions_held = Some(held)).await
 }
 
 /// Records the newest release a check found for `id` (when newer than the
@@ -321,6 +434,14 @@ async fn note_check(
     change(manager, id, |r| {
         let current = r.current().map_or(0, |d| d.sequence);
         r.last_checked = now();
+        // A hold for permissions is about one release: another one offered
+        // is judged when an update tries it.
+        if r.permissions_held
+            .as_ref()
+            .is_some_and(|h| h.release != release)
+        {
+            r.permissions_held = None;
+        }
         if sequence > current && release != r.current {
             r.available = Some(Available {
                 release: release.to_string(),
@@ -364,31 +485,20 @@ impl Drop for UndoDeployment {
 async fn download(
     manager: &Arc<Manager>,
     app: &Arc<LiveApp>,
-    record: &InstalledApp,
+    manifest: &Manifest,
     target: &Target,
     present: bool,
     job: &Job,
-) -> Result<Manifest, InstallError> {
+) -> Result<(), InstallError> {
     let (kubo, _) = manager.kubo()?;
-    let manifest = if present {
-        read_cached_manifest(manager, &target.release)?
-    } else {
-        let expected = Expected {
-            id: &record.id,
-            kind: record.kind,
-            arch: &record.arch,
-            branch: &record.branch,
-        };
-        fetch_expected_manifest(manager, &kubo, &target.release, expected).await?
-    };
     let mut undo = UndoDeployment {
         manager: manager.clone(),
-        id: record.id.clone(),
+        id: manifest.id.clone(),
         release: target.release.clone(),
         armed: !present,
     };
     if !present {
-        add_deployment(manager, app, &kubo, &manifest, target).await?;
+        add_deployment(manager, app, &kubo, manifest, target).await?;
     }
     let (progress, mut seen) = watch::channel((0u64, 0u64));
     let token = app.begin_fetch(&target.release);
@@ -413,11 +523,11 @@ async fn download(
     if !complete {
         return Err(InstallError::Internal(format!(
             "the download of {} {} stopped",
-            record.id, target.version
+            manifest.id, target.version
         )));
     }
     undo.armed = false;
-    Ok(manifest)
+    Ok(())
 }
 
 /// Lays out `target` next to the current deployment.
@@ -466,8 +576,15 @@ async fn switch(
             .map_or(0, |d| d.sequence);
         r.current = release.to_string();
         r.held = held;
+        r.runtime = manifest.runtime.clone();
         if r.available.as_ref().is_some_and(|a| a.sequence <= target) {
             r.available = None;
+        }
+        if r.permissions_held
+            .as_ref()
+            .is_some_and(|h| h.release == release || h.sequence <= target)
+        {
+            r.permissions_held = None;
         }
     })
     .await
@@ -690,7 +807,12 @@ pub async fn refresh(
                 .held
                 .as_ref()
                 .is_some_and(|h| entry.sequence <= h.sequence);
-            if newer && !held {
+            // Held for its permissions: an administrator must ask for it.
+            let needs_permissions = record
+                .permissions_held
+                .as_ref()
+                .is_some_and(|h| h.release == entry.release);
+            if newer && !held && !needs_permissions {
                 found.push(record.id.clone());
             }
         }
@@ -751,7 +873,8 @@ pub async fn update_all(
         .filter(|a| a.phase == Phase::Ready && a.remote.is_some())
         .collect();
     ids.sort_by_key(|a| (a.kind != crate::release::Kind::Runtime, a.id.clone()));
-    let (mut updated, mut current, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut updated, mut current, mut failed, mut held) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for record in ids {
         let id = record.id.clone();
         let _claim = match manager.apps.claim(&id, job.id()) {
@@ -770,6 +893,9 @@ pub async fn update_all(
                 }
             )),
             Err(InstallError::NothingToDo(_)) => current.push(id),
+            Err(InstallError::PermissionsChanged {
+                version, changes, ..
+            }) => held.push(format!("{id} {version} ({})", changes.join("; "))),
             Err(e) => failed.push(format!("{id}: {e}")),
         }
     }
@@ -778,6 +904,7 @@ pub async fn update_all(
         ("Updated".to_string(), text(updated)),
         ("UpToDate".into(), text(current)),
         ("Failed".into(), text(failed)),
+        ("HeldForPermissions".into(), text(held)),
     ]
     .into_iter()
     .collect())

@@ -57,6 +57,11 @@ error_kinds! {
     FetchFailed => "org.flatipfs.Manager1.Error.FetchFailed",
     /// A manifest, release or tree failed validation.
     VerificationFailed => "org.flatipfs.Manager1.Error.VerificationFailed",
+    /// The update grants the app more than the installed release (new
+    /// filesystems, sockets, devices, bus names, ...); the message lists the
+    /// changes. Ask again with the option `allow-new-permissions` (polkit
+    /// action `update-permissions`).
+    PermissionsChanged => "org.flatipfs.Manager1.Error.PermissionsChanged",
     /// The source is not a trusted remote.
     Untrusted => "org.flatipfs.Manager1.Error.Untrusted",
     /// Not enough disk space.

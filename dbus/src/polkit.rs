@@ -9,6 +9,8 @@ pub enum Action {
     Update,
     /// Move an installed app to a specific (possibly older) release.
     UpdateToVersion,
+    /// Apply an update that grants the app new permissions.
+    UpdatePermissions,
     /// Switch back to the previous release.
     Rollback,
     /// Install an app.
@@ -33,6 +35,7 @@ impl Action {
         Action::Refresh,
         Action::Update,
         Action::UpdateToVersion,
+        Action::UpdatePermissions,
         Action::Rollback,
         Action::Install,
         Action::Uninstall,
@@ -49,6 +52,7 @@ impl Action {
             Action::Refresh => "org.flatipfs.manager1.refresh",
             Action::Update => "org.flatipfs.manager1.update",
             Action::UpdateToVersion => "org.flatipfs.manager1.update-to-version",
+            Action::UpdatePermissions => "org.flatipfs.manager1.update-permissions",
             Action::Rollback => "org.flatipfs.manager1.rollback",
             Action::Install => "org.flatipfs.manager1.install",
             Action::Uninstall => "org.flatipfs.manager1.uninstall",

@@ -184,6 +184,9 @@ pub trait App {
     fn last_checked(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn deployments(&self) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+    /// What a held update would grant beyond the current release.
+    #[zbus(property)]
+    fn pending_permissions(&self) -> zbus::Result<Vec<String>>;
 
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;

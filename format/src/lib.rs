@@ -7,7 +7,10 @@
 //! stores; this crate decides what is acceptable.
 //!
 //! - [`release`]: the release manifest and its validation;
-//! - [`index`]: the store index a remote publishes under its IPNS name.
+//! - [`index`]: the store index a remote publishes under its IPNS name;
+//! - [`metadata`]: a release's Flatpak `metadata`, its checks against the
+//!   manifest, the sandbox permissions it grants and what an update widens.
 
 pub mod index;
+pub mod metadata;
 pub mod release;

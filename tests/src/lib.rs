@@ -8,6 +8,7 @@
 //! - [`process`]: starting detached processes and stopping exactly those.
 
 pub mod ctl;
+pub mod edited_releases;
 pub mod fixtures;
 pub mod introspection;
 pub mod pair;

@@ -337,9 +337,13 @@ fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
     let client = &pair.client;
     ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
 
-    // 1. Killed while the app is being laid out (its metadata cannot be
-    //    fetched): after the restart it is absent.
-    let metadata = pair.withhold(&release, "deploy/metadata");
+    // 1. Killed while the app is being laid out (an exported file cannot
+    //    be fetched; its metadata, checked before the install is recorded,
+    //    can): after the restart it is absent.
+    let export = pair.withhold(
+        &release,
+        "deploy/export/share/applications/org.test.Hello.desktop",
+    );
     let mut install = spawn_ctl(client, &["install", "--no-wait", "main", "org.test.Hello"]);
     let mut laying_out =
         || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("installing"));
@@ -350,7 +354,7 @@ fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
     client.start_daemon().unwrap();
     assert_absent(client, "org.test.Hello", &release);
     assert_no_stale_mount(client);
-    pair.give_back(&metadata);
+    pair.give_back(&export);
 
     // 2. Killed while the app runs degraded: its mount is left dead; after
     //    the restart it is mounted again, runs, and the fetch resumes.

@@ -70,7 +70,11 @@ impl AppObject {
     /// `update-to-version`, also to an older release) or, with `""`, to
     /// the newest release of its remote (action `update`). Options:
     /// `download-only` (b): fetch completely, do not switch;
-    /// `cached-only` (b): only switch to an already downloaded release.
+    /// `cached-only` (b): only switch to an already downloaded release;
+    /// `allow-new-permissions` (b): go ahead even if the release grants the
+    /// app new permissions (polkit action `update-permissions`, checked
+    /// before anything else). Without it such a release fails the job with
+    /// `PermissionsChanged` and is held (`PendingPermissions`).
     async fn update(
         &self,
         version: String,
@@ -78,9 +82,13 @@ impl AppObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &zbus::Connection,
     ) -> Result<OwnedObjectPath, Error> {
-        options::reject_unknown(&options, &["download-only", "cached-only"])?;
+        options::reject_unknown(
+            &options,
+            &["download-only", "cached-only", "allow-new-permissions"],
+        )?;
         let download_only = options::boolean(&options, "download-only")?;
         let cached_only = options::boolean(&options, "cached-only")?;
+        let allow_new_permissions = options::boolean(&options, "allow-new-permissions")?;
         if download_only && cached_only {
             return Err(Error::new(
                 ErrorKind::InvalidArgs,
@@ -99,17 +107,16 @@ impl AppObject {
         } else {
             Action::UpdateToVersion
         };
-        let uid = authorize(
-            &self.gate,
-            &header,
-            action,
-            &HashMap::from([("app", id.as_str()), ("version", version.as_str())]),
-        )
-        .await?;
+        let details = HashMap::from([("app", id.as_str()), ("version", version.as_str())]);
+        let mut uid = authorize(&self.gate, &header, action, &details).await?;
+        if allow_new_permissions {
+            uid = authorize(&self.gate, &header, Action::UpdatePermissions, &details).await?;
+        }
         let request = UpdateOptions {
             version: (!version.is_empty()).then_some(version),
             download_only,
             cached_only,
+            allow_new_permissions,
         };
         let manager = self.manager.clone();
         self.run_job(connection, "update", uid, move |job| async move {
@@ -297,6 +304,14 @@ impl AppObject {
             })
             .collect()
     }
+    /// What the held update (the release `AvailableVersion` names, held
+    /// because of this; `Status` says so) would grant beyond the current
+    /// release, one change per item for people; empty when no update is
+    /// held for its permissions.
+    #[zbus(property)]
+    fn pending_permissions(&self) -> Vec<String> {
+        self.info.pending_permissions.clone()
+    }
     /// The job changing the app now; `/` when none.
     #[zbus(property)]
     fn active_job(&self) -> OwnedObjectPath {
@@ -356,6 +371,9 @@ async fn emit_changes(iface: &InterfaceRef<AppObject>, old: &AppInfo, new: &AppI
     }
     if old.deployments != new.deployments {
         results.push(object.deployments_changed(e).await);
+    }
+    if old.pending_permissions != new.pending_permissions {
+        results.push(object.pending_permissions_changed(e).await);
     }
     for r in results {
         if let Err(e) = r {
@@ -502,9 +520,10 @@ pub(crate) fn map_install_error(e: &InstallError) -> Error {
         InstallError::Source(SourceError::Fetch { .. }) | InstallError::Kubo(_) => {
             ErrorKind::FetchFailed
         }
-        InstallError::Source(SourceError::Invalid { .. }) | InstallError::Mismatch(_) => {
-            ErrorKind::VerificationFailed
-        }
+        InstallError::Source(SourceError::Invalid { .. })
+        | InstallError::Mismatch(_)
+        | InstallError::Metadata { .. } => ErrorKind::VerificationFailed,
+        InstallError::PermissionsChanged { .. } => ErrorKind::PermissionsChanged,
         InstallError::Source(SourceError::NotInIndex { .. })
         | InstallError::NoSuchRemote(_)
         | InstallError::RuntimeMissing { .. } => ErrorKind::NotFound,

@@ -357,7 +357,8 @@ impl ManagerObject {
 
     /// Updates every app installed from a remote, as one job (`Type`
     /// `update-all`). Options: `download-only` (b), `cached-only` (b).
-    /// Polkit action `update`.
+    /// Polkit action `update`. Updates that grant an app new permissions
+    /// are held, never applied: `Details` `HeldForPermissions` lists them.
     async fn update_all(
         &self,
         options: HashMap<String, OwnedValue>,
@@ -369,6 +370,7 @@ impl ManagerObject {
             version: None,
             download_only: options::boolean(&options, "download-only")?,
             cached_only: options::boolean(&options, "cached-only")?,
+            allow_new_permissions: false,
         };
         let uid = authorize(&self.gate, &header, Action::Update, &HashMap::new()).await?;
         let job = self.manager.jobs.create("update-all", "", uid);
