@@ -7,7 +7,10 @@
 //! stores; this crate decides what is acceptable.
 //!
 //! - [`release`]: the release manifest and its validation;
-//! - [`index`]: the store index a remote publishes under its IPNS name.
+//! - [`index`]: the store index a remote publishes under its IPNS name;
+//! - [`exports`]: what an app may export to the host (Flatpak's rules) and
+//!   the rewritten files written in place of a release's `export/`.
 
+pub mod exports;
 pub mod index;
 pub mod release;
