@@ -53,9 +53,18 @@ pub struct Refused {
     pub reason: String,
 }
 
+/// Shown with control characters escaped (paths come from the network
+/// and end up on a terminal).
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.reason)
+        for c in format!("{}: {}", self.path, self.reason).chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -223,4 +232,20 @@ async fn fetch_exact(
         .into());
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_shown_without_control_characters() {
+        let r = Refused {
+            path: "export/share/applications/\u{1b}[2Jx\n.desktop".into(),
+            reason: "bad".into(),
+        };
+        let shown = r.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2Jx\\u{a}.desktop: bad"), "{shown}");
+    }
 }
