@@ -519,40 +519,132 @@ fn maybe_quote(s: &str) -> String {
     }
 }
 
+/// An `Exec=` line taken apart: the command (none: the app's default) and
+/// its arguments, and the `flatpak run` options Flatpak carries over.
+#[derive(Debug, Default)]
+struct Command {
+    command: Option<String>,
+    args: Vec<String>,
+    options: Vec<&'static str>,
+}
+
+/// Takes apart an `Exec=` that Flatpak rewrote already (a release
+/// published from a deploy directory holds its exports in post-deploy
+/// form): `flatpak run [--branch= --arch= --command= --file-forwarding
+/// --no-a11y-bus --no-documents-portal] APP_ID ARGS`, with `@@ %f @@`
+/// and `@@u %u @@` turned back into the field codes. `None` when `argv`
+/// is not such a line; an error when it runs another app or passes other
+/// options to `flatpak`.
+fn undo_flatpak_run(
+    ctx: &ExportContext<'_>,
+    argv: &[String],
+) -> Result<Option<Command>, ExportError> {
+    let is_flatpak = argv
+        .first()
+        .is_some_and(|a| a.rsplit('/').next() == Some("flatpak"));
+    if !is_flatpak || argv.get(1).map(String::as_str) != Some("run") {
+        return Ok(None);
+    }
+    let mut out = Command::default();
+    let mut rest = argv[2..].iter();
+    let app = loop {
+        let Some(arg) = rest.next() else {
+            return Err(ExportError::invalid("Exec= runs flatpak without an app"));
+        };
+        if !arg.starts_with('-') {
+            break arg;
+        }
+        if let Some(command) = arg.strip_prefix("--command=") {
+            out.command = Some(command.to_string());
+        } else if arg == "--no-a11y-bus" {
+            out.options.push("no-a11y-bus");
+        } else if arg == "--no-documents-portal" {
+            out.options.push("no-documents-portal");
+        } else if !(arg.starts_with("--branch=")
+            || arg.starts_with("--arch=")
+            || arg == "--file-forwarding")
+        {
+            return Err(ExportError::invalid(format!(
+                "Exec= runs flatpak with the option {arg}"
+            )));
+        }
+    };
+    if app != ctx.app_id {
+        return Err(ExportError::invalid(format!(
+            "Exec= runs another app ({app})"
+        )));
+    }
+    while let Some(arg) = rest.next() {
+        if arg == "@@" || arg == "@@u" {
+            match (rest.next(), rest.next()) {
+                (Some(code), Some(end))
+                    if end == "@@" && ["%f", "%u"].iter().any(|c| code.eq_ignore_ascii_case(c)) =>
+                {
+                    out.args.push(code.clone())
+                }
+                _ => {
+                    return Err(ExportError::invalid(
+                        "Exec= forwards files in an unknown way",
+                    ))
+                }
+            }
+        } else {
+            out.args.push(arg.clone());
+        }
+    }
+    Ok(Some(out))
+}
+
 /// The `Exec=` Flatpak writes for `old` (`export_desktop_file`): the same
-/// command and arguments, run inside the app's sandbox.
+/// command and arguments, run inside the app's sandbox. An `Exec=` that is
+/// a `flatpak run` of this app already is taken apart first, so that it is
+/// not wrapped twice.
 fn flatpak_exec(
     ctx: &ExportContext<'_>,
     old: Option<&str>,
     run_options: Option<&str>,
 ) -> Result<String, ExportError> {
+    let argv = match old {
+        Some(old) => shell_split(old)?,
+        None => Vec::new(),
+    };
+    let mut parts = match undo_flatpak_run(ctx, &argv)? {
+        Some(parts) => parts,
+        None => {
+            let mut argv = argv.into_iter();
+            Command {
+                command: argv.next(),
+                args: argv.collect(),
+                options: Vec::new(),
+            }
+        }
+    };
+    for option in run_options.unwrap_or_default().split(';') {
+        match option {
+            "no-a11y-bus" => parts.options.push("no-a11y-bus"),
+            "no-documents-portal" => parts.options.push("no-documents-portal"),
+            _ => {}
+        }
+    }
     let mut exec = format!(
         "{FLATPAK_BINARY} run --branch={} --arch={}",
         maybe_quote(ctx.branch),
         maybe_quote(ctx.arch)
     );
-    for option in run_options.unwrap_or_default().split(';') {
-        match option {
-            "no-a11y-bus" => exec.push_str(" --no-a11y-bus"),
-            "no-documents-portal" => exec.push_str(" --no-documents-portal"),
-            _ => {}
+    for option in ["no-a11y-bus", "no-documents-portal"] {
+        if parts.options.contains(&option) {
+            let _ = write!(exec, " --{option}");
         }
     }
-    let argv = match old {
-        Some(old) => shell_split(old)?,
-        None => Vec::new(),
-    };
-    let Some((command, args)) = argv.split_first() else {
-        let _ = write!(exec, " {}", maybe_quote(ctx.app_id));
-        return Ok(exec);
-    };
-    let _ = write!(exec, " --command={}", maybe_quote(command));
+    if let Some(command) = &parts.command {
+        let _ = write!(exec, " --command={}", maybe_quote(command));
+    }
     let forwards = |a: &String| a.eq_ignore_ascii_case("%f") || a.eq_ignore_ascii_case("%u");
-    if args.iter().any(forwards) {
+    if parts.args.iter().any(forwards) {
         exec.push_str(" --file-forwarding");
     }
     let _ = write!(exec, " {}", maybe_quote(ctx.app_id));
-    for arg in args {
+    for arg in &parts.args {
         let quoted = maybe_quote(arg);
         if quoted.eq_ignore_ascii_case("%f") {
             let _ = write!(exec, " @@ {quoted} @@");
@@ -1029,6 +1121,36 @@ mod tests {
         assert_eq!(
             exec_of(&out, "Desktop Entry"),
             "/usr/bin/flatpak run --branch=master --arch=x86_64 --command='--filesystem=host x' org.test.Hello y"
+        );
+    }
+
+    #[test]
+    fn an_exec_flatpak_rewrote_already_is_not_wrapped_twice() {
+        let flatpaks = "[Desktop Entry]\nName=x\nExec=/usr/bin/flatpak run --branch=stable --arch=aarch64 --no-a11y-bus --command=hello.sh --file-forwarding org.test.Hello -x @@u %U @@\n";
+        assert_eq!(
+            exec_of(&desktop(flatpaks).unwrap(), "Desktop Entry"),
+            "/usr/bin/flatpak run --branch=master --arch=x86_64 --no-a11y-bus --command=hello.sh --file-forwarding org.test.Hello -x @@u %U @@"
+        );
+        let plain = "[Desktop Entry]\nName=x\nExec=flatpak run org.test.Hello\n";
+        assert_eq!(
+            exec_of(&desktop(plain).unwrap(), "Desktop Entry"),
+            "/usr/bin/flatpak run --branch=master --arch=x86_64 org.test.Hello"
+        );
+        for bad in [
+            "Exec=/usr/bin/flatpak run --command=sh org.other.App\n",
+            "Exec=flatpak run --filesystem=host org.test.Hello\n",
+            "Exec=flatpak run --command=sh --env=LD_PRELOAD=/x org.test.Hello\n",
+            "Exec=flatpak run\n",
+            "Exec=flatpak run org.test.Hello @@ /etc/shadow\n",
+        ] {
+            let text = format!("[Desktop Entry]\nName=x\n{bad}");
+            assert!(desktop(&text).is_err(), "{bad}");
+        }
+        // Another program called flatpak is just a command in the sandbox.
+        let other = "[Desktop Entry]\nName=x\nExec=/app/bin/flatpak-helper run x\n";
+        assert_eq!(
+            exec_of(&desktop(other).unwrap(), "Desktop Entry"),
+            "/usr/bin/flatpak run --branch=master --arch=x86_64 --command=/app/bin/flatpak-helper org.test.Hello run x"
         );
     }
 
