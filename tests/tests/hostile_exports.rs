@@ -410,7 +410,7 @@ fn hostile_exports_are_refused_rewritten_and_never_replace_another_apps() {
 }
 
 #[test]
-fn oversize_metadata_fails_the_install_with_a_typed_error() {
+fn oversize_metadata_and_climbing_export_paths_fail_the_install_with_a_typed_error() {
     let pair = Pair::up("\n[updates]\npolicy = \"none\"\n");
     let client = &pair.client;
     pair.publish("repo-v1", &pair.runtime_ref.clone());
@@ -445,6 +445,31 @@ fn oversize_metadata_fails_the_install_with_a_typed_error() {
     assert!(!client.installation().join("app/org.test.Hello").exists());
     let again = flatipfsctl(client, None, &["info", "org.test.Hello"]);
     assert_eq!(again.status.code(), Some(3), "{again:?}");
+
+    // An export path that climbs out of export/ is refused with the
+    // manifest, before anything is written.
+    let good = pair.publish("repo-v1", &pair.app_ref.clone());
+    let climbing = pair.handmade(&good, |m| {
+        let entries = m["entries"].as_array_mut().unwrap();
+        let at = entries
+            .iter()
+            .position(|e| e["path"] == format!("export/{HELLO_DESKTOP}"))
+            .expect("the app exports a desktop file");
+        entries[at]["path"] = "export/share/applications/../../../etc/profile.d/x.sh".into();
+    });
+    let out = flatipfsctl(
+        client,
+        None,
+        &["install", "--json", &format!("/ipfs/{climbing}")],
+    );
+    assert_eq!(
+        last_json(&out)["error"]["name"],
+        "org.flatipfs.Manager1.Error.VerificationFailed",
+        "{out:?}"
+    );
+    assert!(!client.installation().join("app/org.test.Hello").exists());
+    assert!(!client.installation().join("etc").exists());
+    assert!(!Path::new("/etc/profile.d/x.sh").exists());
 }
 
 #[test]
