@@ -6,7 +6,8 @@
 //! a release's deploy directory (`deploy`, local `metadata` and `export/`, an
 //! empty `files/` mount point) under a 64-hex id; and switching `active` and
 //! `current` atomically under the installation's lock, with the exports farm
-//! and `.changed` kept up to date. Knows nothing of IPFS or D-Bus: callers
+//! (only the deploy's checked files, never another app's names, stale links
+//! removed) and `.changed` kept up to date. Knows nothing of IPFS or D-Bus: callers
 //! hand it validated content.
 
 use std::fs;
