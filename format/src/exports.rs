@@ -667,6 +667,13 @@ fn rewrite_execs(ctx: &ExportContext<'_>, file: &mut KeyFile) -> Result<(), Expo
         file.remove(group, "X-Flatpak-RunOptions");
         file.remove(group, "TryExec");
         file.remove(group, "X-GNOME-Bugzilla-ExtraInfoScript");
+        // Localized variants (`Exec[de]=`) of what runs are dropped too: no
+        // launcher should take them, none gets the chance.
+        for key in ["Exec", "TryExec", "X-GNOME-Bugzilla-ExtraInfoScript"] {
+            file.groups[group]
+                .1
+                .retain(|(k, _)| !(k.starts_with(key) && k[key.len()..].starts_with('[')));
+        }
         let old = file.get(group, "Exec")?;
         let exec = flatpak_exec(ctx, old.as_deref(), options.as_deref())?;
         file.set(group, "Exec", &exec);
@@ -681,7 +688,7 @@ fn rewrite_desktop(ctx: &ExportContext<'_>, data: &[u8]) -> Result<Vec<u8>, Expo
         .ok_or_else(|| ExportError::invalid("no [Desktop Entry] group"))?;
     file.set(entry, "X-Flatpak", ctx.app_id);
     let enabled = file.raw(entry, "X-KDE-PluginInfo-EnabledByDefault");
-    if matches!(enabled, Some("true" | "1")) {
+    if enabled.is_some_and(|v| !matches!(v.trim(), "false" | "0")) {
         file.set(entry, "X-KDE-PluginInfo-EnabledByDefault", "false");
     }
     rewrite_execs(ctx, &mut file)?;
@@ -1169,6 +1176,15 @@ mod tests {
         assert!(
             out.contains("X-KDE-PluginInfo-EnabledByDefault=false\n"),
             "{out}"
+        );
+        let localized = desktop(
+            "[Desktop Entry]\nName=x\nExec=a\nExec[de]=/bin/evil\nTryExec[de]=/bin/evil\nX-KDE-PluginInfo-EnabledByDefault=true \n",
+        )
+        .unwrap();
+        assert!(!localized.contains("evil"), "{localized}");
+        assert!(
+            localized.contains("X-KDE-PluginInfo-EnabledByDefault=false\n"),
+            "{localized}"
         );
         assert_eq!(
             exec_of(&out, "Desktop Entry"),
