@@ -221,6 +221,11 @@ fn hostile_exports_are_refused_rewritten_and_never_replace_another_apps() {
             0o4755,
         )
         .export(
+            "share/applications/org.test.Hello.Runs.desktop",
+            "[Desktop Entry]\nType=Application\nName=Runs\nExec=/usr/bin/flatpak run --command=sh org.other.App\n",
+            0o644,
+        )
+        .export(
             "share/icons/hicolor/48x48/apps/org.test.Hello.png",
             "#!/bin/sh\nnot a png\n",
             0o644,
@@ -276,6 +281,10 @@ fn hostile_exports_are_refused_rewritten_and_never_replace_another_apps() {
         (
             "share/applications/org.test.Hello.Shadow.desktop",
             "symlink",
+        ),
+        (
+            "share/applications/org.test.Hello.Runs.desktop",
+            "runs another app",
         ),
     ] {
         let line = format!("export/{path}: ");
@@ -354,6 +363,7 @@ fn hostile_exports_are_refused_rewritten_and_never_replace_another_apps() {
     }
     let everything = tree(&client.dir.join("state"));
     for bad in [
+        "Runs",
         "profile.d",
         "system-services",
         "org.other.App",
