@@ -162,16 +162,28 @@ pub async fn install(
     let removals = jobs::subscribe(manager).await?;
     let (app_path, job): (OwnedObjectPath, OwnedObjectPath) =
         call_mutating(manager, "Install", &(target.as_str(), options)).await?;
+    // Files of the release's export/ the daemon did not export, one
+    // "path: reason" a line (known only when the install is followed).
+    let mut refused = Vec::new();
     if no_wait {
         wait_runnable(manager, app_path.clone(), &job).await?;
     } else {
-        jobs::follow(manager, removals, job, json).await?;
+        let details = jobs::follow(manager, removals, job, json).await?;
+        refused = jobs::text(&details, "RefusedExports")
+            .lines()
+            .map(String::from)
+            .collect();
     }
     let app = app_proxy(manager, app_path).await?;
     let described = describe(&app).await?;
     if json {
-        println!("{}", json!(described));
+        let mut out = json!(described);
+        out["refused_exports"] = json!(refused);
+        println!("{out}");
     } else {
+        for line in &refused {
+            eprintln!("warning: not exported: {line}");
+        }
         println!(
             "installed {} {} ({})",
             described.id, described.version, described.state

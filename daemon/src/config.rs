@@ -147,6 +147,15 @@ pub struct LimitsConfig {
     pub max_file_size: u64,
     /// Most entries (files, directories, symlinks) of a release.
     pub max_entries: usize,
+    /// Largest `metadata` file, in bytes.
+    pub max_metadata_size: u64,
+    /// Largest single file under `export/`, in bytes; a larger one is
+    /// refused (not exported) without being read.
+    pub max_export_file_size: u64,
+    /// Most bytes of all exported files of a release together.
+    pub max_exports_size: u64,
+    /// Most files a release may export.
+    pub max_export_files: usize,
 }
 
 impl Default for LimitsConfig {
@@ -154,6 +163,10 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_file_size: 4 << 30,
             max_entries: 200_000,
+            max_metadata_size: 256 << 10,
+            max_export_file_size: 4 << 20,
+            max_exports_size: 32 << 20,
+            max_export_files: 1000,
         }
     }
 }

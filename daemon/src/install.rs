@@ -26,12 +26,13 @@ use crate::apps::{AppInfo, DeploymentInfo, LiveApp};
 use crate::fetch;
 use crate::fuse::{MountError, ReleaseFs};
 use crate::index::StoreIndex;
-use crate::installation::{InstallationError, LocalFile};
+use crate::installation::InstallationError;
 use crate::jobs::{Detail, Job};
 use crate::kubo::{Client, KuboError};
+use crate::local_files::{self, Refused};
 use crate::manager::Manager;
 use crate::permissions;
-use crate::release::{EntryKind, Kind, Manifest, ManifestLimits};
+use crate::release::{Kind, Manifest, ManifestLimits};
 use crate::source::{self, Source, SourceError};
 use crate::store::{Deployment, InstalledApp, Phase, StoreError};
 
@@ -299,7 +300,7 @@ pub async fn install(
     let runtime_installed = ensure_runtime(manager, &plan, &job, &mut undo.ids).await?;
     job.set_status(&format!("installing {id} {}", plan.manifest.version));
     undo.ids.push(id.clone());
-    let app = deploy(manager, &plan).await?;
+    let (app, refused) = deploy(manager, &plan).await?;
     job.set_status("runnable; fetching the rest in the background");
     let mut info = app.info.subscribe();
     loop {
@@ -325,6 +326,16 @@ pub async fn install(
         ("MountPoint".into(), text(&final_info.mount_point)),
         ("RuntimeInstalled".into(), text(&runtime_installed)),
         ("TotalBytes".into(), Detail::Number(final_info.total)),
+        (
+            "RefusedExports".into(),
+            text(
+                &refused
+                    .iter()
+                    .map(Refused::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ),
     ]
     .into_iter()
     .collect())
@@ -597,7 +608,10 @@ pub(crate) fn sync_info(manager: &Manager, app: &LiveApp, record: &InstalledApp)
 /// Lays out, mounts and activates a planned release (steps 1 to 3 of the
 /// module's order), then starts its background fetch. On failure, what was
 /// done is undone before the error is returned.
-async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, InstallError> {
+async fn deploy(
+    manager: &Arc<Manager>,
+    plan: &Plan,
+) -> Result<(Arc<LiveApp>, Vec<Refused>), InstallError> {
     let manifest = &plan.manifest;
     let id = manifest.id.clone();
     let record = InstalledApp {
@@ -639,8 +653,8 @@ async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, Ins
         store.save(&state)?;
     }
     let app = manager.apps.add(app_info(manager, &record));
-    match lay_out(manager, plan, &app).await {
-        Ok(()) => {}
+    let refused = match lay_out(manager, plan, &app).await {
+        Ok(refused) => refused,
         Err(e) => {
             warn!(app = %id, "install failed: {e}; removing what was laid out");
             if let Err(undo) = remove(manager, &id).await {
@@ -648,21 +662,25 @@ async fn deploy(manager: &Arc<Manager>, plan: &Plan) -> Result<Arc<LiveApp>, Ins
             }
             return Err(e);
         }
-    }
+    };
     info!(app = %id, version = %manifest.version, release = %plan.release, "installed; fetching in the background");
     start_fetch(manager, &app, manifest.clone(), plan.release.clone());
-    Ok(app)
+    Ok((app, refused))
 }
 
-/// Step 2 and 3 of an install.
-async fn lay_out(manager: &Arc<Manager>, plan: &Plan, app: &LiveApp) -> Result<(), InstallError> {
+/// Step 2 and 3 of an install; returns the refused exports.
+async fn lay_out(
+    manager: &Arc<Manager>,
+    plan: &Plan,
+    app: &LiveApp,
+) -> Result<Vec<Refused>, InstallError> {
     let manifest = &plan.manifest;
     let config = manager.config();
     let installation = config.installation();
     let (kubo, _) = manager.kubo()?;
     installation.register().await?;
     app.update(|i| i.status = "laying out the release".into());
-    let files = deploy_release(manager, app, &kubo, manifest, &plan.release).await?;
+    let (files, refused) = deploy_release(manager, app, &kubo, manifest, &plan.release).await?;
     installation.activate(manifest, &plan.release)?;
     {
         let lock = manager.state_lock();
@@ -681,26 +699,33 @@ async fn lay_out(manager: &Arc<Manager>, plan: &Plan, app: &LiveApp) -> Result<(
         i.status = "runnable; fetching in the background".into();
         i.mount_point = files.display().to_string();
     });
-    Ok(())
+    Ok(refused)
 }
 
 /// Puts `release` on this machine next to whatever else of the app is
 /// there: its deploy directory (local `metadata` and `export/`), its copy
 /// in MFS (so nothing of it is garbage-collected while it is fetched), its
-/// cached manifest and its `files/` mount. Returns the mount point. What a
-/// crash leaves of this is removed at the next start unless recorded.
+/// cached manifest and its `files/` mount. Returns the mount point and the
+/// files of `export/` that were refused (logged already). What a crash
+/// leaves of this is removed at the next start unless recorded.
 pub(crate) async fn deploy_release(
     manager: &Manager,
     app: &LiveApp,
     kubo: &Client,
     manifest: &Manifest,
     release: &str,
-) -> Result<PathBuf, InstallError> {
+) -> Result<(PathBuf, Vec<Refused>), InstallError> {
     let config = manager.config();
-    let local = local_files(kubo, manifest, config.fetch.document_timeout).await?;
+    let local = local_files::local_files(
+        kubo,
+        manifest,
+        (&config.limits).into(),
+        config.fetch.document_timeout,
+    )
+    .await?;
     let deploy_dir = config
         .installation()
-        .write_deploy(manifest, release, &local)?;
+        .write_deploy(manifest, release, &local.files)?;
     let mfs = fetch::mfs_path(&manifest.id, release);
     kubo.files_mkdir(&fetch::mfs_app_dir(&manifest.id)).await?;
     kubo.files_rm(&mfs).await?;
@@ -710,7 +735,7 @@ pub(crate) async fn deploy_release(
     if !app.is_mounted(release) {
         mount(manager, app, manifest, release, &files).await?;
     }
-    Ok(files)
+    Ok((files, local.refused))
 }
 
 /// Mounts `files/` of `release` at `files` for `app`.
@@ -776,57 +801,6 @@ pub(crate) fn start_fetch(
         cancel,
         None,
     ));
-}
-
-/// Fetches `metadata` and the regular files of `export/`: what a deploy
-/// keeps on local disk. Symlinks in `export/` are never followed or copied,
-/// so a release cannot make the daemon copy a host file.
-pub async fn local_files(
-    kubo: &Client,
-    manifest: &Manifest,
-    timeout: Duration,
-) -> Result<Vec<LocalFile>, InstallError> {
-    let mut out = Vec::new();
-    for entry in &manifest.entries {
-        if entry.kind != EntryKind::File
-            || !(entry.path == "metadata" || entry.path.starts_with("export/"))
-        {
-            continue;
-        }
-        let path = format!("/ipfs/{}", entry.cid);
-        let read = kubo.cat(&path, entry.size);
-        let data =
-            tokio::time::timeout(timeout, read)
-                .await
-                .map_err(|_| KuboError::Stalled {
-                    what: format!("fetching {}", entry.path),
-                    after: timeout,
-                })??;
-        if data.len() as u64 != entry.size {
-            return Err(SourceError::Invalid {
-                what: entry.path.clone(),
-                reason: format!(
-                    "{} bytes arrived, the manifest says {}",
-                    data.len(),
-                    entry.size
-                ),
-            }
-            .into());
-        }
-        out.push(LocalFile {
-            path: entry.path.clone(),
-            data,
-            executable: entry.mode & 0o111 != 0,
-        });
-    }
-    if !out.iter().any(|f| f.path == "metadata") {
-        return Err(SourceError::Invalid {
-            what: format!("release of {}", manifest.id),
-            reason: "it has no metadata file".into(),
-        }
-        .into());
-    }
-    Ok(out)
 }
 
 /// Records `release` of `id` as complete (durable).

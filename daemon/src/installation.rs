@@ -6,7 +6,8 @@
 //! a release's deploy directory (`deploy`, local `metadata` and `export/`, an
 //! empty `files/` mount point) under a 64-hex id; and switching `active` and
 //! `current` atomically under the installation's lock, with the exports farm
-//! and `.changed` kept up to date. Knows nothing of IPFS or D-Bus: callers
+//! (only the deploy's checked files, never another app's names, stale links
+//! removed) and `.changed` kept up to date. Knows nothing of IPFS or D-Bus: callers
 //! hand it validated content.
 
 use std::fs;
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
+
+use flatipfs_format::exports::{self, ExportContext};
 
 use crate::deploy_data::DeployData;
 use crate::release::{Kind, Manifest};
@@ -236,22 +239,8 @@ impl Installation {
                 &Path::new(&manifest.arch).join(&manifest.branch),
                 &app_dir.join("current"),
             )?;
-            for entry in manifest
-                .entries
-                .iter()
-                .filter(|e| e.kind == crate::release::EntryKind::File)
-            {
-                let Some(exported) = entry.path.strip_prefix("export/") else {
-                    continue;
-                };
-                let depth = exported.split('/').count();
-                let target = PathBuf::from("../".repeat(depth))
-                    .join("app")
-                    .join(&manifest.id)
-                    .join("current/active/export")
-                    .join(exported);
-                replace_symlink(&target, &self.path.join("exports").join(exported))?;
-            }
+            let export = ref_dir.join(deploy_id(release)).join("export");
+            self.link_exports(&manifest.id, &export)?;
         }
         let changed = self.path.join(".changed");
         fs::File::create(&changed).map_err(io(&changed))?;
@@ -350,6 +339,80 @@ impl Installation {
         Ok(())
     }
 
+    /// Links the files of `export` (a deploy's `export/`, written by the
+    /// daemon from what passed its checks) into `exports/` for `app`, and
+    /// removes `app`'s links to files this deploy no longer has. A name
+    /// another app holds is left to it (logged), unless its link is
+    /// dangling or `app` is the more specific owner (its id is the longer
+    /// prefix of the name: `org.a.App.Plugin` wins its own files back from
+    /// `org.a.App`); anything that is not a link is never replaced.
+    fn link_exports(&self, app: &str, export: &Path) -> Result<(), InstallationError> {
+        let exports = self.path.join("exports");
+        let mut wanted = Vec::new();
+        collect_files(export, Path::new(""), &mut wanted);
+        // Deploys are written from checked files; a deploy an older daemon
+        // wrote is held to the same names here.
+        let ctx = ExportContext {
+            app_id: app,
+            arch: "",
+            branch: "",
+        };
+        let wrapper = Path::new("bin").join(app);
+        wanted.retain(|rel| {
+            let ok = *rel == wrapper
+                || rel
+                    .to_str()
+                    .is_some_and(|r| exports::classify(&ctx, r, 0o644).is_ok());
+            if !ok {
+                tracing::warn!(%app, export = %rel.display(), "export not linked: not a name Flatpak exports");
+            }
+            ok
+        });
+        for rel in &wanted {
+            let link = exports.join(rel);
+            let depth = rel.components().count();
+            let target = PathBuf::from("../".repeat(depth))
+                .join("app")
+                .join(app)
+                .join("current/active/export")
+                .join(rel);
+            match fs::symlink_metadata(&link) {
+                Err(_) => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    let current = fs::read_link(&link).unwrap_or_default();
+                    if current == target {
+                        continue;
+                    }
+                    match export_owner(&current) {
+                        Some(owner) if owner == app => {}
+                        _ if !link.exists() => {}
+                        Some(owner) if app.len() > owner.len() => {
+                            tracing::info!(%app, %owner, export = %rel.display(), "the export goes to the more specific app");
+                        }
+                        owner => {
+                            tracing::warn!(%app, owner = owner.unwrap_or("?"), export = %rel.display(), "export not linked: another app's export has this name");
+                            continue;
+                        }
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(%app, export = %rel.display(), "export not linked: something that is not a link has this name");
+                    continue;
+                }
+            }
+            replace_symlink(&target, &link)?;
+        }
+        let mut present = Vec::new();
+        collect_links(&exports, Path::new(""), &mut present);
+        for (rel, target) in present {
+            if export_owner(&target) == Some(app) && !wanted.contains(&rel) {
+                let _ = fs::remove_file(exports.join(&rel));
+            }
+        }
+        self.prune_exports();
+        Ok(())
+    }
+
     /// Removes export links whose target is gone, and emptied directories.
     fn prune_exports(&self) {
         fn walk(dir: &Path) -> bool {
@@ -405,9 +468,222 @@ impl Installation {
     }
 }
 
+/// The regular files below `dir` (relative to `base`), never following a
+/// symlink.
+fn collect_files(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir.join(rel)) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let child = rel.join(entry.file_name());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_files(dir, &child, out),
+            Ok(t) if t.is_file() => out.push(child),
+            _ => {}
+        }
+    }
+}
+
+/// The symlinks below `dir` (relative to it) and their targets.
+fn collect_links(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, PathBuf)>) {
+    let Ok(entries) = fs::read_dir(dir.join(rel)) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let child = rel.join(entry.file_name());
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_links(dir, &child, out),
+            Ok(t) if t.is_symlink() => {
+                if let Ok(target) = fs::read_link(entry.path()) {
+                    out.push((child, target));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The app an export link points into (`../…/app/ID/current/active/export/…`).
+fn export_owner(target: &Path) -> Option<&str> {
+    let mut parts = target
+        .components()
+        .skip_while(|c| matches!(c, std::path::Component::ParentDir))
+        .map(|c| c.as_os_str().to_str());
+    match (parts.next(), parts.next()) {
+        (Some(Some("app")), Some(Some(id))) => Some(id),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An installation in a temporary directory with `app`'s active
+    /// deploy exporting `files` (paths under `export/`).
+    fn with_deploy(dir: &Path, app: &str, deploy: &str, files: &[&str]) -> PathBuf {
+        let export = dir
+            .join("app")
+            .join(app)
+            .join("x86_64/master")
+            .join(deploy)
+            .join("export");
+        let _ = fs::remove_dir_all(&export);
+        for f in files {
+            let path = export.join(f);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, app).unwrap();
+        }
+        let app_dir = dir.join("app").join(app);
+        let _ = fs::remove_file(app_dir.join("current"));
+        symlink("x86_64/master", app_dir.join("current")).unwrap();
+        let _ = fs::remove_file(app_dir.join("x86_64/master/active"));
+        symlink(deploy, app_dir.join("x86_64/master/active")).unwrap();
+        export
+    }
+
+    fn installation(dir: &Path) -> Installation {
+        Installation {
+            id: "test".into(),
+            path: dir.to_owned(),
+            config_dir: dir.join("etc"),
+        }
+    }
+
+    /// What `exports/REL` shows (following the farm's links), if anything.
+    fn shown(dir: &Path, rel: &str) -> Option<String> {
+        fs::read_to_string(dir.join("exports").join(rel)).ok()
+    }
+
+    const HELLO_DESKTOP: &str = "share/applications/org.test.Hello.desktop";
+    const EXTRA_DESKTOP: &str = "share/applications/org.test.Hello.Extra.desktop";
+
+    #[test]
+    fn exports_are_linked_and_stale_ones_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let inst = installation(dir);
+        let icon = "share/icons/hicolor/scalable/apps/org.test.Hello.svg";
+        let export = with_deploy(
+            dir,
+            "org.test.Hello",
+            "a",
+            &[HELLO_DESKTOP, icon, "bin/org.test.Hello"],
+        );
+        inst.link_exports("org.test.Hello", &export).unwrap();
+        assert_eq!(shown(dir, HELLO_DESKTOP).as_deref(), Some("org.test.Hello"));
+        assert_eq!(shown(dir, icon).as_deref(), Some("org.test.Hello"));
+        assert_eq!(
+            shown(dir, "bin/org.test.Hello").as_deref(),
+            Some("org.test.Hello")
+        );
+        assert_eq!(
+            fs::read_link(dir.join("exports").join(HELLO_DESKTOP)).unwrap(),
+            Path::new("../../../app/org.test.Hello/current/active/export").join(HELLO_DESKTOP)
+        );
+        // A new release without the icon: its link goes, with its emptied directories.
+        let export = with_deploy(dir, "org.test.Hello", "b", &[HELLO_DESKTOP]);
+        inst.link_exports("org.test.Hello", &export).unwrap();
+        assert!(fs::symlink_metadata(dir.join("exports").join(icon)).is_err());
+        assert!(!dir.join("exports/share/icons").exists());
+        assert!(!dir.join("exports/bin").exists());
+        assert_eq!(shown(dir, HELLO_DESKTOP).as_deref(), Some("org.test.Hello"));
+    }
+
+    #[test]
+    fn another_apps_export_is_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let inst = installation(dir);
+        let extra = with_deploy(dir, "org.test.Hello.Extra", "a", &[EXTRA_DESKTOP]);
+        inst.link_exports("org.test.Hello.Extra", &extra).unwrap();
+        // org.test.Hello may name files org.test.Hello.Extra.* (Flatpak's
+        // prefix rule) but cannot take the one org.test.Hello.Extra has.
+        let hello = with_deploy(dir, "org.test.Hello", "a", &[HELLO_DESKTOP, EXTRA_DESKTOP]);
+        inst.link_exports("org.test.Hello", &hello).unwrap();
+        assert_eq!(
+            shown(dir, EXTRA_DESKTOP).as_deref(),
+            Some("org.test.Hello.Extra")
+        );
+        assert_eq!(shown(dir, HELLO_DESKTOP).as_deref(), Some("org.test.Hello"));
+        // Nor does a later release of org.test.Hello remove it as stale.
+        let hello = with_deploy(dir, "org.test.Hello", "b", &[HELLO_DESKTOP]);
+        inst.link_exports("org.test.Hello", &hello).unwrap();
+        assert_eq!(
+            shown(dir, EXTRA_DESKTOP).as_deref(),
+            Some("org.test.Hello.Extra")
+        );
+        // A file that is not a link is left alone.
+        let own = dir.join("exports/share/applications/org.test.Hello.Own.desktop");
+        fs::write(&own, "admin's").unwrap();
+        let hello = with_deploy(
+            dir,
+            "org.test.Hello",
+            "c",
+            &["share/applications/org.test.Hello.Own.desktop"],
+        );
+        inst.link_exports("org.test.Hello", &hello).unwrap();
+        assert_eq!(fs::read_to_string(&own).unwrap(), "admin's");
+    }
+
+    #[test]
+    fn the_more_specific_app_wins_its_own_names_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let inst = installation(dir);
+        let hello = with_deploy(dir, "org.test.Hello", "a", &[EXTRA_DESKTOP]);
+        inst.link_exports("org.test.Hello", &hello).unwrap();
+        assert_eq!(shown(dir, EXTRA_DESKTOP).as_deref(), Some("org.test.Hello"));
+        let extra = with_deploy(dir, "org.test.Hello.Extra", "a", &[EXTRA_DESKTOP]);
+        inst.link_exports("org.test.Hello.Extra", &extra).unwrap();
+        assert_eq!(
+            shown(dir, EXTRA_DESKTOP).as_deref(),
+            Some("org.test.Hello.Extra")
+        );
+        inst.link_exports("org.test.Hello", &hello).unwrap();
+        assert_eq!(
+            shown(dir, EXTRA_DESKTOP).as_deref(),
+            Some("org.test.Hello.Extra")
+        );
+    }
+
+    #[test]
+    fn names_flatpak_would_not_export_are_not_linked_from_old_deploys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let inst = installation(dir);
+        let export = with_deploy(
+            dir,
+            "org.test.Hello",
+            "a",
+            &[
+                HELLO_DESKTOP,
+                "share/applications/org.other.App.desktop",
+                "share/dbus-1/system-services/org.test.Hello.service",
+                "etc/profile.d/org.test.Hello.sh",
+                "bin/sh",
+            ],
+        );
+        symlink(
+            "/etc/shadow",
+            export.join("share/applications/org.test.Hello.Link.desktop"),
+        )
+        .unwrap();
+        inst.link_exports("org.test.Hello", &export).unwrap();
+        assert!(shown(dir, HELLO_DESKTOP).is_some());
+        for rel in [
+            "share/applications/org.other.App.desktop",
+            "share/dbus-1/system-services/org.test.Hello.service",
+            "etc/profile.d/org.test.Hello.sh",
+            "bin/sh",
+            "share/applications/org.test.Hello.Link.desktop",
+        ] {
+            assert!(
+                fs::symlink_metadata(dir.join("exports").join(rel)).is_err(),
+                "{rel}"
+            );
+        }
+    }
 
     #[test]
     fn deploy_ids_are_64_hex() {

@@ -613,6 +613,44 @@ impl Client {
         self.cat_path(path, 0, limit).await
     }
 
+    /// The content of the file at `path` (`/ipfs/…`), streamed: Kubo is
+    /// asked for `limit + 1` bytes and the reply is read chunk by chunk,
+    /// stopping as soon as more than `limit` bytes arrived, so that a file
+    /// larger than its caller allows is never buffered. A result longer
+    /// than `limit` means the file is larger; the caller decides.
+    pub async fn cat_bounded(&self, path: &str, limit: u64) -> Result<Vec<u8>, KuboError> {
+        let length = limit.saturating_add(1).to_string();
+        let mut response = self
+            .send_timed(
+                "cat",
+                &[("arg", path), ("length", &length)],
+                None,
+                LONG_CALL,
+            )
+            .await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "cat".into(),
+                source,
+            })?
+        {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                out.truncate(
+                    usize::try_from(limit)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(1),
+                );
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// `length` bytes of file `cid` from `offset` (fewer at the end of the
     /// file). Missing blocks are fetched; the caller bounds the time.
     pub async fn cat_range(

@@ -22,6 +22,7 @@ mod jobs;
 mod kubo;
 mod kubo_monitor;
 mod kubo_node;
+mod local_files;
 mod logging;
 mod manager;
 mod mounts;

@@ -55,9 +55,14 @@ pub async fn mount_release(
         Target::Mountpoint(path) => (path, None),
         Target::Installation(installation) => {
             installation.register().await?;
-            let local =
-                crate::install::local_files(&kubo, &manifest, Duration::from_secs(60)).await?;
-            let deploy = installation.write_deploy(&manifest, release, &local)?;
+            let local = crate::local_files::local_files(
+                &kubo,
+                &manifest,
+                (&defaults).into(),
+                Duration::from_secs(60),
+            )
+            .await?;
+            let deploy = installation.write_deploy(&manifest, release, &local.files)?;
             (deploy.join("files"), Some(installation))
         }
     };

@@ -538,7 +538,10 @@ async fn add_deployment(
     manifest: &Manifest,
     target: &Target,
 ) -> Result<(), InstallError> {
-    deploy_release(manager, app, kubo, manifest, &target.release).await?;
+    let (_, refused) = deploy_release(manager, app, kubo, manifest, &target.release).await?;
+    if !refused.is_empty() {
+        info!(app = %manifest.id, version = %target.version, "{} export(s) refused", refused.len());
+    }
     let deployment = Deployment {
         release: target.release.clone(),
         version: target.version.clone(),

@@ -8,9 +8,12 @@
 //!
 //! - [`release`]: the release manifest and its validation;
 //! - [`index`]: the store index a remote publishes under its IPNS name;
+//! - [`exports`]: what an app may export to the host (Flatpak's rules) and
+//!   the rewritten files written in place of a release's `export/`.
 //! - [`metadata`]: a release's Flatpak `metadata`, its checks against the
 //!   manifest, the sandbox permissions it grants and what an update widens.
 
+pub mod exports;
 pub mod index;
 pub mod metadata;
 pub mod release;
