@@ -365,14 +365,20 @@ fn a_user_runs_one_refresh_at_a_time() {
 }
 
 #[test]
-fn cancelling_an_install_in_its_runtime_phase_leaves_neither_app_nor_runtime() {
+fn cancelling_an_install_after_its_runtime_went_in_leaves_neither_app_nor_runtime() {
     let pair = Pair::up("");
-    let runtime_release = pair.publish("repo-v1", &pair.runtime_ref.clone());
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
     let app_release = pair.publish("repo-v1", &pair.app_ref.clone());
     let client = &pair.client;
-    // The runtime's metadata cannot arrive: its install waits in the runtime
-    // phase (for up to document_timeout) until it is cancelled.
-    let _withheld = pair.withhold(&runtime_release, "deploy/metadata");
+    // The runtime goes in first; then the app's desktop file cannot arrive,
+    // so the app waits while it is laid out (for up to document_timeout),
+    // with the runtime this job installed already there, until it is
+    // cancelled. (Metadata is checked before anything is recorded, so
+    // withholding it would stop the job before the runtime is installed.)
+    let _withheld = pair.withhold(
+        &app_release,
+        "deploy/export/share/applications/org.test.Hello.desktop",
+    );
 
     let mut install = Command::new(paths::binary("flatipfsctl").unwrap())
         .env("DBUS_SYSTEM_BUS_ADDRESS", &client.bus_address)
@@ -382,10 +388,12 @@ fn cancelling_an_install_in_its_runtime_phase_leaves_neither_app_nor_runtime() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut in_runtime_phase =
-        || Ok(state_if_installed(client, "org.test.Platform").as_deref() == Some("installing"));
+    let mut in_runtime_phase = || {
+        Ok(state_if_installed(client, "org.test.Platform").is_some()
+            && state_if_installed(client, "org.test.Hello").as_deref() == Some("installing"))
+    };
     wait_for(
-        "the runtime install to be running",
+        "the runtime to be installed and the app to be laid out",
         LIMIT,
         &mut in_runtime_phase,
     )
