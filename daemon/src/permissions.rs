@@ -31,12 +31,14 @@ fn invalid(manifest: &Manifest, source: MetadataError) -> InstallError {
 }
 
 /// Fetches the `metadata` of the release `manifest` describes from Kubo
-/// (by the CID its manifest gives), refusing anything over
-/// [`metadata::MAX_SIZE`] before reading it.
+/// (by the CID its manifest gives), refusing anything over `limit`
+/// (`limits.max_metadata_size`, never above [`metadata::MAX_SIZE`]) before
+/// reading it, and reading no more than its manifest says.
 pub async fn fetch(
     kubo: &Client,
     manifest: &Manifest,
     timeout: Duration,
+    limit: u64,
 ) -> Result<Vec<u8>, InstallError> {
     let entry = manifest
         .entries
@@ -48,14 +50,18 @@ pub async fn fetch(
                 reason: "it has no metadata file".into(),
             })
         })?;
-    if entry.size > metadata::MAX_SIZE as u64 {
-        return Err(invalid(
-            manifest,
-            MetadataError::TooLarge(usize::try_from(entry.size).unwrap_or(usize::MAX)),
-        ));
+    let limit = limit.min(metadata::MAX_SIZE as u64);
+    if entry.size > limit {
+        return Err(InstallError::Source(SourceError::Invalid {
+            what: format!("the metadata of {} {}", manifest.id, manifest.version),
+            reason: format!(
+                "it is {} bytes, over the limit of {limit} bytes (limits.max_metadata_size)",
+                entry.size
+            ),
+        }));
     }
     let path = format!("/ipfs/{}", entry.cid);
-    let read = kubo.cat(&path, entry.size);
+    let read = kubo.cat_bounded(&path, entry.size);
     let data = tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| KuboError::Stalled {
@@ -87,7 +93,14 @@ pub async fn fetch_checked(
     kubo: &Client,
     manifest: &Manifest,
 ) -> Result<Metadata, InstallError> {
-    let bytes = fetch(kubo, manifest, manager.config().fetch.document_timeout).await?;
+    let config = manager.config();
+    let bytes = fetch(
+        kubo,
+        manifest,
+        config.fetch.document_timeout,
+        config.limits.max_metadata_size,
+    )
+    .await?;
     check(manifest, &bytes)
 }
 
