@@ -608,7 +608,7 @@ pub(crate) async fn mount(
     files: &std::path::Path,
 ) -> Result<(), InstallError> {
     let config = manager.config();
-    let client = manager.mount_client(Duration::from_secs(30)).await?;
+    let client = manager.mount_client()?;
     let fs = ReleaseFs::new(manifest, client, config.fetch.read_timeout)?;
     let session = fs.mount(files)?;
     app.add_mount(release, files.to_owned(), session);

@@ -345,8 +345,11 @@ fn ipfs_children(parent: i32) -> Vec<i32> {
         };
         let name = &stat[stat.find('(').unwrap() + 1..close];
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        if name == "ipfs" && fields.get(1) == Some(&parent.to_string().as_str()) && fields[0] != "Z"
-        {
+        // Run through /proc/self/fd when its path is not public: its
+        // command name is then a number, its executable still `ipfs`.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let is_ipfs = name == "ipfs" || exe.file_name().is_some_and(|n| n == "ipfs");
+        if is_ipfs && fields.get(1) == Some(&parent.to_string().as_str()) && fields[0] != "Z" {
             found.push(pid);
         }
     }
