@@ -156,6 +156,22 @@ pub struct Locality {
     pub local: bool,
 }
 
+/// One child of a UnixFS directory as `ls` lists it (its type, size and
+/// target read from the child's own root block).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Link {
+    pub name: String,
+    pub hash: String,
+    #[serde(default)]
+    pub size: u64,
+    /// UnixFS type: 1 directory, 2 file, 4 symlink, 5 sharded directory.
+    #[serde(rename = "Type", default)]
+    pub kind: i32,
+    #[serde(default)]
+    pub target: String,
+}
+
 /// Summary of `dag/stat` over several roots.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -655,6 +671,67 @@ impl Client {
                 source,
             })?;
         Ok(bytes.to_vec())
+    }
+
+    /// The children of the UnixFS directory at `path` (`ls`, which fetches
+    /// the root block of every child to type it), within `timeout`. A reply
+    /// larger than `limit` bytes is refused unread.
+    pub async fn ls(
+        &self,
+        path: &str,
+        limit: u64,
+        timeout: Duration,
+    ) -> Result<Vec<Link>, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Object {
+            #[serde(default)]
+            links: Vec<Link>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Listing {
+            objects: Vec<Object>,
+        }
+        let args = [
+            ("arg", path),
+            ("resolve-type", "true"),
+            ("size", "true"),
+            ("stream", "false"),
+        ];
+        let call = async {
+            let mut response = self.send_timed("ls", &args, None, timeout).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) =
+                response
+                    .chunk()
+                    .await
+                    .map_err(|source| KuboError::BadReply {
+                        api: self.address.clone(),
+                        command: "ls".into(),
+                        source,
+                    })?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > limit {
+                    return Err(KuboError::Garbled {
+                        api: self.address.clone(),
+                        command: "ls".into(),
+                        message: format!("the listing of {path} is larger than {limit} bytes"),
+                    });
+                }
+            }
+            let listing: Listing =
+                serde_json::from_slice(&body).map_err(|e| self.garbled("ls", e))?;
+            Ok(listing.objects.into_iter().flat_map(|o| o.links).collect())
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(KuboError::Stalled {
+                what: format!("listing {path}"),
+                after: timeout,
+            }),
+        }
     }
 
     /// `dag/stat` over `cids`, from local blocks only.

@@ -31,6 +31,7 @@ mod tools;
 mod tree;
 mod update;
 mod updates;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
