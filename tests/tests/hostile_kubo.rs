@@ -417,3 +417,96 @@ fn a_manifest_that_does_not_describe_its_deploy_tree_is_refused() {
         .join(format!("state/releases/{release}.verified"));
     assert!(marker.exists(), "the check is recorded for restarts");
 }
+
+#[test]
+fn an_older_root_owned_repo_with_a_tcp_api_is_closed_on_the_next_start() {
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 0,
+        embedded_kubo: true,
+        ..Default::default()
+    })
+    .unwrap();
+    stack.wait_kubo_usable().unwrap();
+    // What an older flatipfsd left: a repo owned by root, API and gateway
+    // on loopback TCP.
+    stack
+        .process("flatipfsd")
+        .unwrap()
+        .stop(Duration::from_secs(30))
+        .unwrap();
+    let repo = stack.dir.join("state/kubo");
+    let config_path = repo.join("config");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["Addresses"]["API"] = "/ip4/127.0.0.1/tcp/0".into();
+    config["Addresses"]["Gateway"] = "/ip4/127.0.0.1/tcp/0".into();
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "root:root"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    stack.start_daemon().unwrap();
+    stack.wait_kubo_usable().unwrap();
+    let kubo_user = User::from_name(KUBO_USER).unwrap().unwrap();
+    for path in [
+        repo.clone(),
+        config_path.clone(),
+        repo.join("datastore_spec"),
+    ] {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.uid(), kubo_user.uid.as_raw(), "{}", path.display());
+    }
+    let config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    let socket = embedded::socket(&stack.dir.join("state"));
+    assert_eq!(
+        config["Addresses"]["API"],
+        format!("/unix{}", socket.display())
+    );
+    assert_eq!(config["Addresses"]["Gateway"], serde_json::json!([]));
+    let pid = embedded::process(&stack).unwrap();
+    for addr in tcp_listeners(pid) {
+        assert!(
+            !answers_kubo_api(addr),
+            "the embedded node serves its API (or gateway) on TCP {addr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_kubo_user_stops_the_daemon_naming_the_user_and_the_fix() {
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 0,
+        daemon: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let config = stack.dir.join("nouser.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_directory = \"{}\"\n[kubo]\nbinary = \"{}\"\nuser = \"flatipfs-t-nokubo\"\n[installation]\nflatpak_config_dir = \"{}\"\n",
+            stack.dir.join("state").display(),
+            flatipfs_tests::paths::kubo_binary().unwrap().display(),
+            stack.flatpak_config_dir().display()
+        ),
+    )
+    .unwrap();
+    let out = stack
+        .command(flatipfs_tests::paths::binary("flatipfsd").unwrap())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"flatipfs-t-nokubo\"") && stderr.contains("useradd --system"),
+        "{stderr}"
+    );
+    assert!(
+        !stack.dir.join("state/kubo/config").exists(),
+        "no repository is made for a user that does not exist"
+    );
+}
