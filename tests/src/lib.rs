@@ -11,6 +11,7 @@
 pub mod ctl;
 pub mod embedded;
 pub mod fixtures;
+pub mod index_edit;
 pub mod introspection;
 pub mod pair;
 pub mod paths;

@@ -510,3 +510,59 @@ fn a_missing_kubo_user_stops_the_daemon_naming_the_user_and_the_fix() {
         "no repository is made for a user that does not exist"
     );
 }
+
+#[test]
+fn an_update_whose_manifest_does_not_describe_its_tree_leaves_the_current_release() {
+    let pair = Pair::up("");
+    users::ensure_test_users().unwrap();
+    let release = pair.publish_v1();
+    let client = &pair.client;
+    let installed = ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    assert_eq!(installed["release"], release.as_str(), "{installed}");
+
+    // The index offers a "newer" release whose manifest names another
+    // file's CID for the app's script.
+    let root = pair.handmade(&release, |m| {
+        let script = entry(m, path_is("files/bin/hello.sh"));
+        let other = entry(m, |e| {
+            e["type"] == "file" && e["path"] != "files/bin/hello.sh" && e["size"] != 0
+        });
+        m["entries"][script]["cid"] = m["entries"][other]["cid"].clone();
+        m["entries"][script]["size"] = m["entries"][other]["size"].clone();
+        m["version"] = "1.1".into();
+    });
+    flatipfs_tests::index_edit::publish_edited_index(&pair, |index| {
+        let app = &mut index["apps"]["org.test.Hello"];
+        app["release"] = root.clone().into();
+        app["version"] = "1.1".into();
+        app["sequence"] = (app["sequence"].as_u64().unwrap() + 1).into();
+        index["sequence"] = (index["sequence"].as_u64().unwrap() + 1).into();
+    });
+
+    let error = fails_with(
+        client,
+        &["update", "--json", "org.test.Hello"],
+        "VerificationFailed",
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("deploy/files/bin/hello.sh is"), "{error}");
+    // The installed release is current, active and runs; nothing of the
+    // refused one is left.
+    let info = ok_json(client, &["info", "--json", "org.test.Hello"]);
+    assert_eq!(info["release"], release.as_str(), "{info}");
+    assert_eq!(info["state"], "installed", "{info}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    let cached = client.dir.join(format!("state/releases/{root}.json"));
+    assert!(!cached.exists(), "{} is left", cached.display());
+    let deploys: Vec<_> = std::fs::read_dir(client.installation().join(&pair.app_ref))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect();
+    assert_eq!(
+        deploys.len(),
+        1,
+        "one deployment, the current one: {deploys:?}"
+    );
+}
