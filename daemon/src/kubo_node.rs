@@ -223,33 +223,52 @@ impl Runner {
         Ok(())
     }
 
-    /// Makes `path` (and, when it was not, everything below it) the Kubo
-    /// user's. Children first, so that an interrupted pass is redone.
-    fn own(&self, path: &Path) -> Result<(), NodeError> {
+    /// Makes `root` and everything below it the Kubo user's: a repository
+    /// left by an older flatipfsd (owned by root), or files an
+    /// administrator's `ipfs` command run as root added (a key imported, the
+    /// config rewritten). Only what differs is changed. Block files (under
+    /// `blocks/`, possibly hundreds of thousands) are not looked at one by
+    /// one: Kubo only needs to read them, which it can whoever owns them;
+    /// the directories holding them are checked.
+    fn own(&self, root: &Path) -> Result<(), NodeError> {
         let chown_error = |path: &Path, source| NodeError::Chown {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::symlink_metadata(path).map_err(|e| chown_error(path, e))?;
-        if meta.uid() == self.uid.as_raw() && meta.gid() == self.gid.as_raw() {
-            return Ok(());
-        }
-        info!(path = %path.display(), user = %self.settings.user, "giving the embedded Kubo repository to its user");
-        let mut stack = vec![(path.to_owned(), false)];
-        while let Some((dir, listed)) = stack.pop() {
-            if !listed {
-                stack.push((dir.clone(), true));
-                let meta = std::fs::symlink_metadata(&dir).map_err(|e| chown_error(&dir, e))?;
-                if meta.is_dir() {
-                    for child in std::fs::read_dir(&dir).map_err(|e| chown_error(&dir, e))? {
-                        let child = child.map_err(|e| chown_error(&dir, e))?;
-                        stack.push((child.path(), false));
-                    }
-                }
-                continue;
+        let (uid, gid) = (self.uid.as_raw(), self.gid.as_raw());
+        let blocks = root.join("blocks");
+        let mut changed = 0usize;
+        let mut fix = |path: &Path, meta: &std::fs::Metadata| -> Result<(), NodeError> {
+            if meta.uid() != uid || meta.gid() != gid {
+                std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                    .map_err(|e| chown_error(path, e))?;
+                changed += 1;
             }
-            std::os::unix::fs::lchown(&dir, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
-                .map_err(|e| chown_error(&dir, e))?;
+            Ok(())
+        };
+        let meta = std::fs::symlink_metadata(root).map_err(|e| chown_error(root, e))?;
+        fix(root, &meta)?;
+        let mut dirs = vec![root.to_owned()];
+        while let Some(dir) = dirs.pop() {
+            for child in std::fs::read_dir(&dir).map_err(|e| chown_error(&dir, e))? {
+                let child = child.map_err(|e| chown_error(&dir, e))?;
+                let path = child.path();
+                let is_dir = child
+                    .file_type()
+                    .map_err(|e| chown_error(&path, e))?
+                    .is_dir();
+                if !is_dir && path.starts_with(&blocks) {
+                    continue;
+                }
+                let meta = child.metadata().map_err(|e| chown_error(&path, e))?;
+                fix(&path, &meta)?;
+                if is_dir {
+                    dirs.push(path);
+                }
+            }
+        }
+        if changed > 0 {
+            info!(path = %root.display(), user = %self.settings.user, changed, "gave files of the embedded Kubo node to its user");
         }
         Ok(())
     }

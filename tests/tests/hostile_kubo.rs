@@ -472,6 +472,21 @@ fn an_older_root_owned_repo_with_a_tcp_api_is_closed_on_the_next_start() {
             "the embedded node serves its API (or gateway) on TCP {addr}"
         );
     }
+
+    // An administrator's `ipfs config` run as root with the node stopped
+    // leaves a root-owned config, unreadable by the Kubo user: the next
+    // start gives it back.
+    stack
+        .process("flatipfsd")
+        .unwrap()
+        .stop(Duration::from_secs(30))
+        .unwrap();
+    std::os::unix::fs::chown(&config_path, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    stack.start_daemon().unwrap();
+    stack.wait_kubo_usable().unwrap();
+    let meta = std::fs::metadata(&config_path).unwrap();
+    assert_eq!(meta.uid(), kubo_user.uid.as_raw());
 }
 
 #[test]
