@@ -156,8 +156,7 @@ pub struct Locality {
     pub local: bool,
 }
 
-/// One child of a UnixFS directory as `ls` lists it (its type, size and
-/// target read from the child's own root block).
+/// One child of a UnixFS directory as `ls` lists it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Link {
@@ -165,11 +164,10 @@ pub struct Link {
     pub hash: String,
     #[serde(default)]
     pub size: u64,
-    /// UnixFS type: 1 directory, 2 file, 4 symlink, 5 sharded directory.
+    /// UnixFS type: 0 not known (not resolved), 1 directory, 2 file,
+    /// 4 symlink, 5 sharded directory.
     #[serde(rename = "Type", default)]
     pub kind: i32,
-    #[serde(default)]
-    pub target: String,
 }
 
 /// Summary of `dag/stat` over several roots.
@@ -673,9 +671,10 @@ impl Client {
         Ok(bytes.to_vec())
     }
 
-    /// The children of the UnixFS directory at `path` (`ls`, which fetches
-    /// the root block of every child to type it), within `timeout`. A reply
-    /// larger than `limit` bytes is refused unread.
+    /// The children of the UnixFS directory at `path`, from the directory's
+    /// own blocks (`ls?resolve-type=false&size=false`: no child is fetched,
+    /// so only children whose CID tells, `raw` ones, get a type and size),
+    /// within `timeout`. A reply larger than `limit` bytes is refused unread.
     pub async fn ls(
         &self,
         path: &str,
@@ -695,8 +694,8 @@ impl Client {
         }
         let args = [
             ("arg", path),
-            ("resolve-type", "true"),
-            ("size", "true"),
+            ("resolve-type", "false"),
+            ("size", "false"),
             ("stream", "false"),
         ];
         let call = async {

@@ -29,6 +29,7 @@ mod source;
 mod store;
 mod tools;
 mod tree;
+mod unixfs;
 mod update;
 mod updates;
 mod verify;

@@ -6,10 +6,17 @@
 //! update), one walk of the release's tree through Kubo checks that the
 //! manifest tells the truth: `deploy` is the CID at
 //! `/ipfs/<release root>/deploy`, and in every directory the manifest's
-//! entries and the tree's children are the same names, with the same types
-//! and CIDs, files the same sizes and symlinks the same targets. One `ls`
-//! per directory; a release checked once is marked as such next to its
-//! cached manifest, so that restarts (offline) do not walk it again.
+//! entries and the tree's children are the same names with the same CIDs,
+//! both ways. One `ls` per directory, from the directory's own blocks (no
+//! child is fetched: a walk that typed every child would fetch the root
+//! block of every file first, one after another in each directory). Types,
+//! file sizes and symlink targets are compared wherever that costs nothing:
+//! Kubo types `raw` children (files, with their size), and an identity CID
+//! carries its whole node (`unixfs`). A child whose type stays unknown is a
+//! hashed dag-pb node: a manifest directory is listed in turn (a file there
+//! would show unnamed chunk links), and a file or symlink is served by its
+//! CID, which is the tree's. A release checked once is marked as such next
+//! to its cached manifest, so that restarts (offline) do not walk it again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -33,13 +40,14 @@ pub enum VerifyError {
     },
 }
 
-/// The UnixFS types `ls` reports.
-fn link_kind(link: &Link) -> Option<EntryKind> {
+/// The type `ls` reports: `Ok(None)` when it did not resolve it.
+fn link_kind(link: &Link) -> Result<Option<EntryKind>, i32> {
     match link.kind {
-        1 | 5 => Some(EntryKind::Directory),
-        2 => Some(EntryKind::File),
-        4 => Some(EntryKind::Symlink),
-        _ => None,
+        0 => Ok(None),
+        1 | 5 => Ok(Some(EntryKind::Directory)),
+        2 => Ok(Some(EntryKind::File)),
+        4 => Ok(Some(EntryKind::Symlink)),
+        other => Err(other),
     }
 }
 
@@ -91,7 +99,7 @@ pub async fn release_tree(
         .iter()
         .find(|l| l.name == DEPLOY_NAME)
         .ok_or_else(|| mismatch("the release root has no deploy/ directory".into()))?;
-    if link_kind(deploy) != Some(EntryKind::Directory) {
+    if matches!(link_kind(deploy), Ok(Some(k)) if k != EntryKind::Directory) {
         return Err(mismatch("deploy is not a directory".into()));
     }
     if !same_cid(&deploy.hash, &manifest.deploy) {
@@ -143,27 +151,22 @@ pub async fn release_tree(
         };
         let mut expected = children.get(path.as_str()).cloned().unwrap_or_default();
         for link in &links {
+            if link.name.is_empty() {
+                return Err(mismatch(format!(
+                    "{} is a directory in the manifest, not in the release",
+                    if path.is_empty() {
+                        "deploy".to_string()
+                    } else {
+                        format!("deploy/{path}")
+                    }
+                )));
+            }
             let Some(entry) = expected.remove(link.name.as_str()) else {
                 return Err(mismatch(format!(
                     "{} is in the release but not in the manifest",
                     shown(&link.name)
                 )));
             };
-            let Some(kind) = link_kind(link) else {
-                return Err(mismatch(format!(
-                    "{} has UnixFS type {}, which a release cannot hold",
-                    shown(&link.name),
-                    link.kind
-                )));
-            };
-            if kind != entry.kind {
-                return Err(mismatch(format!(
-                    "{} is {} in the release, {} in the manifest",
-                    shown(&link.name),
-                    kind_name(kind),
-                    kind_name(entry.kind)
-                )));
-            }
             if !same_cid(&link.hash, &entry.cid) {
                 return Err(mismatch(format!(
                     "{} is {} in the release, the manifest says {}",
@@ -172,20 +175,48 @@ pub async fn release_tree(
                     entry.cid
                 )));
             }
-            match kind {
-                EntryKind::File if link.size != entry.size => {
+            let listed = link_kind(link).map_err(|t| {
+                mismatch(format!(
+                    "{} has UnixFS type {t}, which a release cannot hold",
+                    shown(&link.name)
+                ))
+            })?;
+            let known = crate::unixfs::from_cid(&link.hash);
+            if let Some(kind) = listed.or(known.as_ref().map(|k| k.kind)) {
+                if kind != entry.kind {
+                    return Err(mismatch(format!(
+                        "{} is {} in the release, {} in the manifest",
+                        shown(&link.name),
+                        kind_name(kind),
+                        kind_name(entry.kind)
+                    )));
+                }
+            }
+            // Kubo sizes the children it types (raw blocks: the file).
+            let size = if listed == Some(EntryKind::File) {
+                Some(link.size)
+            } else {
+                known.as_ref().and_then(|k| k.size)
+            };
+            let target = known.and_then(|k| k.target);
+            match entry.kind {
+                EntryKind::File if size.is_some_and(|s| s != entry.size) => {
                     return Err(mismatch(format!(
                         "{} has {} bytes in the release, {} in the manifest",
                         shown(&link.name),
-                        link.size,
+                        size.unwrap_or_default(),
                         entry.size
                     )));
                 }
-                EntryKind::Symlink if entry.target.as_deref() != Some(link.target.as_str()) => {
+                EntryKind::Symlink
+                    if target
+                        .as_ref()
+                        .is_some_and(|t| Some(t) != entry.target.as_ref()) =>
+                {
                     return Err(mismatch(format!(
                         "{} points at {:?} in the release, {:?} in the manifest",
                         shown(&link.name),
-                        link.target,
+                        target.unwrap_or_default(),
                         entry.target.as_deref().unwrap_or_default()
                     )));
                 }
