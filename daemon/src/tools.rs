@@ -51,7 +51,6 @@ pub async fn mount_release(
             max_file_size: defaults.max_file_size,
         })
         .context("the manifest is refused")?;
-    crate::verify::release_tree(&kubo, release, &manifest, Duration::from_secs(60)).await?;
     let (mountpoint, installation) = match target {
         Target::Mountpoint(path) => (path, None),
         Target::Installation(installation) => {
