@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::kubo::{Client, KuboError, Link};
-use crate::release::{EntryKind, Manifest, DEPLOY_NAME};
+use crate::release::{Entry, EntryKind, Manifest, DEPLOY_NAME};
 
 /// Listings in flight at once.
 const CONCURRENCY: usize = 8;
@@ -110,7 +110,7 @@ pub async fn release_tree(
     }
 
     // Directory path ("" for deploy/ itself) → name → entry.
-    let mut children: BTreeMap<&str, BTreeMap<&str, &crate::release::Entry>> = BTreeMap::new();
+    let mut children: BTreeMap<&str, BTreeMap<&str, &Entry>> = BTreeMap::new();
     children.insert("", BTreeMap::new());
     for entry in &manifest.entries {
         let (parent, name) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
@@ -142,95 +142,109 @@ pub async fn release_tree(
         };
         let (path, links) = done.map_err(|e| mismatch(format!("the walk stopped: {e}")))?;
         let links = links.map_err(failed)?;
-        let shown = |name: &str| {
-            if path.is_empty() {
-                format!("deploy/{name}")
-            } else {
-                format!("deploy/{path}/{name}")
-            }
+        let expected = children.get(path.as_str()).cloned().unwrap_or_default();
+        let subdirs = compare_directory(&path, &links, expected).map_err(mismatch)?;
+        queue.extend(subdirs);
+    }
+}
+
+/// Compares the listing of directory `path` of `deploy/` ("" for
+/// `deploy/` itself) with the manifest's entries there; returns the
+/// subdirectories to walk next as (path, CID), or what does not match.
+fn compare_directory(
+    path: &str,
+    links: &[Link],
+    mut expected: BTreeMap<&str, &Entry>,
+) -> Result<Vec<(String, String)>, String> {
+    let shown = |name: &str| {
+        if path.is_empty() {
+            format!("deploy/{name}")
+        } else {
+            format!("deploy/{path}/{name}")
+        }
+    };
+    let mut subdirs = Vec::new();
+    for link in links {
+        if link.name.is_empty() {
+            return Err(format!(
+                "{} is a directory in the manifest, not in the release",
+                if path.is_empty() {
+                    "deploy".to_string()
+                } else {
+                    format!("deploy/{path}")
+                }
+            ));
+        }
+        let Some(entry) = expected.remove(link.name.as_str()) else {
+            return Err(format!(
+                "{} is in the release but not in the manifest",
+                shown(&link.name)
+            ));
         };
-        let mut expected = children.get(path.as_str()).cloned().unwrap_or_default();
-        for link in &links {
-            if link.name.is_empty() {
-                return Err(mismatch(format!(
-                    "{} is a directory in the manifest, not in the release",
-                    if path.is_empty() {
-                        "deploy".to_string()
-                    } else {
-                        format!("deploy/{path}")
-                    }
-                )));
-            }
-            let Some(entry) = expected.remove(link.name.as_str()) else {
-                return Err(mismatch(format!(
-                    "{} is in the release but not in the manifest",
-                    shown(&link.name)
-                )));
-            };
-            if !same_cid(&link.hash, &entry.cid) {
-                return Err(mismatch(format!(
-                    "{} is {} in the release, the manifest says {}",
+        if !same_cid(&link.hash, &entry.cid) {
+            return Err(format!(
+                "{} is {} in the release, the manifest says {}",
+                shown(&link.name),
+                link.hash,
+                entry.cid
+            ));
+        }
+        let listed = link_kind(link).map_err(|t| {
+            format!(
+                "{} has UnixFS type {t}, which a release cannot hold",
+                shown(&link.name)
+            )
+        })?;
+        let known = crate::unixfs::from_cid(&link.hash);
+        if let Some(kind) = listed.or(known.as_ref().map(|k| k.kind)) {
+            if kind != entry.kind {
+                return Err(format!(
+                    "{} is {} in the release, {} in the manifest",
                     shown(&link.name),
-                    link.hash,
-                    entry.cid
-                )));
-            }
-            let listed = link_kind(link).map_err(|t| {
-                mismatch(format!(
-                    "{} has UnixFS type {t}, which a release cannot hold",
-                    shown(&link.name)
-                ))
-            })?;
-            let known = crate::unixfs::from_cid(&link.hash);
-            if let Some(kind) = listed.or(known.as_ref().map(|k| k.kind)) {
-                if kind != entry.kind {
-                    return Err(mismatch(format!(
-                        "{} is {} in the release, {} in the manifest",
-                        shown(&link.name),
-                        kind_name(kind),
-                        kind_name(entry.kind)
-                    )));
-                }
-            }
-            // Kubo sizes the children it types (raw blocks: the file).
-            let size = if listed == Some(EntryKind::File) {
-                Some(link.size)
-            } else {
-                known.as_ref().and_then(|k| k.size)
-            };
-            let target = known.and_then(|k| k.target);
-            match entry.kind {
-                EntryKind::File if size.is_some_and(|s| s != entry.size) => {
-                    return Err(mismatch(format!(
-                        "{} has {} bytes in the release, {} in the manifest",
-                        shown(&link.name),
-                        size.unwrap_or_default(),
-                        entry.size
-                    )));
-                }
-                EntryKind::Symlink
-                    if target
-                        .as_ref()
-                        .is_some_and(|t| Some(t) != entry.target.as_ref()) =>
-                {
-                    return Err(mismatch(format!(
-                        "{} points at {:?} in the release, {:?} in the manifest",
-                        shown(&link.name),
-                        target.unwrap_or_default(),
-                        entry.target.as_deref().unwrap_or_default()
-                    )));
-                }
-                EntryKind::Directory => queue.push_back((entry.path.clone(), link.hash.clone())),
-                _ => {}
+                    kind_name(kind),
+                    kind_name(entry.kind)
+                ));
             }
         }
-        if let Some(name) = expected.keys().next() {
-            return Err(mismatch(format!(
-                "{} is in the manifest but not in the release",
-                shown(name)
-            )));
+        // Kubo sizes the children it types (raw blocks: the file).
+        let size = if listed == Some(EntryKind::File) {
+            Some(link.size)
+        } else {
+            known.as_ref().and_then(|k| k.size)
+        };
+        let target = known.and_then(|k| k.target);
+        match entry.kind {
+            EntryKind::File if size.is_some_and(|s| s != entry.size) => {
+                return Err(format!(
+                    "{} has {} bytes in the release, {} in the manifest",
+                    shown(&link.name),
+                    size.unwrap_or_default(),
+                    entry.size
+                ));
+            }
+            EntryKind::Symlink
+                if target
+                    .as_ref()
+                    .is_some_and(|t| Some(t) != entry.target.as_ref()) =>
+            {
+                return Err(format!(
+                    "{} points at {:?} in the release, {:?} in the manifest",
+                    shown(&link.name),
+                    target.unwrap_or_default(),
+                    entry.target.as_deref().unwrap_or_default()
+                ));
+            }
+            EntryKind::Directory => subdirs.push((entry.path.clone(), link.hash.clone())),
+            _ => {}
         }
     }
+    if let Some(name) = expected.keys().next() {
+        return Err(format!(
+            "{} is in the manifest but not in the release",
+            shown(name)
+        ));
+    }
+    Ok(subdirs)
 }
 
 #[cfg(test)]
@@ -248,6 +262,114 @@ mod tests {
         assert!(same_cid(b32, &b58));
         assert!(!same_cid(b32, "bafkqaaa"));
         assert!(!same_cid(b32, "not a cid"));
+    }
+
+    const HELLO: &str = "bafkqabtimvwgy3yk"; // "hello\n", inlined
+    const LINK_TO_A: &str = "bafyaabykaueaieqbme"; // symlink to "a", inlined
+    const RAW_100: &str = "bafkreigymvycnibrglvfyy7ypp34g2sz3yuggwu2k36gxjewitpoxsgwy4";
+    const DIR: &str = "bafybeiecqizdhucnj5ty4wbiweadzj73xgaw726h265g4xujfiz2n5yahe";
+
+    fn link(name: &str, hash: &str, size: u64, kind: i32) -> Link {
+        Link {
+            name: name.into(),
+            hash: hash.into(),
+            size,
+            kind,
+        }
+    }
+
+    fn entry(path: &str, kind: EntryKind, size: u64, target: Option<&str>, cid: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            size,
+            target: target.map(Into::into),
+            cid: cid.into(),
+        }
+    }
+
+    /// The listing Kubo gives of `files/` (raw children typed and sized,
+    /// dag-pb ones not), and the manifest entries that describe it.
+    fn honest() -> (Vec<Link>, Vec<Entry>) {
+        (
+            vec![
+                link("a", HELLO, 6, 2),
+                link("data", RAW_100, 100, 2),
+                link("l", LINK_TO_A, 0, 0),
+                link("sub", DIR, 0, 0),
+            ],
+            vec![
+                entry("files/a", EntryKind::File, 6, None, HELLO),
+                entry("files/data", EntryKind::File, 100, None, RAW_100),
+                entry("files/l", EntryKind::Symlink, 0, Some("a"), LINK_TO_A),
+                entry("files/sub", EntryKind::Directory, 0, None, DIR),
+            ],
+        )
+    }
+
+    fn compare(links: &[Link], entries: &[Entry]) -> Result<Vec<(String, String)>, String> {
+        let expected = entries
+            .iter()
+            .map(|e| (e.path.rsplit_once('/').unwrap().1, e))
+            .collect();
+        compare_directory("files", links, expected)
+    }
+
+    #[test]
+    fn an_honest_directory_passes_and_names_its_subdirectories() {
+        let (links, entries) = honest();
+        assert_eq!(
+            compare(&links, &entries).unwrap(),
+            [("files/sub".to_string(), DIR.to_string())]
+        );
+    }
+
+    #[test]
+    fn every_lie_is_refused_naming_the_path() {
+        type Lie = fn(&mut Vec<Link>, &mut Vec<Entry>);
+        let lies: [(Lie, &str); 9] = [
+            (|_, e| e[1].cid = HELLO.into(), "deploy/files/data is bafk"),
+            (
+                |l, _| l.truncate(3),
+                "deploy/files/sub is in the manifest but not",
+            ),
+            (
+                |_, e| {
+                    e.pop();
+                },
+                "deploy/files/sub is in the release but not",
+            ),
+            (|_, e| e[1].size = 99, "deploy/files/data has 100 bytes"),
+            (|_, e| e[0].size = 7, "deploy/files/a has 6 bytes"),
+            (
+                |_, e| e[2].target = Some("/etc/shadow".into()),
+                "deploy/files/l points at \"a\"",
+            ),
+            (
+                |_, e| e[0].kind = EntryKind::Directory,
+                "deploy/files/a is a file in the release, a directory",
+            ),
+            (
+                |_, e| e[2].kind = EntryKind::File,
+                "deploy/files/l is a symlink in the release, a file",
+            ),
+            (|l, _| l[3].kind = 3, "deploy/files/sub has UnixFS type 3"),
+        ];
+        for (lie, says) in lies {
+            let (mut links, mut entries) = honest();
+            lie(&mut links, &mut entries);
+            let e = compare(&links, &entries).unwrap_err();
+            assert!(e.contains(says), "{e} (expected {says:?})");
+        }
+        // A file listed where the manifest has a directory shows its
+        // unnamed chunk links.
+        let chunks = [link("", RAW_100, 100, 2)];
+        let e = compare_directory("files/sub", &chunks, BTreeMap::new()).unwrap_err();
+        assert!(
+            e.contains("deploy/files/sub is a directory in the manifest, not"),
+            "{e}"
+        );
     }
 
     #[test]
