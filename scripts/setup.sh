@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for flatipfs, as root, idempotently:
-# installs every Debian package the project and its tests need, builds Kubo at
+# installs every Debian package the project and its tests need, creates the
+# system user the embedded Kubo node runs as (flatipfs-kubo), builds Kubo at
 # the pinned version (cached outside the tree) and builds the Rust workspace.
 #
 # Prerequisites not from Debian: Rust (rustup, stable) and Go >= 1.26.
@@ -33,6 +34,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The embedded Kubo node runs as its own unprivileged user (kubo.user).
+if ! getent passwd flatipfs-kubo >/dev/null; then
+  echo "setup: creating the system user flatipfs-kubo" >&2
+  useradd --system --no-create-home --shell /usr/sbin/nologin flatipfs-kubo
 fi
 
 for tool in cargo go; do

@@ -37,20 +37,20 @@ pub fn status(json: bool, version: &str, features: &[String], kubo: &KuboStatus)
     } else {
         "node"
     };
+    // The daemon shows the address of a configured node only.
+    let at = if kubo.api.is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", kubo.api)
+    };
     if kubo.usable() {
         println!(
-            "Kubo:     {node} {} at {}, {} peer{}",
+            "Kubo:     {node} {}{at}, {} peer{}",
             kubo.version,
-            kubo.api,
             kubo.peers,
             if kubo.peers == 1 { "" } else { "s" }
         );
     } else {
-        let at = if kubo.api.is_empty() {
-            String::new()
-        } else {
-            format!(" at {}", kubo.api)
-        };
         println!("Kubo:     {node}{at} not usable: {}", kubo.error);
     }
 }

@@ -197,6 +197,9 @@ pub struct KuboConfig {
     pub api: Option<String>,
     /// The `ipfs` binary for the embedded node.
     pub binary: PathBuf,
+    /// The unprivileged system user the embedded node runs as (it owns the
+    /// node's repository and API socket).
+    pub user: String,
     /// Profiles passed to `ipfs init` when the embedded node's repo is created.
     pub init_profiles: Vec<String>,
     /// How often the node's status is polled.
@@ -231,6 +234,7 @@ impl Default for KuboConfig {
         KuboConfig {
             api: None,
             binary: PathBuf::from("ipfs"),
+            user: "flatipfs-kubo".into(),
             init_profiles: Vec::new(),
             status_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
@@ -311,6 +315,22 @@ impl Config {
                 return Err(inconsistent(&format!("{name} must be longer than 0s")));
             }
         }
+        if self.kubo.api.is_none() {
+            let socket = self.embedded_kubo_socket();
+            let len = socket.as_os_str().len();
+            if len > crate::kubo::MAX_SOCKET_PATH {
+                return Err(inconsistent(&format!(
+                    "state_directory is too long: the embedded Kubo node's API socket {} would be {len} bytes, the kernel takes at most {}",
+                    socket.display(),
+                    crate::kubo::MAX_SOCKET_PATH
+                )));
+            }
+        }
+        if self.kubo.user.is_empty() || self.kubo.user == "root" {
+            return Err(inconsistent(
+                "kubo.user must name an unprivileged system user, not root",
+            ));
+        }
         if self.fetch.prefetch_concurrency == 0 {
             return Err(inconsistent(
                 "fetch.prefetch_concurrency must be at least 1",
@@ -351,6 +371,17 @@ impl Config {
     /// The embedded node's repository.
     pub fn embedded_kubo_repo(&self) -> PathBuf {
         self.state_directory.join("kubo")
+    }
+
+    /// The directory of the embedded node's API socket: owned by the Kubo
+    /// user, mode 0700, so that only that user and root can reach it.
+    pub fn embedded_kubo_socket_dir(&self) -> PathBuf {
+        self.state_directory.join("kubo-api")
+    }
+
+    /// The embedded node's API socket.
+    pub fn embedded_kubo_socket(&self) -> PathBuf {
+        self.embedded_kubo_socket_dir().join("api.sock")
     }
 }
 
@@ -423,6 +454,21 @@ mod tests {
     fn relative_state_directory_is_refused() {
         let e = parse("state_directory = \"var/lib\"\n").unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn embedded_socket_path_must_fit_and_kubo_user_is_not_root() {
+        let deep = format!("state_directory = \"/{}\"\n", "d".repeat(100));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.to_string().contains("API socket"), "{e}");
+        // A configured node needs no socket under the state directory.
+        parse(&format!(
+            "{deep}[kubo]\napi = \"/ip4/127.0.0.1/tcp/5001\"\n"
+        ))
+        .unwrap();
+        let e = parse("[kubo]\nuser = \"root\"\n").unwrap_err();
+        assert!(e.to_string().contains("kubo.user"), "{e}");
+        assert_eq!(Config::default().kubo.user, "flatipfs-kubo");
     }
 
     #[test]

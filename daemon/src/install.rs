@@ -78,6 +78,8 @@ pub enum InstallError {
     #[error(transparent)]
     Kubo(#[from] KuboError),
     #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
     Installation(#[from] InstallationError),
     #[error(transparent)]
     Mount(#[from] MountError),
@@ -160,6 +162,12 @@ pub(crate) fn cached_manifest(manager: &Manager, release: &str) -> PathBuf {
         .state_directory
         .join("releases")
         .join(format!("{release}.json"))
+}
+
+/// Next to the cached manifest of `release`: present once the manifest was
+/// checked against the release's `deploy/` tree (`verify`).
+pub(crate) fn verified_marker(manager: &Manager, release: &str) -> PathBuf {
+    cached_manifest(manager, release).with_extension("verified")
 }
 
 /// Fails unless `id` is not installed (nor being installed).
@@ -716,6 +724,12 @@ pub(crate) async fn deploy_release(
     release: &str,
 ) -> Result<(PathBuf, Vec<Refused>), InstallError> {
     let config = manager.config();
+    // The entry CIDs must be the release's own before anything is laid
+    // out or served by them; once per release.
+    if !verified_marker(manager, release).exists() {
+        app.update(|i| i.status = "checking the manifest against the release".into());
+        crate::verify::release_tree(kubo, release, manifest, config.fetch.document_timeout).await?;
+    }
     let local = local_files::local_files(
         kubo,
         manifest,
@@ -731,6 +745,7 @@ pub(crate) async fn deploy_release(
     kubo.files_rm(&mfs).await?;
     kubo.files_cp(&format!("/ipfs/{release}"), &mfs).await?;
     write_cached_manifest(manager, release, manifest)?;
+    write_verified_marker(manager, release, manifest)?;
     let files = deploy_dir.join("files");
     if !app.is_mounted(release) {
         mount(manager, app, manifest, release, &files).await?;
@@ -747,7 +762,7 @@ pub(crate) async fn mount(
     files: &std::path::Path,
 ) -> Result<(), InstallError> {
     let config = manager.config();
-    let client = manager.mount_client(Duration::from_secs(30)).await?;
+    let client = manager.mount_client()?;
     let fs = ReleaseFs::new(manifest, client, config.fetch.read_timeout)?;
     let session = fs.mount(files)?;
     app.add_mount(release, files.to_owned(), session);
@@ -769,6 +784,24 @@ pub(crate) fn write_cached_manifest(
         .and_then(|f| f.sync_all())
         .map_err(internal)?;
     crate::durable::rename(&tmp, &path).map_err(internal)
+}
+
+/// Records that the cached manifest of `release` was checked against its
+/// tree (the marker holds the `deploy/` CID checked).
+fn write_verified_marker(
+    manager: &Manager,
+    release: &str,
+    manifest: &Manifest,
+) -> Result<(), InstallError> {
+    let path = verified_marker(manager, release);
+    let internal =
+        |e: std::io::Error| InstallError::Internal(format!("cannot write {}: {e}", path.display()));
+    let tmp = path.with_extension("verified.tmp");
+    std::fs::write(&tmp, format!("{}\n", manifest.deploy)).map_err(internal)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(internal)?;
+    std::fs::rename(&tmp, &path).map_err(internal)
 }
 
 pub(crate) fn read_cached_manifest(
@@ -898,6 +931,7 @@ async fn remove(manager: &Arc<Manager>, id: &str) -> Result<Vec<String>, Install
     installation.prune_ref(record.kind, &record.id, &record.arch, &record.branch, &[])?;
     for d in &record.deployments {
         let _ = std::fs::remove_file(cached_manifest(manager, &d.release));
+        let _ = std::fs::remove_file(verified_marker(manager, &d.release));
     }
     Ok(record.deployments.into_iter().map(|d| d.release).collect())
 }
@@ -1000,6 +1034,9 @@ async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(),
                 }
                 Err(e) => return Err(e),
             };
+            if !verified_marker(manager, &deployment.release).exists() {
+                warn!(app = %record.id, version = %deployment.version, "installed by an older flatipfsd: its manifest was never checked against its deploy/ tree; update or reinstall it to check it");
+            }
             let files = installation
                 .deploy_dir(&manifest, &deployment.release)
                 .join("files");

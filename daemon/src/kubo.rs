@@ -20,14 +20,20 @@ pub const INLINE_LIMIT: &str = "32";
 /// matters.
 const LONG_CALL: Duration = Duration::from_secs(3600);
 
+/// The longest unix socket path the kernel accepts (`sun_path` is 108
+/// bytes, one of them the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
 /// The oldest Kubo flatipfsd works with (`../shared/design.md`, "Kubo usage").
 pub const MIN_VERSION: (u64, u64) = (0, 42);
 
 /// Failures talking to Kubo.
 #[derive(Debug, thiserror::Error)]
 pub enum KuboError {
-    #[error("invalid Kubo API address {0:?}: expected a multiaddr like /ip4/127.0.0.1/tcp/5001 or an http:// URL")]
+    #[error("invalid Kubo API address {0:?}: expected a multiaddr like /ip4/127.0.0.1/tcp/5001 or /unix/run/kubo.sock, an http:// URL or unix:/run/kubo.sock")]
     BadAddress(String),
+    #[error("the unix socket path {path:?} is {len} bytes long; the kernel takes at most {} (choose a shorter state_directory or kubo.api)", MAX_SOCKET_PATH)]
+    SocketPathTooLong { path: String, len: usize },
     #[error("Kubo API at {api} is not reachable: {source}")]
     Unreachable {
         api: String,
@@ -74,7 +80,8 @@ pub enum KuboError {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    /// `http://host:port`, no trailing slash.
+    /// `http://host:port`, no trailing slash (`http://localhost` over a
+    /// unix socket).
     base: String,
     /// The address as configured, for messages.
     address: String,
@@ -149,6 +156,20 @@ pub struct Locality {
     pub local: bool,
 }
 
+/// One child of a UnixFS directory as `ls` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Link {
+    pub name: String,
+    pub hash: String,
+    #[serde(default)]
+    pub size: u64,
+    /// UnixFS type: 0 not known (not resolved), 1 directory, 2 file,
+    /// 4 symlink, 5 sharded directory.
+    #[serde(rename = "Type", default)]
+    pub kind: i32,
+}
+
 /// Summary of `dag/stat` over several roots.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -190,15 +211,18 @@ impl Client {
     /// A client for the API at `address` (multiaddr or URL); every call is
     /// bounded by `timeout`.
     pub fn new(address: &str, timeout: Duration) -> Result<Self, KuboError> {
-        let base = api_base_url(address)?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|source| KuboError::Unreachable {
-                api: address.to_string(),
-                source,
-            })?;
+        let mut builder = reqwest::Client::builder().timeout(timeout).no_proxy();
+        let base = match api_endpoint(address)? {
+            Endpoint::Http(base) => base,
+            Endpoint::Unix(path) => {
+                builder = builder.unix_socket(path);
+                "http://localhost".to_string()
+            }
+        };
+        let http = builder.build().map_err(|source| KuboError::Unreachable {
+            api: address.to_string(),
+            source,
+        })?;
         Ok(Client {
             http,
             base,
@@ -685,6 +709,68 @@ impl Client {
         Ok(bytes.to_vec())
     }
 
+    /// The children of the UnixFS directory at `path`, from the directory's
+    /// own blocks (`ls?resolve-type=false&size=false`: no child is fetched,
+    /// so only children whose CID tells, `raw` ones, get a type and size),
+    /// within `timeout`. A reply larger than `limit` bytes is refused unread.
+    pub async fn ls(
+        &self,
+        path: &str,
+        limit: u64,
+        timeout: Duration,
+    ) -> Result<Vec<Link>, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Object {
+            #[serde(default)]
+            links: Vec<Link>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Listing {
+            objects: Vec<Object>,
+        }
+        let args = [
+            ("arg", path),
+            ("resolve-type", "false"),
+            ("size", "false"),
+            ("stream", "false"),
+        ];
+        let call = async {
+            let mut response = self.send_timed("ls", &args, None, timeout).await?;
+            let mut body = Vec::new();
+            while let Some(chunk) =
+                response
+                    .chunk()
+                    .await
+                    .map_err(|source| KuboError::BadReply {
+                        api: self.address.clone(),
+                        command: "ls".into(),
+                        source,
+                    })?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > limit {
+                    return Err(KuboError::Garbled {
+                        api: self.address.clone(),
+                        command: "ls".into(),
+                        message: format!("the listing of {path} is larger than {limit} bytes"),
+                    });
+                }
+            }
+            let listing: Listing =
+                serde_json::from_slice(&body).map_err(|e| self.garbled("ls", e))?;
+            Ok(listing.objects.into_iter().flat_map(|o| o.links).collect())
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(KuboError::Stalled {
+                what: format!("listing {path}"),
+                after: timeout,
+            }),
+        }
+    }
+
     /// `dag/stat` over `cids`, from local blocks only.
     pub async fn dag_stat(&self, cids: &[&str]) -> Result<DagStat, KuboError> {
         let mut args: Vec<(&str, &str)> = cids.iter().map(|c| ("arg", *c)).collect();
@@ -822,7 +908,48 @@ pub fn check_version(found: &str) -> Result<(), KuboError> {
     Ok(())
 }
 
-/// `http://host:port` for a Kubo API address given as a multiaddr
+/// Where a Kubo API address leads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    /// `http://host:port`, no trailing slash.
+    Http(String),
+    /// A unix socket path.
+    Unix(std::path::PathBuf),
+}
+
+/// The endpoint of a Kubo API address given as a multiaddr (`/ip4/…/tcp/…`,
+/// `/ip6/…`, `/dns…/…`, `/unix/<absolute path>`), an `http://` URL or
+/// `unix:<absolute path>`.
+pub fn api_endpoint(address: &str) -> Result<Endpoint, KuboError> {
+    let trimmed = address.trim();
+    let unix = trimmed
+        .strip_prefix("/unix")
+        .filter(|p| p.starts_with('/'))
+        .or_else(|| trimmed.strip_prefix("unix:"));
+    match unix {
+        Some(path) => {
+            if !path.starts_with('/') || path.contains('\0') || path.ends_with('/') {
+                return Err(KuboError::BadAddress(trimmed.to_string()));
+            }
+            check_socket_path(path)?;
+            Ok(Endpoint::Unix(path.into()))
+        }
+        None => api_base_url(trimmed).map(Endpoint::Http),
+    }
+}
+
+/// Fails when `path` is too long for a unix socket address.
+pub fn check_socket_path(path: &str) -> Result<(), KuboError> {
+    if path.len() > MAX_SOCKET_PATH {
+        return Err(KuboError::SocketPathTooLong {
+            path: path.to_string(),
+            len: path.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `http://host:port` for a Kubo API address given as a TCP multiaddr
 /// (`/ip4/…/tcp/…`, `/ip6/…`, `/dns…/…`) or as an `http://` URL.
 pub fn api_base_url(address: &str) -> Result<String, KuboError> {
     let address = address.trim();
@@ -879,6 +1006,30 @@ mod tests {
         ] {
             assert!(api_base_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn unix_socket_addresses_are_understood() {
+        assert_eq!(
+            api_endpoint("/unix/run/flatipfs/kubo.sock").unwrap(),
+            Endpoint::Unix("/run/flatipfs/kubo.sock".into())
+        );
+        assert_eq!(
+            api_endpoint("unix:/run/kubo.sock\n").unwrap(),
+            Endpoint::Unix("/run/kubo.sock".into())
+        );
+        assert_eq!(
+            api_endpoint("/ip4/127.0.0.1/tcp/5001").unwrap(),
+            Endpoint::Http("http://127.0.0.1:5001".into())
+        );
+        for bad in ["/unix", "/unix/", "unix:relative", "/unixx/a", "unix:/a/"] {
+            assert!(api_endpoint(bad).is_err(), "{bad}");
+        }
+        let long = format!("/unix/{}", "d/".repeat(60));
+        let long = long.trim_end_matches('/');
+        let e = api_endpoint(long).unwrap_err();
+        assert!(matches!(e, KuboError::SocketPathTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("107"), "{e}");
     }
 
     #[test]

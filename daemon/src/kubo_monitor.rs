@@ -4,6 +4,10 @@
 //! when the node's address changes (the embedded node restarted, or a
 //! reloaded configuration names another API). Consumers subscribe to a
 //! `watch` channel; the D-Bus layer turns changes into `PropertiesChanged`.
+//!
+//! The status names the API address of a configured node only (the
+//! administrator's own choice); the embedded node's socket is for the
+//! daemon alone and is never shown (`docs/security-kubo.md`).
 
 use std::sync::Arc;
 
@@ -54,10 +58,11 @@ async fn run(
         let status = probe(address.as_deref(), embedded, &current).await;
         let previous = tx.borrow().clone();
         if status != previous {
+            let api = address.as_deref().unwrap_or_default();
             if status.usable() && !previous.usable() {
-                info!(api = %status.api, version = %status.version, "Kubo is reachable");
+                info!(api, version = %status.version, "Kubo is reachable");
             } else if !status.usable() && previous.usable() {
-                warn!(api = %status.api, error = %status.error, "Kubo is not usable");
+                warn!(api, error = %status.error, "Kubo is not usable");
             }
             tx.send_replace(status);
         }
@@ -80,7 +85,11 @@ async fn run(
 pub async fn probe(address: Option<&str>, embedded: bool, config: &Config) -> KuboStatus {
     let mut status = KuboStatus {
         embedded,
-        api: address.unwrap_or_default().to_string(),
+        api: if embedded {
+            String::new()
+        } else {
+            address.unwrap_or_default().to_string()
+        },
         ..Default::default()
     };
     let Some(address) = address else {

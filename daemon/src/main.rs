@@ -36,8 +36,10 @@ mod store;
 mod subprocess;
 mod tools;
 mod tree;
+mod unixfs;
 mod update;
 mod updates;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -242,6 +244,8 @@ async fn start_embedded_kubo(config: &Config) -> Result<Node> {
     let node = Node::start(NodeSettings {
         binary: config.kubo.binary.clone(),
         repo: config.embedded_kubo_repo(),
+        socket: config.embedded_kubo_socket(),
+        user: config.kubo.user.clone(),
         init_profiles: config.kubo.init_profiles.clone(),
         restart_delay: config.kubo.restart_delay,
     })

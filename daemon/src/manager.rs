@@ -28,6 +28,9 @@ pub struct Manager {
     config: watch::Sender<Arc<Config>>,
     /// The Kubo node as the monitor last saw it.
     kubo: watch::Receiver<KuboStatus>,
+    /// The embedded node's API address (its fixed unix socket), `None`
+    /// when `kubo.api` names the node.
+    embedded_api: Option<String>,
     /// Every job of this daemon.
     pub jobs: Jobs,
     /// The installed apps at run time.
@@ -53,11 +56,20 @@ impl Manager {
         config: watch::Sender<Arc<Config>>,
         kubo: watch::Receiver<KuboStatus>,
     ) -> Self {
+        let embedded_api = {
+            let config = config.borrow();
+            config
+                .kubo
+                .api
+                .is_none()
+                .then(|| crate::kubo_node::socket_multiaddr(&config.embedded_kubo_socket()))
+        };
         Manager {
             config_path,
             config_missing_ok,
             config,
             kubo,
+            embedded_api,
             jobs: Jobs::default(),
             apps: Arc::default(),
             scheduler: Default::default(),
@@ -80,27 +92,23 @@ impl Manager {
         self.state_lock.clone()
     }
 
-    /// Waits for the Kubo monitor's first look at the node (at most
-    /// `limit`), then returns a client of the node's API whether or not
-    /// it is up: mounts use it, and their reads fail with EIO until it is.
-    pub async fn mount_client(
-        &self,
-        limit: std::time::Duration,
-    ) -> Result<Client, kubo::KuboError> {
-        let mut status = self.kubo.clone();
-        let _ = tokio::time::timeout(limit, status.wait_for(|s| !s.api.is_empty())).await;
+    /// The node's API address: the embedded node's fixed socket, or
+    /// `kubo.api` as configured now.
+    pub fn kubo_address(&self) -> Result<String, kubo::KuboError> {
+        self.embedded_api
+            .clone()
+            .or_else(|| self.config.borrow().kubo.api.clone())
+            .ok_or_else(|| kubo::KuboError::NotUsable("no Kubo API address".into()))
+    }
+
+    /// A client of the node's API for a mount, whether or not the node is
+    /// up: its reads fail with EIO while it is down and go on once it is
+    /// back (the embedded node's socket never moves).
+    pub fn mount_client(&self) -> Result<Client, kubo::KuboError> {
         let config = self.config();
-        let api = match self.kubo.borrow().api.clone() {
-            api if !api.is_empty() => api,
-            _ => config
-                .kubo
-                .api
-                .clone()
-                .ok_or_else(|| kubo::KuboError::NotUsable("no API address yet".into()))?,
-        };
         // The mount bounds each read itself (fetch.read_timeout).
         Client::new(
-            &api,
+            &self.kubo_address()?,
             config.fetch.read_timeout + std::time::Duration::from_secs(5),
         )
     }
@@ -122,7 +130,7 @@ impl Manager {
         }
         let config = self.config.borrow().clone();
         Ok((
-            Client::new(&status.api, config.kubo.request_timeout)?,
+            Client::new(&self.kubo_address()?, config.kubo.request_timeout)?,
             status.version,
         ))
     }
@@ -158,7 +166,7 @@ impl Manager {
         let new = Config::load(&self.config_path, self.config_missing_ok)?;
         let old = self.config.borrow().clone();
         let mut reloaded = Reloaded::default();
-        let fixed: [(&'static str, bool); 7] = [
+        let fixed: [(&'static str, bool); 8] = [
             ("log_level", old.log_level != new.log_level),
             (
                 "state_directory",
@@ -169,6 +177,7 @@ impl Manager {
                 old.kubo.api.is_some() != new.kubo.api.is_some(),
             ),
             ("kubo.binary", old.kubo.binary != new.kubo.binary),
+            ("kubo.user", old.kubo.user != new.kubo.user),
             (
                 "kubo.init_profiles",
                 old.kubo.init_profiles != new.kubo.init_profiles,

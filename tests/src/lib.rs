@@ -6,10 +6,13 @@
 //! - [`paths`]: where the project's files and built binaries are.
 //! - [`users`]: test users and groups, and running commands as them.
 //! - [`process`]: starting detached processes and stopping exactly those.
+//! - [`embedded`]: the daemon's embedded Kubo node (user, socket, process).
 
 pub mod ctl;
 pub mod edited_releases;
+pub mod embedded;
 pub mod fixtures;
+pub mod index_edit;
 pub mod introspection;
 pub mod pair;
 pub mod paths;

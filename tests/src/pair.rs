@@ -29,6 +29,16 @@ impl Pair {
     /// to its configuration), creates remote `main` on the publisher and
     /// trusts it on the client.
     pub fn up(client_config: &str) -> Pair {
+        Pair::start(client_config, false)
+    }
+
+    /// Like [`Pair::up`], the client's daemon running its own embedded
+    /// Kubo node (the client's node 1).
+    pub fn up_embedded(client_config: &str) -> Pair {
+        Pair::start(client_config, true)
+    }
+
+    fn start(client_config: &str, embedded: bool) -> Pair {
         let apps = fixtures::test_apps().unwrap();
         let app_ref = hello_ref(&apps).unwrap();
         let runtime_ref = app_ref.replace("app/org.test.Hello", "runtime/org.test.Platform");
@@ -38,7 +48,8 @@ impl Pair {
         })
         .unwrap();
         let client = TestStack::up(&StackOptions {
-            kubo_nodes: 1,
+            kubo_nodes: if embedded { 0 } else { 1 },
+            embedded_kubo: embedded,
             extra_config: client_config.to_string(),
             test_polkit_rules: true,
             ..Default::default()

@@ -154,8 +154,17 @@ impl Stack {
                         .clone(),
                 )
             };
+            if options.embedded_kubo {
+                crate::embedded::ensure_kubo_user()?;
+            }
             self.write_config(&kubo, api.as_deref(), &options.extra_config)?;
             self.start_daemon()?;
+            if options.embedded_kubo {
+                // The embedded node is the stack's next node: root reaches
+                // it through its socket (`ipfs` finds it in the repo's `api`).
+                let number = self.kubo.len() + 1;
+                self.kubo.push(crate::embedded::node(&self.dir, number));
+            }
         }
         Ok(())
     }

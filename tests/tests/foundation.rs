@@ -9,6 +9,7 @@ use std::time::Duration;
 use flatipfs_dbus::proxy::ManagerProxyBlocking;
 use flatipfs_dbus::{KuboStatus, BUS_NAME, MANAGER_INTERFACE, MANAGER_PATH};
 use flatipfs_tests::ctl::flatipfsctl;
+use flatipfs_tests::embedded::ipfs_children;
 use flatipfs_tests::paths;
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::users::{self, ADMIN_USER, CHALLENGED_USER, PLAIN_USER};
@@ -328,29 +329,6 @@ fn kubo_status_follows_the_node_going_away_and_coming_back() {
     let up = wait_for_status(&changes, "Reachable=true", |s| s.reachable);
     assert_eq!(up.version, "0.43.1");
     assert!(up.error.is_empty(), "{up:?}");
-}
-
-/// The pids of `ipfs` processes whose parent is `parent`.
-fn ipfs_children(parent: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let name = &stat[stat.find('(').unwrap() + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        if name == "ipfs" && fields.get(1) == Some(&parent.to_string().as_str()) && fields[0] != "Z"
-        {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 #[test]

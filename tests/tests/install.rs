@@ -478,8 +478,9 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     let listed = ok_json(client, &["list", "--json"]);
     assert_eq!(listed["apps"], serde_json::json!([]), "{listed}");
 
-    // A release whose export/ holds a symlink to a host file: installed,
-    // but the link is never followed and nothing of the host is copied.
+    // A manifest whose export/ lists a symlink to a host file that its
+    // deploy/ tree does not hold: refused before anything is laid out
+    // (docs/security-kubo.md); nothing of the host is copied.
     ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
     let evil = pair.handmade(&release, |m| {
         let entries = m["entries"].as_array_mut().unwrap();
@@ -494,7 +495,20 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
                 "type": "symlink", "mode": 0o777, "target": "/etc/shadow", "cid": cid}),
         );
     });
-    let installed = ok_json(client, &["install", "--json", &format!("/ipfs/{evil}")]);
+    let error = fails_with(
+        client,
+        &["install", "--json", &format!("/ipfs/{evil}")],
+        "VerificationFailed",
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("deploy/export/share/applications/evil.desktop is in the manifest but not in the release"),
+        "{error}"
+    );
+    assert!(!app_dir.join("org.test.Hello").exists());
+    let installed = ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
     assert_eq!(installed["state"], "installed", "{installed}");
     let shadow = std::fs::read("/etc/shadow").unwrap();
     let mounts = mounts_below(&client.installation());

@@ -362,6 +362,10 @@ fn updates_are_exclusive_two_phase_crash_safe_and_authorized() {
     // The app runs version 1 meanwhile.
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 
+    // The new release is laid out and recorded (after its tree check) and
+    // waits in its download.
+    let mut recorded = || Ok(kept(client).len() == 2);
+    wait_for("version 2 to be laid out", LIMIT, &mut recorded).unwrap();
     // SIGKILL in the middle of the update: after the restart the app runs
     // (version 1: the switch had not happened), nothing is stale, and the
     // download resumes once the block is back.

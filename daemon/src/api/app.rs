@@ -514,6 +514,7 @@ pub async fn forward_apps(connection: zbus::Connection, manager: Arc<Manager>, g
 /// The D-Bus error of an install failure.
 pub(crate) fn map_install_error(e: &InstallError) -> Error {
     use crate::source::SourceError;
+    use crate::verify::VerifyError;
     let kind = match e {
         InstallError::Source(SourceError::BadSource(_)) => ErrorKind::InvalidArgs,
         InstallError::Source(SourceError::ResolveFailed { .. }) => ErrorKind::ResolveFailed,
@@ -522,8 +523,10 @@ pub(crate) fn map_install_error(e: &InstallError) -> Error {
         }
         InstallError::Source(SourceError::Invalid { .. })
         | InstallError::Mismatch(_)
-        | InstallError::Metadata { .. } => ErrorKind::VerificationFailed,
+        | InstallError::Metadata { .. }
+        | InstallError::Verify(VerifyError::Mismatch { .. }) => ErrorKind::VerificationFailed,
         InstallError::PermissionsChanged { .. } => ErrorKind::PermissionsChanged,
+        InstallError::Verify(VerifyError::Kubo { .. }) => ErrorKind::FetchFailed,
         InstallError::Source(SourceError::NotInIndex { .. })
         | InstallError::NoSuchRemote(_)
         | InstallError::RuntimeMissing { .. } => ErrorKind::NotFound,

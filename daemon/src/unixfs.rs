@@ -1,0 +1,165 @@
+//! What a CID alone says about the UnixFS node it names, without fetching
+//! anything: a `raw` CID is a file; an identity CID carries its whole block,
+//! so an inlined `dag-pb` node (a small symlink, an empty directory) can be
+//! read from the CID itself (PBNode and UnixFS `Data` protobufs).
+
+use crate::release::EntryKind;
+
+/// Multicodec of raw blocks.
+const RAW: u64 = 0x55;
+/// Multicodec of dag-pb blocks.
+const DAG_PB: u64 = 0x70;
+/// Multihash code of the identity "hash".
+const IDENTITY: u64 = 0x00;
+
+/// What is known of a node from its CID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub kind: EntryKind,
+    /// File size, when the CID tells it.
+    pub size: Option<u64>,
+    /// Symlink target, when the CID tells it.
+    pub target: Option<String>,
+}
+
+/// What `cid` tells of its node by itself; `None` for a hashed dag-pb node
+/// (its type is in the block) or anything unreadable.
+pub fn from_cid(cid: &str) -> Option<Known> {
+    let cid = cid::Cid::try_from(cid).ok()?;
+    let inline = cid.hash().code() == IDENTITY;
+    match cid.codec() {
+        RAW => Some(Known {
+            kind: EntryKind::File,
+            size: inline.then(|| cid.hash().digest().len() as u64),
+            target: None,
+        }),
+        DAG_PB if inline => dag_pb_node(cid.hash().digest()),
+        _ => None,
+    }
+}
+
+/// One protobuf field: its number and, for length-delimited fields, bytes;
+/// for varints, the value.
+enum Field<'a> {
+    Varint(u64, u64),
+    Bytes(u64, &'a [u8]),
+}
+
+/// The fields of a protobuf message (varint and length-delimited wire
+/// types only, as dag-pb and UnixFS use); `None` when malformed.
+fn fields(mut buf: &[u8]) -> Option<Vec<Field<'_>>> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (key, rest) = unsigned_varint::decode::u64(buf).ok()?;
+        let (number, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                let (value, rest) = unsigned_varint::decode::u64(rest).ok()?;
+                out.push(Field::Varint(number, value));
+                buf = rest;
+            }
+            2 => {
+                let (len, rest) = unsigned_varint::decode::u64(rest).ok()?;
+                let len = usize::try_from(len).ok().filter(|l| *l <= rest.len())?;
+                out.push(Field::Bytes(number, &rest[..len]));
+                buf = &rest[len..];
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A dag-pb block's UnixFS node: PBNode field 1 is `Data` (the UnixFS
+/// message: 1 type, 2 data, 3 file size), field 2 the links.
+fn dag_pb_node(block: &[u8]) -> Option<Known> {
+    let node = fields(block)?;
+    let data = node.iter().find_map(|f| match f {
+        Field::Bytes(1, d) => Some(*d),
+        _ => None,
+    })?;
+    let data = fields(data)?;
+    let kind = data.iter().find_map(|f| match f {
+        Field::Varint(1, t) => Some(*t),
+        _ => None,
+    })?;
+    let bytes = data.iter().find_map(|f| match f {
+        Field::Bytes(2, d) => Some(*d),
+        _ => None,
+    });
+    let filesize = data.iter().find_map(|f| match f {
+        Field::Varint(3, s) => Some(*s),
+        _ => None,
+    });
+    match kind {
+        1 | 5 => Some(Known {
+            kind: EntryKind::Directory,
+            size: None,
+            target: None,
+        }),
+        2 => Some(Known {
+            kind: EntryKind::File,
+            size: filesize.or(bytes.map(|b| b.len() as u64)),
+            target: None,
+        }),
+        4 => Some(Known {
+            kind: EntryKind::Symlink,
+            size: None,
+            target: Some(String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned()),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cids_tell_what_they_can() {
+        // Made by Kubo 0.43.1 (`add --cid-version=1 --raw-leaves --inline
+        // --inline-limit=32`): "hello\n", a symlink to "a", a 100-byte file.
+        assert_eq!(
+            from_cid("bafkqabtimvwgy3yk"),
+            Some(Known {
+                kind: EntryKind::File,
+                size: Some(6),
+                target: None
+            })
+        );
+        assert_eq!(
+            from_cid("bafyaabykaueaieqbme"),
+            Some(Known {
+                kind: EntryKind::Symlink,
+                size: None,
+                target: Some("a".into())
+            })
+        );
+        let raw = from_cid("bafkreigymvycnibrglvfyy7ypp34g2sz3yuggwu2k36gxjewitpoxsgwy4").unwrap();
+        assert_eq!((raw.kind, raw.size), (EntryKind::File, None));
+        // A hashed dag-pb node: its type is in the block.
+        assert_eq!(
+            from_cid("bafybeiecqizdhucnj5ty4wbiweadzj73xgaw726h265g4xujfiz2n5yahe"),
+            None
+        );
+        assert_eq!(from_cid("not a cid"), None);
+    }
+
+    #[test]
+    fn malformed_protobufs_are_unknown_not_a_panic() {
+        for block in [
+            &[0x0a, 0xff][..],
+            &[0x0a, 0x05, 0x08][..],
+            &[0x0b][..],
+            &[0x0a, 0x02, 0x08, 0x09][..],
+            &[][..],
+        ] {
+            assert_eq!(dag_pb_node(block), None, "{block:?}");
+        }
+        // Directory: Data { Type: 1 }.
+        assert_eq!(
+            dag_pb_node(&[0x0a, 0x02, 0x08, 0x01]).map(|k| k.kind),
+            Some(EntryKind::Directory)
+        );
+    }
+}
