@@ -147,13 +147,31 @@ pub struct LimitsConfig {
     pub max_file_size: u64,
     /// Most entries (files, directories, symlinks) of a release.
     pub max_entries: usize,
+    /// Most ranges of a release's startup set.
+    pub max_startup_ranges: usize,
+    /// Most bytes a release's startup set covers, summed over its ranges.
+    pub max_startup_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_file_size: 4 << 30,
-            max_entries: 200_000,
+            max_file_size: crate::release::DEFAULT_MAX_FILE_SIZE,
+            max_entries: crate::release::DEFAULT_MAX_ENTRIES,
+            max_startup_ranges: crate::release::DEFAULT_MAX_STARTUP_RANGES,
+            max_startup_bytes: crate::release::DEFAULT_MAX_STARTUP_BYTES,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits a release manifest is validated against.
+    pub fn manifest(&self) -> crate::release::ManifestLimits {
+        crate::release::ManifestLimits {
+            max_entries: self.max_entries,
+            max_file_size: self.max_file_size,
+            max_startup_ranges: self.max_startup_ranges,
+            max_startup_bytes: self.max_startup_bytes,
         }
     }
 }

@@ -624,6 +624,40 @@ impl Client {
         self.cat_path(&format!("/ipfs/{cid}"), offset, length).await
     }
 
+    /// Reads `length` bytes of file `cid` from `offset` and drops them, a
+    /// chunk at a time (nothing is buffered): what is read becomes local.
+    /// Returns the bytes read.
+    pub async fn read_and_discard(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<u64, KuboError> {
+        let path = format!("/ipfs/{cid}");
+        let (offset, length) = (offset.to_string(), length.to_string());
+        let mut response = self
+            .send_timed(
+                "cat",
+                &[("arg", &path), ("offset", &offset), ("length", &length)],
+                None,
+                LONG_CALL,
+            )
+            .await?;
+        let mut read = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "cat".into(),
+                source,
+            })?
+        {
+            read += chunk.len() as u64;
+        }
+        Ok(read)
+    }
+
     async fn cat_path(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, KuboError> {
         let (offset, length) = (offset.to_string(), length.to_string());
         // Callers bound a read by their own deadline (a mount's read

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
-use crate::index::{IndexEntry, StoreIndex};
+use crate::index::{IndexEntry, IndexLimits, StoreIndex};
 use crate::kubo::{AddOptions, AddPart, Client, KuboError};
 use crate::release::{self, Entry, EntryKind, ImportProfile, Manifest, StartupRange, Totals};
 use crate::store::{PublishingRemote, Store, StoreError};
@@ -108,15 +108,9 @@ pub struct Publisher {
     pub lock: Arc<Mutex<()>>,
 }
 
-/// Whether `name` is a valid remote name.
-pub fn valid_remote_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+/// Whether `name` is a valid remote name (one rule for publishing and
+/// installing remotes, and for the name an index carries).
+pub use crate::index::valid_remote_name;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -196,9 +190,13 @@ impl Publisher {
     /// The store index with CID `cid`.
     async fn read_index(&self, cid: &str) -> Result<StoreIndex, PublishError> {
         let bytes = self.kubo.cat(&format!("/ipfs/{cid}"), MAX_DOCUMENT).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let index: StoreIndex = serde_json::from_slice(&bytes).map_err(|e| {
             PublishError::Internal(format!("the store index {cid} cannot be read: {e}"))
-        })
+        })?;
+        index.validate(IndexLimits::default()).map_err(|e| {
+            PublishError::Internal(format!("the store index {cid} is invalid: {e}"))
+        })?;
+        Ok(index)
     }
 
     /// Publishes one release; see the module docs for the order of steps.
@@ -334,6 +332,8 @@ impl Publisher {
             .startup_set
             .iter()
             .filter_map(|p| manifest_entries.iter().find(|e| &e.path == p))
+            // An empty file has nothing to read at start-up.
+            .filter(|e| e.size > 0)
             .map(|e| StartupRange {
                 path: e.path.clone(),
                 cid: e.cid.clone(),
@@ -376,6 +376,8 @@ impl Publisher {
             .validate(release::ManifestLimits {
                 max_entries: self.limits.max_entries,
                 max_file_size: self.limits.max_file_size,
+                // What clients accept by default.
+                ..release::ManifestLimits::default()
             })
             .map_err(|e| {
                 PublishError::Internal(format!("the manifest written would be invalid: {e}"))
