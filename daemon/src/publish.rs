@@ -308,7 +308,7 @@ impl Publisher {
             manifest_entries.push(Entry {
                 path: e.path.clone(),
                 kind: e.kind,
-                mode: e.mode,
+                mode: release::clamp_mode(e.kind, e.mode),
                 size: e.size,
                 target: e.target.clone(),
                 cid,

@@ -230,6 +230,19 @@ pub fn valid_runtime_ref(runtime: &str) -> bool {
     }
 }
 
+/// The mode an entry is served and published with, whatever the manifest
+/// or the publisher's disk says: directories 0755, files 0755 when their
+/// owner may execute them and 0644 otherwise, symlinks 0777. Never setuid,
+/// setgid or sticky, never writable by group or others.
+pub fn clamp_mode(kind: EntryKind, mode: u32) -> u32 {
+    match kind {
+        EntryKind::Directory => 0o755,
+        EntryKind::File if mode & 0o100 != 0 => 0o755,
+        EntryKind::File => 0o644,
+        EntryKind::Symlink => 0o777,
+    }
+}
+
 /// The longest version string accepted.
 pub const MAX_VERSION_LEN: usize = 128;
 
@@ -527,6 +540,26 @@ mod tests {
         let mut m = manifest(vec![entry("files", EntryKind::Directory)]);
         m.version = "1\n2".into();
         assert!(m.validate(LIMITS).is_err());
+    }
+
+    #[test]
+    fn modes_are_clamped_to_plain_permissions() {
+        use EntryKind::*;
+        assert_eq!(clamp_mode(File, 0o6777), 0o755);
+        assert_eq!(clamp_mode(File, 0o4755), 0o755);
+        assert_eq!(clamp_mode(File, 0o2666), 0o644);
+        assert_eq!(clamp_mode(File, 0o0646), 0o644);
+        assert_eq!(clamp_mode(File, 0o0011), 0o644);
+        assert_eq!(clamp_mode(File, 0o0100), 0o755);
+        assert_eq!(clamp_mode(Directory, 0o1777), 0o755);
+        assert_eq!(clamp_mode(Directory, 0o0700), 0o755);
+        assert_eq!(clamp_mode(Symlink, 0o4777), 0o777);
+        for kind in [File, Directory] {
+            for mode in 0..=0o7777 {
+                let clamped = clamp_mode(kind, mode);
+                assert_eq!(clamped & 0o7022, 0, "{kind:?} {mode:o} -> {clamped:o}");
+            }
+        }
     }
 
     #[test]
