@@ -246,8 +246,10 @@ impl Publisher {
         // 2. The tree: metadata, export/ and files/ only (Flatpak's own
         //    `deploy` file is the installing daemon's to write).
         progress.status("reading the tree");
-        let entries: Vec<tree::LocalEntry> = tree::scan(&deploy_dir, self.limits)?
-            .into_iter()
+        let tree = tree::scan(&deploy_dir, self.limits)?;
+        let entries: Vec<&tree::LocalEntry> = tree
+            .entries
+            .iter()
             .filter(|e| {
                 let top = e.path.split('/').next().unwrap_or_default();
                 top == "metadata" || top == "export" || top == "files"
@@ -277,19 +279,26 @@ impl Publisher {
                     name,
                     target: e.target.clone().unwrap_or_default(),
                 },
+                // Opened through the scan's directory descriptor, and only
+                // if it is still the file the scan saw (`tree`).
                 EntryKind::File => AddPart::File {
                     name,
-                    path: e.source.clone(),
+                    open: tree.opener(e),
                     size: e.size,
                 },
             });
         }
-        let lines = self
+        let added = self
             .kubo
             .add(parts, AddOptions { pin: false }, |done| {
                 progress.bytes(done.min(total), total)
             })
-            .await?;
+            .await;
+        // A file refused when opened breaks the upload: say why.
+        if let Some(refused) = tree.refused() {
+            return Err(refused.into());
+        }
+        let lines = added?;
         progress.bytes(total, total);
         let cid_of = |name: &str| {
             lines
