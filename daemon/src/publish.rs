@@ -241,12 +241,12 @@ impl Publisher {
                 (dir, parsed.arch, parsed.branch)
             }
         };
-        let metadata = flatpak::read_metadata(&deploy_dir)?;
 
         // 2. The tree: metadata, export/ and files/ only (Flatpak's own
         //    `deploy` file is the installing daemon's to write).
         progress.status("reading the tree");
         let tree = tree::scan(&deploy_dir, self.limits)?;
+        let metadata = flatpak::read_metadata(&tree)?;
         let entries: Vec<&tree::LocalEntry> = tree
             .entries
             .iter()

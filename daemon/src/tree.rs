@@ -81,6 +81,8 @@ pub struct Limits {
 /// directory they are opened from.
 pub struct Tree {
     root: Arc<OwnedFd>,
+    /// The deploy directory as the caller named it (for messages).
+    pub path: PathBuf,
     /// Every entry below the root (not the root itself), parents before
     /// children, siblings sorted by name.
     pub entries: Vec<LocalEntry>,
@@ -106,6 +108,7 @@ pub fn scan(root: &Path, limits: Limits) -> Result<Tree, TreeError> {
     walk(&root_fd, root, "", limits, &mut entries)?;
     Ok(Tree {
         root: Arc::new(root_fd),
+        path: root.to_owned(),
         entries,
         refused: Arc::default(),
     })
@@ -275,6 +278,23 @@ impl Tree {
                 std::io::Error::other(message)
             })
         })
+    }
+
+    /// The whole of file `entry`, read through its descriptor like
+    /// [`Tree::opener`]; for small documents (at most `limit` bytes).
+    pub fn read(&self, entry: &LocalEntry, limit: u64) -> Result<Vec<u8>, TreeError> {
+        if entry.size > limit {
+            return Err(TreeError::TooLarge {
+                path: entry.source.clone(),
+                size: entry.size,
+                limit,
+            });
+        }
+        let file = open_checked(&self.root, entry)?;
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut data)
+            .map_err(io(&entry.source))?;
+        Ok(data)
     }
 
     /// The first file an opener refused, if any.
