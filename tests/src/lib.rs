@@ -9,6 +9,7 @@
 
 pub mod ctl;
 pub mod fixtures;
+pub mod hostile;
 pub mod introspection;
 pub mod pair;
 pub mod paths;
