@@ -92,6 +92,10 @@ fn hostile_startup_sets_and_versions_are_refused_and_change_nothing() {
         .unwrap()
         .to_string();
 
+    // The runtime is there, so that nothing but the checks stops an install.
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+    let runtime_mounts = mounts_below(&client.installation());
+
     // Hand-made releases, installed by /ipfs/ root: VerificationFailed with
     // the reason, nothing mounted, nothing written, nothing listed.
     let cases: Vec<(&str, Value, &str)> = vec![
@@ -130,7 +134,11 @@ fn hostile_startup_sets_and_versions_are_refused_and_change_nothing() {
         );
         let message = error["message"].as_str().unwrap();
         assert!(message.contains(reason), "{what}: {error}");
-        assert!(mounts_below(&client.installation()).is_empty(), "{what}");
+        assert_eq!(
+            mounts_below(&client.installation()),
+            runtime_mounts,
+            "{what}"
+        );
         assert!(!app_dir.exists(), "{what}: {}", app_dir.display());
     }
 
@@ -160,9 +168,15 @@ fn hostile_startup_sets_and_versions_are_refused_and_change_nothing() {
     );
     assert!(!app_dir.exists());
     let listed = ok_json(client, &["list", "--json"]);
-    assert_eq!(listed["apps"], json!([]), "{listed}");
+    let ids: Vec<&str> = listed["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["org.test.Platform"], "{listed}");
 
-    // The app and its runtime, installed for real from the remote.
+    // The app, installed for real from the remote.
     ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
     let before = ok_json(client, &["info", "--json", "org.test.Hello"]);
@@ -231,7 +245,11 @@ fn setuid_and_world_writable_modes_are_never_served() {
     let entries = manifest["entries"].as_array().unwrap();
     let executable = entries
         .iter()
-        .find(|e| e["type"] == "file" && e["mode"].as_u64().unwrap() & 0o100 != 0)
+        .find(|e| {
+            e["type"] == "file"
+                && e["path"].as_str().unwrap().starts_with("files/")
+                && e["mode"].as_u64().unwrap() & 0o100 != 0
+        })
         .expect("the test app has an executable")["path"]
         .as_str()
         .unwrap()
@@ -264,8 +282,10 @@ fn setuid_and_world_writable_modes_are_never_served() {
             }
         }
     });
-    let installed = ok_json(client, &["install", "--json", &format!("/ipfs/{evil}")]);
-    let mount = installed["mount_point"].as_str().unwrap().to_string();
+    ok_json(client, &["install", "--json", &format!("/ipfs/{evil}")]);
+    let info = ok_json(client, &["info", "--json", "org.test.Hello"]);
+    assert_eq!(info["release"], evil.as_str(), "{info}");
+    let mount = info["mount_point"].as_str().unwrap().to_string();
     let mode = |path: &str| {
         let below = path.strip_prefix("files/").unwrap();
         std::fs::metadata(Path::new(&mount).join(below))
