@@ -39,6 +39,8 @@ pub enum PublishError {
     BadRef(String),
     #[error("startup set names {0:?}, which is not a file of the release")]
     BadStartupPath(String),
+    #[error("{0} (what clients accept by default)")]
+    BadStartupSet(String),
     #[error(transparent)]
     Flatpak(#[from] FlatpakError),
     #[error(transparent)]
@@ -388,8 +390,12 @@ impl Publisher {
                 // What clients accept by default.
                 ..release::ManifestLimits::default()
             })
-            .map_err(|e| {
-                PublishError::Internal(format!("the manifest written would be invalid: {e}"))
+            .map_err(|e| match e {
+                release::ManifestError::TooManyRanges(..)
+                | release::ManifestError::StartupTooLarge { .. } => {
+                    PublishError::BadStartupSet(e.to_string())
+                }
+                e => PublishError::Internal(format!("the manifest written would be invalid: {e}")),
             })?;
 
         // 5. The release root, assembled in MFS and pinned.

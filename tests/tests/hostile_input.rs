@@ -9,23 +9,26 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json, run_hello};
+use flatipfs_tests::ctl::{create_remote, flatipfsctl, last_json, ok_json, run_hello};
+use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
 use flatipfs_tests::pair::Pair;
-use flatipfs_tests::Stack;
+use flatipfs_tests::{Stack, StackOptions, TestStack};
 use serde_json::{json, Value};
 
 const ESCAPE_VERSION: &str = "1.0\u{1b}]0;pwned\u{7}";
 
-/// `flatipfsctl ARGS` fails with D-Bus error `name`; its JSON error.
+/// `flatipfsctl ARGS` fails with D-Bus error `name` (of flatipfs, unless
+/// a full name); its JSON error.
 fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
     let out = flatipfsctl(stack, None, args);
     assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
     let error = last_json(&out)["error"].clone();
-    assert_eq!(
-        error["name"],
-        format!("org.flatipfs.Manager1.Error.{name}"),
-        "{args:?}: {error}"
-    );
+    let name = if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("org.flatipfs.Manager1.Error.{name}")
+    };
+    assert_eq!(error["name"], name, "{args:?}: {error}");
     error
 }
 
@@ -123,6 +126,13 @@ fn hostile_startup_sets_and_versions_are_refused_and_change_nothing() {
             "more ranges than the limit",
             Value::Array(vec![range(&file_cid, 0, 1); 101]),
             "101 ranges, over the limit of 100",
+        ),
+        (
+            // Some 100 MB of manifest: refused by the document limit
+            // before it is parsed.
+            "a million ranges",
+            Value::Array(vec![range(&file_cid, 0, 1); 1_000_000]),
+            "larger than",
         ),
     ];
     for (what, startup_set, reason) in cases {
@@ -300,4 +310,52 @@ fn setuid_and_world_writable_modes_are_never_served() {
         assert_eq!(mode(&plain), 0o644, "{plain}");
     }
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+}
+
+#[test]
+fn a_publisher_refuses_a_startup_set_clients_would_refuse() {
+    let apps = fixtures::test_apps().unwrap();
+    let reference = hello_ref(&apps).unwrap();
+    let stack = TestStack::up(&StackOptions {
+        kubo_nodes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let ipns = create_remote(&stack, "main");
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = deploy_dir(&apps.join("repo-v1"), &reference, scratch.path()).unwrap();
+    // One file listed 10001 times: each a file of the release, too many
+    // ranges for a client with default limits.
+    let startup = scratch.path().join("startup-set");
+    std::fs::write(&startup, "files/bin/hello.sh\n".repeat(10_001)).unwrap();
+    let error = fails_with(
+        &stack,
+        &[
+            "publish",
+            "--json",
+            "--remote",
+            "main",
+            "--startup-set",
+            startup.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+        "org.freedesktop.DBus.Error.InvalidArgs",
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("10001 ranges, over the limit of 10000"),
+        "{error}"
+    );
+    // Nothing was published: the index is still empty.
+    let path = stack
+        .ipfs(
+            1,
+            &["name", "resolve", "--nocache", &format!("/ipns/{ipns}")],
+        )
+        .unwrap();
+    let index: Value =
+        serde_json::from_str(&stack.ipfs(1, &["cat", path.trim()]).unwrap()).unwrap();
+    assert_eq!(index["apps"], json!({}), "{index}");
 }
