@@ -38,7 +38,7 @@ for target in $("${fuzz[@]}" list); do
     failed=1
     tail -n 40 "$log" >&2
     crash=$(grep -oE '(Test unit written to|artifact_prefix=.*; Test unit written to) [^ ]+' "$log" | awk '{print $NF}' | tail -n 1)
-    echo "fuzz: $target FAILED; crashing input: ${crash:-see the log above} (replay: cd fuzz && cargo fuzz run $target ${crash:-INPUT})" >&2
+    echo "fuzz: $target FAILED; crashing input: ${crash:-see the log above} (replay: cd fuzz && ${fuzz[*]} run $target ${crash:-INPUT})" >&2
   fi
 done
 exit "$failed"
