@@ -406,6 +406,15 @@ mod tests {
     }
 
     #[test]
+    fn startup_set_limits_reach_the_manifest_checks() {
+        let c = parse("[limits]\nmax_startup_ranges = 100\nmax_startup_bytes = 4096\n").unwrap();
+        let limits = c.limits.manifest();
+        assert_eq!(limits.max_startup_ranges, 100);
+        assert_eq!(limits.max_startup_bytes, 4096);
+        assert_eq!(limits.max_entries, LimitsConfig::default().max_entries);
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = parse("log_level = \"info\"\n\n[kubo]\napi_adress = \"x\"\n").unwrap_err();
         let text = e.to_string();
