@@ -49,5 +49,12 @@ done
 kubo=$(bash "$here/scripts/build-kubo.sh")
 echo "setup: Kubo at $kubo ($("$kubo" version))" >&2
 
+# cargo-fuzz (scripts/fuzz.sh), built from crates.io into a cache outside the tree.
+fuzz_root="$HOME/.cache/flatipfs/cargo-fuzz"
+if [ ! -x "$fuzz_root/bin/cargo-fuzz" ]; then
+  echo "setup: installing cargo-fuzz into $fuzz_root" >&2
+  cargo install cargo-fuzz --locked --quiet --root "$fuzz_root"
+fi
+
 (cd "$here" && cargo build --workspace --all-targets --quiet)
 echo "setup: workspace built in $here/target/debug" >&2

@@ -101,7 +101,7 @@ pub async fn follow(
                 if let Some(bar) = &bar {
                     bar.set_length(total);
                     bar.set_position(done);
-                    bar.set_message(status.clone());
+                    bar.set_message(crate::output::displayable(&status).into_owned());
                 } else {
                     let line = if json {
                         json!({"progress": {"status": status, "bytes_done": done, "bytes_total": total}}).to_string()

@@ -4,6 +4,25 @@
 //! printed as text or, with `--json`, as JSON on stdout (errors included).
 //! Exit codes are listed in `docs/flatipfsctl.md` and in [`exit`].
 
+/// Every line `flatipfsctl` prints goes through [`output::displayable`]:
+/// what the daemon sends (versions, ids, statuses, error messages) comes
+/// from the network and could carry terminal escape sequences. Defined
+/// before the modules, these shadow `std`'s macros in every one of them.
+macro_rules! println {
+    () => { ::std::println!() };
+    ($($arg:tt)*) => {
+        ::std::println!("{}", $crate::output::displayable(&::std::format!($($arg)*)))
+    };
+}
+
+/// [`println!`] for stderr.
+macro_rules! eprintln {
+    () => { ::std::eprintln!() };
+    ($($arg:tt)*) => {
+        ::std::eprintln!("{}", $crate::output::displayable(&::std::format!($($arg)*)))
+    };
+}
+
 mod apps;
 mod exit;
 mod jobs;

@@ -1,8 +1,10 @@
 //! Everything `flatipfsctl` prints: text for people, JSON with `--json`.
 //!
 //! With `--json`, stdout carries exactly one JSON document per command,
-//! errors included, so scripts never parse text.
+//! errors included, so scripts never parse text. Every line printed passes
+//! through [`displayable`] (the `println!`/`eprintln!` of this crate do it).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use flatipfs_dbus::KuboStatus;
@@ -11,6 +13,27 @@ use zbus::zvariant::OwnedValue;
 
 use crate::exit::Failure;
 use crate::jobs;
+
+/// What replaces a character that must not reach a terminal.
+pub const REPLACEMENT: char = '\u{fffd}';
+
+/// `text` made safe to show on a terminal: control characters (C0 but
+/// newline and tab, DEL, C1: what terminal escape sequences are made of)
+/// and bidirectional overrides are replaced by [`REPLACEMENT`].
+pub fn displayable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| if unsafe_char(c) { REPLACEMENT } else { c })
+            .collect(),
+    )
+}
 
 /// `flatipfsctl status`.
 pub fn status(json: bool, version: &str, features: &[String], kubo: &KuboStatus) {
@@ -187,5 +210,31 @@ pub fn failure(json: bool, failure: &Failure) {
     eprintln!("flatipfsctl: {}", failure.message);
     if let Some(hint) = &failure.hint {
         eprintln!("hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_never_reach_the_terminal() {
+        let shown = displayable("1.0\u{1b}]0;pwned\u{7}");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown:?}"
+        );
+        assert_eq!(shown, "1.0\u{fffd}]0;pwned\u{fffd}");
+        for evil in ["\u{9b}2J", "a\rb", "\u{7f}", "\u{202e}txt.exe", "\u{0}"] {
+            let shown = displayable(evil);
+            assert!(shown.contains(REPLACEMENT), "{evil:?} -> {shown:?}");
+            assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_lines_and_columns_are_kept() {
+        let text = "org.test.Hello\t1.0 ✓\nsecond line";
+        assert!(matches!(displayable(text), Cow::Borrowed(t) if t == text));
     }
 }

@@ -156,17 +156,35 @@ pub struct LimitsConfig {
     pub max_exports_size: u64,
     /// Most files a release may export.
     pub max_export_files: usize,
+    /// Most ranges of a release's startup set.
+    pub max_startup_ranges: usize,
+    /// Most bytes a release's startup set covers, summed over its ranges.
+    pub max_startup_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_file_size: 4 << 30,
-            max_entries: 200_000,
+            max_file_size: crate::release::DEFAULT_MAX_FILE_SIZE,
+            max_entries: crate::release::DEFAULT_MAX_ENTRIES,
             max_metadata_size: 256 << 10,
             max_export_file_size: 4 << 20,
             max_exports_size: 32 << 20,
             max_export_files: 1000,
+            max_startup_ranges: crate::release::DEFAULT_MAX_STARTUP_RANGES,
+            max_startup_bytes: crate::release::DEFAULT_MAX_STARTUP_BYTES,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits a release manifest is validated against.
+    pub fn manifest(&self) -> crate::release::ManifestLimits {
+        crate::release::ManifestLimits {
+            max_entries: self.max_entries,
+            max_file_size: self.max_file_size,
+            max_startup_ranges: self.max_startup_ranges,
+            max_startup_bytes: self.max_startup_bytes,
         }
     }
 }
@@ -429,6 +447,15 @@ mod tests {
             parse("[kubo]\napi = \"/ip4/127.0.0.1/tcp/5001\"\nstatus_interval = \"2s\"\n").unwrap();
         assert_eq!(c.kubo.api.as_deref(), Some("/ip4/127.0.0.1/tcp/5001"));
         assert_eq!(c.kubo.status_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn startup_set_limits_reach_the_manifest_checks() {
+        let c = parse("[limits]\nmax_startup_ranges = 100\nmax_startup_bytes = 4096\n").unwrap();
+        let limits = c.limits.manifest();
+        assert_eq!(limits.max_startup_ranges, 100);
+        assert_eq!(limits.max_startup_bytes, 4096);
+        assert_eq!(limits.max_entries, LimitsConfig::default().max_entries);
     }
 
     #[test]

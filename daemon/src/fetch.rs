@@ -166,7 +166,9 @@ async fn attempt(
 
 /// Reads the startup set's ranges, a few at a time, so that they are local
 /// before the bulk of the release. Failures only cost time: the pin that
-/// follows fetches everything anyway.
+/// follows fetches everything anyway. The ranges were validated with the
+/// manifest (files of the release, within them, bounded in number and
+/// bytes); what is read is dropped as it arrives, never buffered.
 async fn prefetch_startup_set(kubo: &Client, manifest: &Manifest, concurrency: usize) {
     let mut ranges = manifest.startup_set.iter();
     let mut running = JoinSet::new();
@@ -176,7 +178,7 @@ async fn prefetch_startup_set(kubo: &Client, manifest: &Manifest, concurrency: u
             let kubo = kubo.clone();
             let range = range.clone();
             running.spawn(async move {
-                let read = kubo.cat_range(&range.cid, range.offset, range.length);
+                let read = kubo.read_and_discard(&range.cid, range.offset, range.length);
                 match tokio::time::timeout(Duration::from_secs(60), read).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => debug!(path = %range.path, "startup prefetch failed: {e}"),

@@ -86,18 +86,26 @@ pub enum FlatpakError {
 /// copies the whole build).
 pub const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
-/// Reads `DIR/metadata` (a symlink there is refused).
-pub fn read_metadata(dir: &Path) -> Result<Metadata, FlatpakError> {
-    let path = dir.join("metadata");
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => {}
-        _ => return Err(FlatpakError::NoMetadata(dir.to_owned())),
-    }
+/// The largest `metadata` file read when publishing.
+const MAX_METADATA: u64 = 1 << 20;
+
+/// Reads the `metadata` file of a scanned deploy directory through the
+/// scan's descriptors (a symlink there, or one swapped in, is refused).
+pub fn read_metadata(tree: &crate::tree::Tree) -> Result<Metadata, FlatpakError> {
+    let entry = tree
+        .entries
+        .iter()
+        .find(|e| e.path == "metadata" && e.kind == crate::release::EntryKind::File)
+        .ok_or_else(|| FlatpakError::NoMetadata(tree.path.clone()))?;
+    let path = entry.source.clone();
     let bad = |what: String| FlatpakError::BadMetadata {
         path: path.clone(),
         what,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let data = tree
+        .read(entry, MAX_METADATA)
+        .map_err(|e| bad(e.to_string()))?;
+    let text = String::from_utf8(data).map_err(|_| bad("not UTF-8".into()))?;
     let ini = ini::Ini::load_from_str(&text).map_err(|e| bad(e.to_string()))?;
     let (kind, section) = if let Some(s) = ini.section(Some("Application")) {
         (Kind::App, s)
@@ -226,6 +234,14 @@ mod tests {
         }
     }
 
+    fn read(dir: &Path) -> Result<Metadata, FlatpakError> {
+        let limits = crate::tree::Limits {
+            max_file_size: 1 << 20,
+            max_entries: 100,
+        };
+        read_metadata(&crate::tree::scan(dir, limits).unwrap())
+    }
+
     #[test]
     fn metadata_of_apps_and_runtimes() {
         let dir = tempfile::tempdir().unwrap();
@@ -234,7 +250,7 @@ mod tests {
             "[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n",
         )
         .unwrap();
-        let m = read_metadata(dir.path()).unwrap();
+        let m = read(dir.path()).unwrap();
         assert_eq!(
             (m.kind, m.id.as_str(), m.runtime.as_deref()),
             (
@@ -248,10 +264,17 @@ mod tests {
             "[Runtime]\nname=org.test.Platform\n",
         )
         .unwrap();
-        assert_eq!(read_metadata(dir.path()).unwrap().kind, Kind::Runtime);
+        assert_eq!(read(dir.path()).unwrap().kind, Kind::Runtime);
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
-            read_metadata(empty.path()),
+            read(empty.path()),
+            Err(FlatpakError::NoMetadata(_))
+        ));
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path().join("metadata"), linked.path().join("metadata"))
+            .unwrap();
+        assert!(matches!(
+            read(linked.path()),
             Err(FlatpakError::NoMetadata(_))
         ));
     }

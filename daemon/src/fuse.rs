@@ -91,7 +91,7 @@ impl ReleaseFs {
         let mut nodes = vec![Node {
             parent: 1,
             kind: EntryKind::Directory,
-            mode: root.mode,
+            mode: crate::release::clamp_mode(EntryKind::Directory, root.mode),
             size: 0,
             target: None,
             cid: root.cid.clone(),
@@ -112,7 +112,7 @@ impl ReleaseFs {
             nodes.push(Node {
                 parent,
                 kind: entry.kind,
-                mode: entry.mode & 0o7777,
+                mode: crate::release::clamp_mode(entry.kind, entry.mode),
                 size: entry.size,
                 target: entry.target.clone(),
                 cid: entry.cid.clone(),

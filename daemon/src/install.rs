@@ -142,11 +142,7 @@ pub(crate) fn now() -> u64 {
 }
 
 pub(crate) fn limits(manager: &Manager) -> ManifestLimits {
-    let config = manager.config();
-    ManifestLimits {
-        max_entries: config.limits.max_entries,
-        max_file_size: config.limits.max_file_size,
-    }
+    manager.config().limits.manifest()
 }
 
 /// `ID/ARCH/BRANCH` of a manifest.

@@ -60,12 +60,6 @@ pub enum KuboError {
         command: String,
         message: String,
     },
-    #[error("cannot read {path}: {source}")]
-    Local {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("no progress {what} for {after:?}")]
     Stalled { what: String, after: Duration },
     #[error("Kubo is not usable: {0}")]
@@ -124,15 +118,19 @@ pub struct AddOptions {
     pub pin: bool,
 }
 
+/// Opens a file to upload, when the upload reaches it (so that only one
+/// file is open at a time); the caller decides how it is opened safely.
+pub type OpenFile = Box<dyn FnOnce() -> std::io::Result<std::fs::File> + Send>;
+
 /// One part of a multipart `add` of a tree.
-#[derive(Debug)]
 pub enum AddPart {
     Directory {
         name: String,
     },
+    /// `size` bytes of the file `open` returns (never more).
     File {
         name: String,
-        path: std::path::PathBuf,
+        open: OpenFile,
         size: u64,
     },
     Symlink {
@@ -277,17 +275,17 @@ impl Client {
                 AddPart::Bytes { name, data } => {
                     (name, Part::bytes(data).mime_str("application/octet-stream"))
                 }
-                AddPart::File { name, path, size } => {
-                    let file =
-                        tokio::fs::File::open(&path)
-                            .await
-                            .map_err(|source| KuboError::Local {
-                                path: path.clone(),
-                                source,
-                            })?;
+                AddPart::File { name, open, size } => {
+                    use futures_util::TryStreamExt;
+                    use tokio::io::AsyncReadExt;
+                    let read = futures_util::stream::once(async move {
+                        let file = tokio::fs::File::from_std(open()?);
+                        Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::new(file.take(size)))
+                    })
+                    .try_flatten();
                     (
                         name,
-                        Part::stream_with_length(reqwest::Body::from(file), size)
+                        Part::stream_with_length(reqwest::Body::wrap_stream(read), size)
                             .mime_str("application/octet-stream"),
                     )
                 }
@@ -684,6 +682,40 @@ impl Client {
         length: u64,
     ) -> Result<Vec<u8>, KuboError> {
         self.cat_path(&format!("/ipfs/{cid}"), offset, length).await
+    }
+
+    /// Reads `length` bytes of file `cid` from `offset` and drops them, a
+    /// chunk at a time (nothing is buffered): what is read becomes local.
+    /// Returns the bytes read.
+    pub async fn read_and_discard(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<u64, KuboError> {
+        let path = format!("/ipfs/{cid}");
+        let (offset, length) = (offset.to_string(), length.to_string());
+        let mut response = self
+            .send_timed(
+                "cat",
+                &[("arg", &path), ("offset", &offset), ("length", &length)],
+                None,
+                LONG_CALL,
+            )
+            .await?;
+        let mut read = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "cat".into(),
+                source,
+            })?
+        {
+            read += chunk.len() as u64;
+        }
+        Ok(read)
     }
 
     async fn cat_path(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, KuboError> {

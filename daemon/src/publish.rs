@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
-use crate::index::{IndexEntry, StoreIndex};
+use crate::index::{IndexEntry, IndexLimits, StoreIndex};
 use crate::kubo::{AddOptions, AddPart, Client, KuboError};
 use crate::release::{self, Entry, EntryKind, ImportProfile, Manifest, StartupRange, Totals};
 use crate::store::{PublishingRemote, Store, StoreError};
@@ -39,6 +39,8 @@ pub enum PublishError {
     BadRef(String),
     #[error("startup set names {0:?}, which is not a file of the release")]
     BadStartupPath(String),
+    #[error("{0} (what clients accept by default)")]
+    BadStartupSet(String),
     #[error(transparent)]
     Flatpak(#[from] FlatpakError),
     #[error(transparent)]
@@ -108,15 +110,9 @@ pub struct Publisher {
     pub lock: Arc<Mutex<()>>,
 }
 
-/// Whether `name` is a valid remote name.
-pub fn valid_remote_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+/// Whether `name` is a valid remote name (one rule for publishing and
+/// installing remotes, and for the name an index carries).
+pub use crate::index::valid_remote_name;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -196,9 +192,13 @@ impl Publisher {
     /// The store index with CID `cid`.
     async fn read_index(&self, cid: &str) -> Result<StoreIndex, PublishError> {
         let bytes = self.kubo.cat(&format!("/ipfs/{cid}"), MAX_DOCUMENT).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let index: StoreIndex = serde_json::from_slice(&bytes).map_err(|e| {
             PublishError::Internal(format!("the store index {cid} cannot be read: {e}"))
-        })
+        })?;
+        index.validate(IndexLimits::default()).map_err(|e| {
+            PublishError::Internal(format!("the store index {cid} is invalid: {e}"))
+        })?;
+        Ok(index)
     }
 
     /// Publishes one release; see the module docs for the order of steps.
@@ -243,13 +243,15 @@ impl Publisher {
                 (dir, parsed.arch, parsed.branch)
             }
         };
-        let metadata = flatpak::read_metadata(&deploy_dir)?;
 
         // 2. The tree: metadata, export/ and files/ only (Flatpak's own
         //    `deploy` file is the installing daemon's to write).
         progress.status("reading the tree");
-        let entries: Vec<tree::LocalEntry> = tree::scan(&deploy_dir, self.limits)?
-            .into_iter()
+        let tree = tree::scan(&deploy_dir, self.limits)?;
+        let metadata = flatpak::read_metadata(&tree)?;
+        let entries: Vec<&tree::LocalEntry> = tree
+            .entries
+            .iter()
             .filter(|e| {
                 let top = e.path.split('/').next().unwrap_or_default();
                 top == "metadata" || top == "export" || top == "files"
@@ -279,19 +281,26 @@ impl Publisher {
                     name,
                     target: e.target.clone().unwrap_or_default(),
                 },
+                // Opened through the scan's directory descriptor, and only
+                // if it is still the file the scan saw (`tree`).
                 EntryKind::File => AddPart::File {
                     name,
-                    path: e.source.clone(),
+                    open: tree.opener(e),
                     size: e.size,
                 },
             });
         }
-        let lines = self
+        let added = self
             .kubo
             .add(parts, AddOptions { pin: false }, |done| {
                 progress.bytes(done.min(total), total)
             })
-            .await?;
+            .await;
+        // A file refused when opened breaks the upload: say why.
+        if let Some(refused) = tree.refused() {
+            return Err(refused.into());
+        }
+        let lines = added?;
         progress.bytes(total, total);
         let cid_of = |name: &str| {
             lines
@@ -310,7 +319,7 @@ impl Publisher {
             manifest_entries.push(Entry {
                 path: e.path.clone(),
                 kind: e.kind,
-                mode: e.mode,
+                mode: release::clamp_mode(e.kind, e.mode),
                 size: e.size,
                 target: e.target.clone(),
                 cid,
@@ -334,6 +343,8 @@ impl Publisher {
             .startup_set
             .iter()
             .filter_map(|p| manifest_entries.iter().find(|e| &e.path == p))
+            // An empty file has nothing to read at start-up.
+            .filter(|e| e.size > 0)
             .map(|e| StartupRange {
                 path: e.path.clone(),
                 cid: e.cid.clone(),
@@ -376,9 +387,15 @@ impl Publisher {
             .validate(release::ManifestLimits {
                 max_entries: self.limits.max_entries,
                 max_file_size: self.limits.max_file_size,
+                // What clients accept by default.
+                ..release::ManifestLimits::default()
             })
-            .map_err(|e| {
-                PublishError::Internal(format!("the manifest written would be invalid: {e}"))
+            .map_err(|e| match e {
+                release::ManifestError::TooManyRanges(..)
+                | release::ManifestError::StartupTooLarge { .. } => {
+                    PublishError::BadStartupSet(e.to_string())
+                }
+                e => PublishError::Internal(format!("the manifest written would be invalid: {e}")),
             })?;
 
         // 5. The release root, assembled in MFS and pinned.

@@ -4,11 +4,11 @@
 //! fixed `/ipfs/<release root>`), resolving a remote's store index through
 //! IPNS within a bounded time, and fetching and validating a store index or a
 //! release manifest. Everything fetched here is untrusted until it passes
-//! [`Manifest::validate`] (or the index's own checks).
+//! [`Manifest::validate`] (or [`StoreIndex::validate`]).
 
 use std::time::Duration;
 
-use crate::index::{IndexEntry, StoreIndex, SCHEMA as INDEX_SCHEMA};
+use crate::index::{IndexEntry, IndexLimits, StoreIndex};
 use crate::kubo::{Client, KuboError};
 use crate::release::{self, Manifest, ManifestLimits, MANIFEST_NAME};
 
@@ -102,7 +102,8 @@ fn known_list(known: &[String]) -> String {
     }
 }
 
-/// Fetches what a remote's IPNS name currently points at, and checks it.
+/// Fetches what a remote's IPNS name currently points at, and checks it
+/// ([`StoreIndex::validate`]): nothing of an invalid index is used or shown.
 pub async fn fetch_index(
     kubo: &Client,
     remote: &str,
@@ -131,12 +132,12 @@ pub async fn fetch_index(
         what: what.clone(),
         reason: e.to_string(),
     })?;
-    if index.schema != INDEX_SCHEMA {
-        return Err(SourceError::Invalid {
+    index
+        .validate(IndexLimits::default())
+        .map_err(|e| SourceError::Invalid {
             what,
-            reason: format!("schema {} (this daemon reads {INDEX_SCHEMA})", index.schema),
-        });
-    }
+            reason: e.to_string(),
+        })?;
     Ok(index)
 }
 

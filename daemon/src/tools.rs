@@ -44,12 +44,8 @@ pub async fn mount_release(
         .context("cannot fetch the manifest")?;
     let manifest: Manifest =
         serde_json::from_slice(&bytes).context("the manifest cannot be read")?;
-    let defaults = crate::config::LimitsConfig::default();
     manifest
-        .validate(ManifestLimits {
-            max_entries: defaults.max_entries,
-            max_file_size: defaults.max_file_size,
-        })
+        .validate(ManifestLimits::default())
         .context("the manifest is refused")?;
     let (mountpoint, installation) = match target {
         Target::Mountpoint(path) => (path, None),
@@ -58,7 +54,7 @@ pub async fn mount_release(
             let local = crate::local_files::local_files(
                 &kubo,
                 &manifest,
-                (&defaults).into(),
+                (&crate::config::LimitsConfig::default()).into(),
                 Duration::from_secs(60),
             )
             .await?;

@@ -6,7 +6,7 @@
 //! authoritative for what a mount shows; [`Manifest::validate`] rejects
 //! anything unsafe before it is used.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,30 @@ pub struct Manifest {
 pub struct ManifestLimits {
     pub max_entries: usize,
     pub max_file_size: u64,
+    /// Most ranges of a startup set.
+    pub max_startup_ranges: usize,
+    /// Most bytes a startup set's ranges cover, summed.
+    pub max_startup_bytes: u64,
+}
+
+/// Default of [`ManifestLimits::max_entries`].
+pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
+/// Default of [`ManifestLimits::max_file_size`] (4 GiB).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
+/// Default of [`ManifestLimits::max_startup_ranges`].
+pub const DEFAULT_MAX_STARTUP_RANGES: usize = 10_000;
+/// Default of [`ManifestLimits::max_startup_bytes`] (1 GiB).
+pub const DEFAULT_MAX_STARTUP_BYTES: u64 = 1 << 30;
+
+impl Default for ManifestLimits {
+    fn default() -> Self {
+        ManifestLimits {
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_startup_ranges: DEFAULT_MAX_STARTUP_RANGES,
+            max_startup_bytes: DEFAULT_MAX_STARTUP_BYTES,
+        }
+    }
 }
 
 /// Why a manifest is refused.
@@ -151,6 +175,16 @@ pub enum ManifestError {
     BadField { field: &'static str, value: String },
     #[error("{path:?} is {size} bytes, over the limit of {limit}")]
     TooLarge { path: String, size: u64, limit: u64 },
+    #[error("startup set range {index} ({path:?}): {what}")]
+    BadStartupRange {
+        index: usize,
+        path: String,
+        what: String,
+    },
+    #[error("the startup set has {0} ranges, over the limit of {1}")]
+    TooManyRanges(usize, usize),
+    #[error("the startup set covers more than {limit} bytes")]
+    StartupTooLarge { limit: u64 },
 }
 
 /// Whether `id` is a valid Flatpak application id (`org.example.App`).
@@ -206,6 +240,37 @@ pub fn valid_published(published: u64) -> bool {
     published <= MAX_PUBLISHED
 }
 
+/// The mode an entry is served and published with, whatever the manifest
+/// or the publisher's disk says: directories 0755, files 0755 when their
+/// owner may execute them and 0644 otherwise, symlinks 0777. Never setuid,
+/// setgid or sticky, never writable by group or others.
+pub fn clamp_mode(kind: EntryKind, mode: u32) -> u32 {
+    match kind {
+        EntryKind::Directory => 0o755,
+        EntryKind::File if mode & 0o100 != 0 => 0o755,
+        EntryKind::File => 0o644,
+        EntryKind::Symlink => 0o777,
+    }
+}
+
+/// The longest version string accepted.
+pub const MAX_VERSION_LEN: usize = 128;
+
+/// Whether `version` can be shown and stored: 1 to [`MAX_VERSION_LEN`]
+/// bytes, no control characters (no terminal escape sequences).
+pub fn valid_version(version: &str) -> bool {
+    !version.is_empty() && version.len() <= MAX_VERSION_LEN && displays_safely(version)
+}
+
+/// Whether `text` holds no control character (C0, DEL, C1: the bytes of
+/// terminal escape sequences) and no bidirectional override, which would
+/// make what a terminal shows differ from what it holds.
+pub fn displays_safely(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+}
+
 /// Whether `cid` parses as a CIDv1.
 pub fn valid_cid_v1(cid: &str) -> bool {
     matches!(cid::Cid::try_from(cid), Ok(c) if c.version() == cid::Version::V1)
@@ -229,10 +294,7 @@ impl Manifest {
                 return Err(field(name, value));
             }
         }
-        if self.version.is_empty()
-            || self.version.len() > 128
-            || self.version.chars().any(char::is_control)
-        {
+        if !valid_version(&self.version) {
             return Err(field("version", &self.version));
         }
         if let Some(runtime) = &self.runtime {
@@ -257,6 +319,7 @@ impl Manifest {
         }
         let mut seen: HashSet<&str> = HashSet::new();
         let mut dirs: HashSet<&str> = HashSet::new();
+        let mut files: HashMap<&str, &Entry> = HashMap::new();
         for entry in &self.entries {
             let path = entry.path.as_str();
             if !safe_relative_path(path) {
@@ -294,7 +357,9 @@ impl Manifest {
                         limit: limits.max_file_size,
                     });
                 }
-                EntryKind::File => {}
+                EntryKind::File => {
+                    files.insert(path, entry);
+                }
                 EntryKind::Symlink => match &entry.target {
                     Some(t) if !t.is_empty() && !t.contains('\0') => {}
                     _ => return Err(bad("symlink without a valid target")),
@@ -303,6 +368,49 @@ impl Manifest {
             if entry.kind != EntryKind::Symlink && entry.target.is_some() {
                 return Err(bad("only symlinks have a target"));
             }
+        }
+        self.validate_startup_set(&files, limits)
+    }
+
+    /// Each range names a file of the manifest by its path and CID and lies
+    /// within it; the set is bounded in ranges and in bytes.
+    fn validate_startup_set(
+        &self,
+        files: &HashMap<&str, &Entry>,
+        limits: ManifestLimits,
+    ) -> Result<(), ManifestError> {
+        if self.startup_set.len() > limits.max_startup_ranges {
+            return Err(ManifestError::TooManyRanges(
+                self.startup_set.len(),
+                limits.max_startup_ranges,
+            ));
+        }
+        let mut total: u64 = 0;
+        for (index, range) in self.startup_set.iter().enumerate() {
+            let bad = |what: &str| ManifestError::BadStartupRange {
+                index,
+                path: range.path.clone(),
+                what: what.into(),
+            };
+            let Some(file) = files.get(range.path.as_str()) else {
+                return Err(bad("not a file of the manifest"));
+            };
+            if range.cid != file.cid {
+                return Err(bad("its CID is not the file's"));
+            }
+            if range.length == 0 {
+                return Err(bad("empty range"));
+            }
+            match range.offset.checked_add(range.length) {
+                Some(end) if end <= file.size => {}
+                _ => return Err(bad("beyond the end of the file")),
+            }
+            total = total
+                .checked_add(range.length)
+                .filter(|t| *t <= limits.max_startup_bytes)
+                .ok_or(ManifestError::StartupTooLarge {
+                    limit: limits.max_startup_bytes,
+                })?;
         }
         Ok(())
     }
@@ -316,6 +424,8 @@ mod tests {
     const LIMITS: ManifestLimits = ManifestLimits {
         max_entries: 100,
         max_file_size: 1000,
+        max_startup_ranges: 10,
+        max_startup_bytes: 2000,
     };
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
@@ -470,6 +580,26 @@ mod tests {
     }
 
     #[test]
+    fn modes_are_clamped_to_plain_permissions() {
+        use EntryKind::*;
+        assert_eq!(clamp_mode(File, 0o6777), 0o755);
+        assert_eq!(clamp_mode(File, 0o4755), 0o755);
+        assert_eq!(clamp_mode(File, 0o2666), 0o644);
+        assert_eq!(clamp_mode(File, 0o0646), 0o644);
+        assert_eq!(clamp_mode(File, 0o0011), 0o644);
+        assert_eq!(clamp_mode(File, 0o0100), 0o755);
+        assert_eq!(clamp_mode(Directory, 0o1777), 0o755);
+        assert_eq!(clamp_mode(Directory, 0o0700), 0o755);
+        assert_eq!(clamp_mode(Symlink, 0o4777), 0o777);
+        for kind in [File, Directory] {
+            for mode in 0..=0o7777 {
+                let clamped = clamp_mode(kind, mode);
+                assert_eq!(clamped & 0o7022, 0, "{kind:?} {mode:o} -> {clamped:o}");
+            }
+        }
+    }
+
+    #[test]
     fn app_ids() {
         assert!(valid_app_id("org.test.Hello"));
         assert!(valid_app_id("org.gnome.Text_Editor-2"));
@@ -477,5 +607,89 @@ mod tests {
         assert!(!valid_app_id("org..Hello"));
         assert!(!valid_app_id("org.1test.Hello"));
         assert!(!valid_app_id("org.test.Hello/x"));
+    }
+
+    const OTHER_CID: &str = "bafkreiaxnnnb7qz2focittuqq3ya25q7rcv3bqynnczfzako47346wosmu";
+
+    /// A manifest with file `files/a` of 100 bytes and `startup_set`.
+    fn with_startup_set(ranges: Vec<StartupRange>) -> Manifest {
+        let mut file = entry("files/a", EntryKind::File);
+        file.size = 100;
+        let mut m = manifest(vec![entry("files", EntryKind::Directory), file]);
+        m.startup_set = ranges;
+        m
+    }
+
+    fn range(path: &str, cid: &str, offset: u64, length: u64) -> StartupRange {
+        StartupRange {
+            path: path.into(),
+            cid: cid.into(),
+            offset,
+            length,
+        }
+    }
+
+    fn bad_range(m: &Manifest) -> String {
+        match m.validate(LIMITS) {
+            Err(ManifestError::BadStartupRange { what, .. }) => what,
+            other => panic!("expected a refused range, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_startup_set_within_its_files_passes() {
+        let m = with_startup_set(vec![
+            range("files/a", CID, 0, 100),
+            range("files/a", CID, 99, 1),
+        ]);
+        m.validate(LIMITS).unwrap();
+    }
+
+    #[test]
+    fn a_startup_range_must_name_a_file_of_the_manifest() {
+        let m = with_startup_set(vec![range("files/missing", CID, 0, 1)]);
+        assert_eq!(bad_range(&m), "not a file of the manifest");
+        let m = with_startup_set(vec![range("files", CID, 0, 1)]);
+        assert_eq!(bad_range(&m), "not a file of the manifest");
+        let m = with_startup_set(vec![range("/etc/shadow", CID, 0, 1)]);
+        assert_eq!(bad_range(&m), "not a file of the manifest");
+    }
+
+    #[test]
+    fn a_startup_range_must_carry_its_files_cid() {
+        let m = with_startup_set(vec![range("files/a", OTHER_CID, 0, 1)]);
+        assert_eq!(bad_range(&m), "its CID is not the file's");
+    }
+
+    #[test]
+    fn a_startup_range_must_lie_within_its_file() {
+        let m = with_startup_set(vec![range("files/a", CID, 0, 101)]);
+        assert_eq!(bad_range(&m), "beyond the end of the file");
+        let m = with_startup_set(vec![range("files/a", CID, 100, 1)]);
+        assert_eq!(bad_range(&m), "beyond the end of the file");
+        let m = with_startup_set(vec![range("files/a", CID, u64::MAX, 2)]);
+        assert_eq!(bad_range(&m), "beyond the end of the file");
+        let m = with_startup_set(vec![range("files/a", CID, 5, 0)]);
+        assert_eq!(bad_range(&m), "empty range");
+    }
+
+    #[test]
+    fn a_startup_set_is_bounded_in_ranges_and_bytes() {
+        let m = with_startup_set(vec![range("files/a", CID, 0, 1); 11]);
+        assert_eq!(
+            m.validate(LIMITS),
+            Err(ManifestError::TooManyRanges(11, 10))
+        );
+        // 10 ranges of 100 bytes: 1000 bytes, within 2000, over 999.
+        let m = with_startup_set(vec![range("files/a", CID, 0, 100); 10]);
+        let limits = ManifestLimits {
+            max_startup_bytes: 999,
+            ..LIMITS
+        };
+        assert_eq!(
+            m.validate(limits),
+            Err(ManifestError::StartupTooLarge { limit: 999 })
+        );
+        m.validate(LIMITS).unwrap();
     }
 }

@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod edited_releases;
 pub mod embedded;
 pub mod fixtures;
+pub mod hostile;
 pub mod index_edit;
 pub mod introspection;
 pub mod pair;

@@ -101,7 +101,8 @@ pub(crate) fn publish_error(e: &PublishError) -> Error {
     let kind = match e {
         PublishError::BadRemoteName(_)
         | PublishError::BadRef(_)
-        | PublishError::BadStartupPath(_) => ErrorKind::InvalidArgs,
+        | PublishError::BadStartupPath(_)
+        | PublishError::BadStartupSet(_) => ErrorKind::InvalidArgs,
         PublishError::NoSuchRemote(_) | PublishError::MissingPath(_) => ErrorKind::NotFound,
         PublishError::RemoteExists(_) => ErrorKind::AlreadyInstalled,
         PublishError::Flatpak(FlatpakError::NoSuchRef { .. } | FlatpakError::NotARepo(_)) => {
