@@ -17,9 +17,16 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+# Every test binary runs even when one fails, so one failure hides no other.
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+if [ "$status" -ne 0 ]; then
+  grep -E '^    [a-z_0-9]+$|^test .* FAILED$' "$log" | sort -u >&2 || true
+  echo "cargo test failed (exit $status)" >&2
+  exit "$status"
+fi
 echo "== fuzz"
 bash "$here/scripts/fuzz.sh" "${FUZZ_SECONDS:-15}"

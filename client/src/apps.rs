@@ -289,7 +289,15 @@ pub async fn list(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure>
 /// `flatipfsctl info APP_ID`.
 pub async fn info(json: bool, manager: &ManagerProxy<'_>, id: &str) -> Result<(), Failure> {
     let app = find(manager, id).await?;
-    let a = describe(&app).await?;
+    let a = match describe(&app).await {
+        Ok(a) => a,
+        Err(e) => {
+            // Uninstalled between GetApp and reading its object: that is
+            // "not installed", not a failure of the call.
+            find(manager, id).await?;
+            return Err(e);
+        }
+    };
     if json {
         println!("{}", json!(a));
         return Ok(());

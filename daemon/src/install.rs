@@ -913,7 +913,22 @@ async fn remove(manager: &Arc<Manager>, id: &str) -> Result<Vec<String>, Install
         store.save(&state)?;
         record
     };
+    // The app's object goes last: a client that no longer sees the app
+    // finds nothing of it left on disk.
+    if let Some(app) = manager.apps.get(id) {
+        app.stop_fetches();
+        app.unmount_all();
+    }
+    let removed = remove_files(manager, record);
     manager.apps.remove(id);
+    removed
+}
+
+/// Detaches the mounts of a forgotten app and deletes its files.
+fn remove_files(
+    manager: &Manager,
+    record: Option<InstalledApp>,
+) -> Result<Vec<String>, InstallError> {
     let Some(record) = record else {
         return Ok(Vec::new());
     };
