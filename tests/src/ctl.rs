@@ -114,3 +114,41 @@ pub fn run_hello_as_user(stack: &Stack) -> String {
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `flatipfsctl ARGS` as root; panics unless it fails with the D-Bus error
+/// `name` (`NotFound`, or a full name such as
+/// `org.freedesktop.DBus.Error.InvalidArgs`); the error's JSON.
+pub fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
+    let out = flatipfsctl(stack, None, args);
+    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
+    let error = last_json(&out)["error"].clone();
+    let name = if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("org.flatipfs.Manager1.Error.{name}")
+    };
+    assert_eq!(error["name"], name, "{args:?}: {error}");
+    error
+}
+
+/// The app's state (`flatipfsctl info`), or `None` when it is not installed
+/// (exit code 3).
+pub fn state_if_installed(stack: &Stack, id: &str) -> Option<String> {
+    let out = flatipfsctl(stack, None, &["info", "--json", id]);
+    match out.status.code() {
+        Some(0) => Some(last_json(&out)["state"].as_str().unwrap().to_string()),
+        Some(3) => None,
+        _ => panic!("flatipfsctl info: {out:?}"),
+    }
+}
+
+/// The mount points below `dir`, from this process's mount table.
+pub fn mounts_below(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .map(String::from)
+        .collect()
+}

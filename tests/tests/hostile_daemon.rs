@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flatipfs_dbus::proxy::{JobProxyBlocking, ManagerProxyBlocking};
 use flatipfs_dbus::BUS_NAME;
-use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json, run_hello};
+use flatipfs_tests::ctl::{flatipfsctl, mounts_below, ok_json, run_hello, state_if_installed};
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::stack::wait_for;
 use flatipfs_tests::users::{self, ADMIN_USER};
@@ -161,27 +161,6 @@ fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
         "{args:?}: {error}"
     );
     error
-}
-
-/// The app's state, or `None` when it is not installed (exit code 3).
-fn state_if_installed(stack: &Stack, id: &str) -> Option<String> {
-    let out = flatipfsctl(stack, None, &["info", "--json", id]);
-    match out.status.code() {
-        Some(0) => Some(last_json(&out)["state"].as_str().unwrap().to_string()),
-        Some(3) => None,
-        _ => panic!("flatipfsctl info: {out:?}"),
-    }
-}
-
-/// Mount points below `dir`.
-fn mounts_below(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| std::path::Path::new(p).starts_with(dir))
-        .map(String::from)
-        .collect()
 }
 
 /// Publishes, as the publisher's remote `main`, a store index made by hand:

@@ -9,39 +9,15 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use flatipfs_tests::ctl::{create_remote, flatipfsctl, last_json, ok_json, run_hello};
+use flatipfs_tests::ctl::{
+    create_remote, fails_with, flatipfsctl, mounts_below, ok_json, run_hello,
+};
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
 use flatipfs_tests::pair::Pair;
-use flatipfs_tests::{Stack, StackOptions, TestStack};
+use flatipfs_tests::{StackOptions, TestStack};
 use serde_json::{json, Value};
 
 const ESCAPE_VERSION: &str = "1.0\u{1b}]0;pwned\u{7}";
-
-/// `flatipfsctl ARGS` fails with D-Bus error `name` (of flatipfs, unless
-/// a full name); its JSON error.
-fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
-    let out = flatipfsctl(stack, None, args);
-    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
-    let error = last_json(&out)["error"].clone();
-    let name = if name.contains('.') {
-        name.to_string()
-    } else {
-        format!("org.flatipfs.Manager1.Error.{name}")
-    };
-    assert_eq!(error["name"], name, "{args:?}: {error}");
-    error
-}
-
-/// Mount points below `dir`.
-fn mounts_below(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .map(String::from)
-        .collect()
-}
 
 /// The first regular file of a manifest's `files/` with at least 2 bytes:
 /// (index in entries, path, size).

@@ -12,14 +12,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use flatipfs_dbus::proxy::ManagerProxyBlocking;
-use flatipfs_tests::ctl::{flatipfsctl, last_json, ok_json, run_hello, run_hello_as_user};
+use flatipfs_tests::ctl::{
+    fails_with, flatipfsctl, last_json, ok_json, run_hello, run_hello_as_user,
+};
 use flatipfs_tests::embedded::{self, KUBO_USER};
 use flatipfs_tests::fixtures::deploy_dir;
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::stack::wait_for;
 use flatipfs_tests::trees::assert_same_tree;
 use flatipfs_tests::users::{self, PLAIN_USER};
-use flatipfs_tests::{Stack, StackOptions, TestStack};
+use flatipfs_tests::{StackOptions, TestStack};
 use nix::unistd::{ForkResult, User};
 use serde_json::Value;
 
@@ -238,19 +240,6 @@ fn the_embedded_node_is_closed_to_everyone_but_the_daemon() {
     assert!(!plain.contains(" at "), "{plain}");
     let manager = ManagerProxyBlocking::new(&stack.bus().unwrap()).unwrap();
     assert_eq!(manager.kubo_status().unwrap().api, "");
-}
-
-/// The error `args` fail with as JSON, checking its D-Bus name.
-fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
-    let out = flatipfsctl(stack, None, args);
-    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
-    let error = last_json(&out)["error"].clone();
-    assert_eq!(
-        error["name"],
-        format!("org.flatipfs.Manager1.Error.{name}"),
-        "{args:?}: {error}"
-    );
-    error
 }
 
 #[test]

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use flatipfs_tests::ctl::{flatipfsctl, flatpak, ok_json, run_hello, run_hello_as_user};
+use flatipfs_tests::ctl::{
+    fails_with, flatipfsctl, flatpak, mounts_below, ok_json, run_hello, run_hello_as_user,
+    state_if_installed,
+};
 use flatipfs_tests::fixtures::deploy_dir;
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::stack::{run_ok, wait_for};
@@ -17,17 +20,6 @@ use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack};
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// Mount points below the stack's installation.
-fn mounts_below(dir: &Path) -> Vec<String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(dir))
-        .map(String::from)
-        .collect()
-}
 
 /// Reads `path` in another thread; the result, or a panic if the read has
 /// not returned after `limit` (a hang is a failure, not a slow pass).
@@ -58,21 +50,6 @@ fn spawn_ctl(stack: &Stack, args: &[&str]) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// The app's state, or `None` when it is not installed (exit code 3).
-fn state_if_installed(stack: &Stack, id: &str) -> Option<String> {
-    let out = flatipfsctl(stack, None, &["info", "--json", id]);
-    match out.status.code() {
-        Some(0) => Some(
-            flatipfs_tests::ctl::last_json(&out)["state"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        ),
-        Some(3) => None,
-        _ => panic!("flatipfsctl info: {out:?}"),
-    }
 }
 
 /// Asserts that `id` is absent: no object, no files, no mount, no pin.
@@ -392,20 +369,6 @@ fn after_sigkill_or_restart_an_app_is_installed_or_absent_never_broken() {
     let mounts = mounts_below(&client.installation());
     assert_eq!(mounts.len(), 2, "app and runtime, once each: {mounts:?}");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
-}
-
-/// `flatipfsctl --json ARGS` expected to fail with D-Bus error `name`;
-/// the error document.
-fn fails_with(stack: &Stack, args: &[&str], name: &str) -> serde_json::Value {
-    let out = flatipfsctl(stack, None, args);
-    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
-    let error = flatipfs_tests::ctl::last_json(&out)["error"].clone();
-    assert_eq!(
-        error["name"],
-        format!("org.flatipfs.Manager1.Error.{name}"),
-        "{args:?}: {error}"
-    );
-    error
 }
 
 #[test]
