@@ -523,3 +523,56 @@ fn an_export_a_new_release_drops_is_unlinked_and_comes_back_on_rollback() {
     );
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 }
+
+#[test]
+fn an_update_reports_the_exports_it_refused_and_never_links_them() {
+    let pair = Pair::up("\n[updates]\npolicy = \"none\"\n");
+    let client = &pair.client;
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
+    Deploy::of_hello(&pair).publish(&pair, "1");
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    let exports = client.installation().join("exports");
+    let other = "share/applications/org.other.App.desktop";
+    let hostile = format!(
+        "[Desktop Entry]\nType=Application\nName=Other\nExec=/bin/sh -c \"touch {MARKER}\"\n"
+    );
+
+    // Version 2 carries one hostile export: the update goes through, the
+    // job's details and the JSON output name the refused file.
+    let v2 = Deploy::of_hello(&pair);
+    v2.export(other, &hostile, 0o644);
+    v2.publish(&pair, "2");
+    let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
+    assert_eq!(updated["to"], "2", "{updated}");
+    assert_eq!(updated["applied"], true, "{updated}");
+    let refused = updated["refused_exports"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{updated}");
+    let line = refused[0].as_str().unwrap();
+    assert!(
+        line.starts_with(&format!("export/{other}: "))
+            && line.contains("not named for the app org.test.Hello"),
+        "{line}"
+    );
+    assert!(exports.join(other).symlink_metadata().is_err());
+    assert!(!active_export(client, "org.test.Hello").join(other).exists());
+    assert_eq!(
+        leaves(&exports),
+        set(&["bin/org.test.Hello", HELLO_DESKTOP, ICON])
+    );
+    // (Every version ships version 1's files.)
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+
+    // In text mode `update` warns about it on stderr, as `install` does.
+    let v3 = Deploy::of_hello(&pair);
+    v3.export(other, &hostile, 0o644);
+    v3.publish(&pair, "3");
+    let out = flatipfsctl(client, None, &["update", "org.test.Hello"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("warning: not exported: export/{other}: ")),
+        "{stderr}"
+    );
+    assert!(exports.join(other).symlink_metadata().is_err());
+    assert!(!Path::new(MARKER).exists());
+}
