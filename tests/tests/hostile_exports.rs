@@ -13,6 +13,7 @@ use std::time::Duration;
 use flatipfs_tests::ctl::{flatipfsctl, flatpak, last_json, ok_json, run_hello};
 use flatipfs_tests::fixtures::deploy_dir;
 use flatipfs_tests::pair::Pair;
+use flatipfs_tests::raw_metadata::release_with_metadata;
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::Stack;
 
@@ -432,12 +433,14 @@ fn oversize_metadata_and_climbing_export_paths_fail_the_install_with_a_typed_err
     while padded.len() <= 256 << 10 {
         padded.push_str("# padding padding padding padding padding padding padding\n");
     }
-    std::fs::write(big.dir.join("metadata"), padded).unwrap();
-    big.publish(&pair, "1");
+    // The publisher refuses such a metadata (`hostile_polish`): the release
+    // is an honest one with its metadata replaced by hand.
+    let honest = big.publish(&pair, "1");
+    let oversize = release_with_metadata(&pair, &honest, padded.as_bytes());
     let out = flatipfsctl(
         client,
         None,
-        &["install", "--json", "main", "org.test.Hello"],
+        &["install", "--json", &format!("/ipfs/{oversize}")],
     );
     assert!(!out.status.success(), "{out:?}");
     let error = &last_json(&out)["error"];
