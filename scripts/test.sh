@@ -3,7 +3,7 @@
 # formatting, clippy, unit tests and the integration tests against real
 # components (dbus-daemon, polkitd, Kubo, FUSE, flatpak, systemd-analyze).
 # Must run as root. Then every fuzz target runs for a bounded time
-# (scripts/fuzz.sh; FUZZ_SECONDS per target, default 15).
+# (scripts/fuzz.sh; FUZZ_SECONDS per target, default 25: four targets, 100 s in all; keep the total within 2 minutes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
@@ -29,4 +29,4 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 echo "== fuzz"
-bash "$here/scripts/fuzz.sh" "${FUZZ_SECONDS:-15}"
+bash "$here/scripts/fuzz.sh" "${FUZZ_SECONDS:-25}"

@@ -125,14 +125,24 @@ pub async fn update(
             Err(f) => return Err(f),
         };
         let applied = jobs::number(&d, "Applied") == 1;
+        // Files of the new release's export/ the daemon did not export, one
+        // "path: reason" a line (as `install` shows them).
+        let refused = jobs::text(&d, "RefusedExports");
+        let refused: Vec<&str> = refused.lines().filter(|l| !l.is_empty()).collect();
         if json {
             println!(
                 "{}",
                 json!({"app": id, "from": jobs::text(&d, "From"), "to": jobs::text(&d, "To"),
                        "release": jobs::text(&d, "Release"), "applied": applied,
-                       "removed": split(&jobs::text(&d, "Removed"))})
+                       "removed": split(&jobs::text(&d, "Removed")),
+                       "refused_exports": refused})
             );
-        } else if applied {
+            continue;
+        }
+        for line in &refused {
+            eprintln!("warning: not exported: {line}");
+        }
+        if applied {
             println!(
                 "updated {id} {} -> {}; the next start uses it (running instances keep theirs)",
                 jobs::text(&d, "From"),

@@ -86,12 +86,14 @@ pub enum FlatpakError {
 /// copies the whole build).
 pub const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
-/// The largest `metadata` file read when publishing.
-const MAX_METADATA: u64 = 1 << 20;
-
 /// Reads the `metadata` file of a scanned deploy directory through the
-/// scan's descriptors (a symlink there, or one swapped in, is refused).
+/// scan's descriptors (a symlink there, or one swapped in, is refused) and
+/// parses it with the parser installing clients use
+/// (`flatipfs_format::metadata`, strict GKeyFile, at most
+/// `metadata::MAX_SIZE` bytes), so that what clients would refuse is
+/// refused here, before anything is published.
 pub fn read_metadata(tree: &crate::tree::Tree) -> Result<Metadata, FlatpakError> {
+    use flatipfs_format::metadata;
     let entry = tree
         .entries
         .iter()
@@ -103,34 +105,21 @@ pub fn read_metadata(tree: &crate::tree::Tree) -> Result<Metadata, FlatpakError>
         what,
     };
     let data = tree
-        .read(entry, MAX_METADATA)
+        .read(entry, metadata::MAX_SIZE as u64)
         .map_err(|e| bad(e.to_string()))?;
-    let text = String::from_utf8(data).map_err(|_| bad("not UTF-8".into()))?;
-    let ini = ini::Ini::load_from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let (kind, section) = if let Some(s) = ini.section(Some("Application")) {
-        (Kind::App, s)
-    } else if let Some(s) = ini.section(Some("Runtime")) {
-        (Kind::Runtime, s)
-    } else {
-        return Err(bad("neither an [Application] nor a [Runtime] group".into()));
-    };
-    let id = section
-        .get("name")
-        .ok_or_else(|| bad("no name= key".into()))?
-        .to_string();
-    if !crate::release::valid_app_id(&id) {
-        return Err(bad(format!("invalid id {id:?}")));
+    let parsed = metadata::parse(&data).map_err(|e| {
+        bad(format!(
+            "{e} (installing clients refuse this metadata; fix it and build again)"
+        ))
+    })?;
+    if !crate::release::valid_app_id(&parsed.name) {
+        return Err(bad(format!("invalid id {:?}", parsed.name)));
     }
-    let runtime = match kind {
-        Kind::App => Some(
-            section
-                .get("runtime")
-                .ok_or_else(|| bad("an app without runtime=".into()))?
-                .to_string(),
-        ),
-        Kind::Runtime => None,
-    };
-    Ok(Metadata { kind, id, runtime })
+    Ok(Metadata {
+        kind: parsed.kind,
+        id: parsed.name,
+        runtime: parsed.runtime,
+    })
 }
 
 /// Deploys `reference` from the repository `repo` into a scratch user
@@ -270,6 +259,55 @@ mod tests {
             read(empty.path()),
             Err(FlatpakError::NoMetadata(_))
         ));
+        // What installing clients refuse is refused when publishing, with
+        // the parser's reason.
+        for (text, reason) in [
+            (
+                "[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n\
+                 [Context]\nshared=network;\n[Context]\nfilesystems=host;\n",
+                "group [Context] appears twice",
+            ),
+            (
+                "[Application]\nname=org.test.Hello\nname=org.test.Other\n\
+                 runtime=org.test.Platform/x86_64/master\n",
+                "key name appears twice",
+            ),
+            (
+                "[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n\
+                 [Session Bus Policy]\norg.x.Y=maybe\n",
+                "unknown bus policy",
+            ),
+            (
+                "[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n\
+                 [Context]\nfilesystems=../etc;\n",
+                "filesystems",
+            ),
+            ("[Application]\nname=org.test.Hello\n", "no runtime="),
+            ("[Runtime]\nname=org..bad\n", "invalid id"),
+        ] {
+            std::fs::write(dir.path().join("metadata"), text).unwrap();
+            match read(dir.path()) {
+                Err(e @ FlatpakError::BadMetadata { .. }) => {
+                    assert!(e.to_string().contains(reason), "{e}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Over the clients' size limit: refused unread.
+        let big = format!(
+            "[Runtime]\nname=org.test.Platform\n#{}\n",
+            "x".repeat(flatipfs_format::metadata::MAX_SIZE)
+        );
+        std::fs::write(dir.path().join("metadata"), big).unwrap();
+        assert!(matches!(
+            read(dir.path()),
+            Err(FlatpakError::BadMetadata { .. })
+        ));
+        std::fs::write(
+            dir.path().join("metadata"),
+            "[Runtime]\nname=org.test.Platform\n",
+        )
+        .unwrap();
         let linked = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(dir.path().join("metadata"), linked.path().join("metadata"))
             .unwrap();

@@ -822,14 +822,29 @@ pub(crate) fn start_fetch(
     release: String,
 ) {
     let cancel = app.begin_fetch(&release);
-    tokio::spawn(fetch::run(
-        manager.clone(),
-        app.clone(),
-        manifest,
-        release,
-        cancel,
-        None,
-    ));
+    let name = format!("the background fetch of {} {release}", manifest.id);
+    let (shown, failed) = (app.clone(), release.clone());
+    crate::supervised::spawn_logged_then(
+        name,
+        fetch::run(
+            manager.clone(),
+            app.clone(),
+            manifest,
+            release,
+            cancel,
+            None,
+        ),
+        // The deployment stays incomplete: the next start resumes it.
+        move |message| {
+            shown.update(|i| {
+                if i.release == failed {
+                    i.status = format!(
+                        "background fetch failed ({message}); restart flatipfsd to resume it"
+                    );
+                }
+            })
+        },
+    );
 }
 
 /// Records `release` of `id` as complete (durable).

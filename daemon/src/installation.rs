@@ -352,10 +352,12 @@ impl Installation {
         collect_files(export, Path::new(""), &mut wanted);
         // Deploys are written from checked files; a deploy an older daemon
         // wrote is held to the same names here.
+        let own_names = deployed_own_names(export);
         let ctx = ExportContext {
             app_id: app,
             arch: "",
             branch: "",
+            own_names: &own_names,
         };
         let wrapper = Path::new("bin").join(app);
         wanted.retain(|rel| {
@@ -515,6 +517,28 @@ fn export_owner(target: &Path) -> Option<&str> {
     }
 }
 
+/// The session bus names the `metadata` next to a deploy's `export`
+/// lets the app own (D-Bus service files for them are exported): none if
+/// it cannot be read or does not parse (it was checked when deployed).
+fn deployed_own_names(export: &Path) -> Vec<String> {
+    use std::io::Read as _;
+    let Some(path) = export.parent().map(|d| d.join("metadata")) else {
+        return Vec::new();
+    };
+    let mut data = Vec::new();
+    let read = fs::File::open(&path).and_then(|f| {
+        f.take(flatipfs_format::metadata::MAX_SIZE as u64 + 1)
+            .read_to_end(&mut data)
+    });
+    match read
+        .ok()
+        .and_then(|_| flatipfs_format::metadata::parse(&data).ok())
+    {
+        Some(metadata) => exports::own_names(&metadata),
+        None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +669,30 @@ mod tests {
             shown(dir, EXTRA_DESKTOP).as_deref(),
             Some("org.test.Hello.Extra")
         );
+    }
+
+    #[test]
+    fn service_files_for_owned_bus_names_are_linked_by_the_deploys_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let inst = installation(dir);
+        let owned = "share/dbus-1/services/org.mpris.MediaPlayer2.hello.service";
+        let talked = "share/dbus-1/services/org.freedesktop.Notifications.service";
+        let export = with_deploy(dir, "org.test.Hello", "a", &[owned, talked]);
+        fs::write(
+            export.parent().unwrap().join("metadata"),
+            "[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n\
+             [Session Bus Policy]\norg.mpris.MediaPlayer2.hello=own\n\
+             org.freedesktop.Notifications=talk\n",
+        )
+        .unwrap();
+        inst.link_exports("org.test.Hello", &export).unwrap();
+        assert_eq!(shown(dir, owned).as_deref(), Some("org.test.Hello"));
+        assert_eq!(shown(dir, talked), None);
+        // A later deploy whose metadata no longer owns the name loses it.
+        let export = with_deploy(dir, "org.test.Hello", "b", &[owned]);
+        inst.link_exports("org.test.Hello", &export).unwrap();
+        assert_eq!(shown(dir, owned), None);
     }
 
     #[test]

@@ -114,10 +114,17 @@ pub async fn local_files(
         data: fetch_exact(kubo, metadata, timeout).await?,
         executable: false,
     });
+    // The bus names the app may own may have D-Bus service files too. A
+    // metadata that does not parse grants none (install and update refuse
+    // it before this: `permissions`).
+    let own_names = flatipfs_format::metadata::parse(&out.files[0].data)
+        .map(|m| exports::own_names(&m))
+        .unwrap_or_default();
     let ctx = ExportContext {
         app_id: &manifest.id,
         arch: &manifest.arch,
         branch: &manifest.branch,
+        own_names: &own_names,
     };
     let (chosen, mut refused) = choose(&ctx, manifest.kind, &manifest.entries, limits);
     let mut written = 0u64;
@@ -292,6 +299,7 @@ mod tests {
         app_id: "org.test.Hello",
         arch: "x86_64",
         branch: "master",
+        own_names: &[],
     };
 
     fn entry(path: &str, kind: EntryKind, mode: u32, size: u64) -> Entry {

@@ -34,6 +34,7 @@ mod remotes;
 mod source;
 mod store;
 mod subprocess;
+mod supervised;
 mod tools;
 mod tree;
 mod unixfs;
@@ -201,12 +202,15 @@ async fn run(args: Args) -> Result<()> {
         }
     };
     kubo_monitor::spawn(config_rx, source, status_tx);
-    tokio::spawn(install::restore(manager.clone()));
+    supervised::spawn_logged("the start-up restore", install::restore(manager.clone()));
     tokio::spawn(api::forward_scheduler(connection.clone(), manager.clone()));
-    tokio::spawn(updates::run(
-        manager.clone(),
-        api::launcher(connection.clone(), manager.clone(), gate.clone()),
-    ));
+    supervised::spawn_logged(
+        "the update scheduler",
+        updates::run(
+            manager.clone(),
+            api::launcher(connection.clone(), manager.clone(), gate.clone()),
+        ),
+    );
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

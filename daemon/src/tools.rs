@@ -25,8 +25,9 @@ pub enum Target {
 /// The largest manifest accepted (a manifest is one JSON line per entry).
 const MAX_MANIFEST: u64 = 64 << 20;
 
-/// Fetches and validates the manifest of `release`, mounts its `files/` on
-/// `mountpoint`, and serves until SIGTERM or SIGINT; then unmounts.
+/// Fetches and validates the manifest of `release`, checks it against the
+/// release's `deploy/` tree (`verify::release_tree`), mounts its `files/`
+/// on `mountpoint`, and serves until SIGTERM or SIGINT; then unmounts.
 pub async fn mount_release(
     api: &str,
     read_timeout: Duration,
@@ -47,6 +48,11 @@ pub async fn mount_release(
     manifest
         .validate(ManifestLimits::default())
         .context("the manifest is refused")?;
+    // The manifest must describe the release's own deploy/ tree, as for an
+    // install: what the mount serves is bound to the release root.
+    crate::verify::release_tree(&kubo, release, &manifest, Duration::from_secs(60))
+        .await
+        .context("the release is refused")?;
     let (mountpoint, installation) = match target {
         Target::Mountpoint(path) => (path, None),
         Target::Installation(installation) => {

@@ -24,6 +24,7 @@ use crate::install::{
 };
 use crate::jobs::{Detail, Job};
 use crate::kubo::Client;
+use crate::local_files::Refused;
 use crate::manager::Manager;
 use crate::permissions;
 use crate::release::Manifest;
@@ -252,10 +253,23 @@ pub async fn update(
         let runtime = install::ensure_runtime(manager, plan, &job, &mut Vec::new()).await?;
         details.insert("RuntimeInstalled".into(), Detail::Text(runtime));
     }
+    // Files of the release's export/ refused when it is laid out (a
+    // release downloaded by an earlier job was reported by that job).
+    let mut refused = Vec::new();
     if !local.as_ref().is_some_and(|d| d.complete) {
         job.set_status(&format!("fetching {id} {}", target.version));
-        download(manager, &app, &manifest, &target, local.is_some(), &job).await?;
+        refused = download(manager, &app, &manifest, &target, local.is_some(), &job).await?;
     }
+    details.insert(
+        "RefusedExports".into(),
+        Detail::Text(
+            refused
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    );
     if options.download_only {
         details.insert("Applied".into(), Detail::Number(0));
         info!(app = %id, version = %target.version, "downloaded; not applied");
@@ -481,7 +495,8 @@ impl Drop for UndoDeployment {
 
 /// Adds `target` as a deployment of the app (deploy directory, MFS copy,
 /// cached manifest, mount; recorded only once all of it exists) unless it
-/// is there, and fetches it completely, reporting bytes on `job`.
+/// is there, and fetches it completely, reporting bytes on `job`. Returns
+/// the files of its `export/` that were refused when it was laid out.
 async fn download(
     manager: &Arc<Manager>,
     app: &Arc<LiveApp>,
@@ -489,7 +504,7 @@ async fn download(
     target: &Target,
     present: bool,
     job: &Job,
-) -> Result<(), InstallError> {
+) -> Result<Vec<Refused>, InstallError> {
     let (kubo, _) = manager.kubo()?;
     let mut undo = UndoDeployment {
         manager: manager.clone(),
@@ -497,9 +512,11 @@ async fn download(
         release: target.release.clone(),
         armed: !present,
     };
-    if !present {
-        add_deployment(manager, app, &kubo, manifest, target).await?;
-    }
+    let refused = if present {
+        Vec::new()
+    } else {
+        add_deployment(manager, app, &kubo, manifest, target).await?
+    };
     let (progress, mut seen) = watch::channel((0u64, 0u64));
     let token = app.begin_fetch(&target.release);
     let fetching = fetch::run(
@@ -527,17 +544,18 @@ async fn download(
         )));
     }
     undo.armed = false;
-    Ok(())
+    Ok(refused)
 }
 
-/// Lays out `target` next to the current deployment.
+/// Lays out `target` next to the current deployment; returns the refused
+/// exports (logged already).
 async fn add_deployment(
     manager: &Manager,
     app: &LiveApp,
     kubo: &Client,
     manifest: &Manifest,
     target: &Target,
-) -> Result<(), InstallError> {
+) -> Result<Vec<Refused>, InstallError> {
     let (_, refused) = deploy_release(manager, app, kubo, manifest, &target.release).await?;
     if !refused.is_empty() {
         info!(app = %manifest.id, version = %target.version, "{} export(s) refused", refused.len());
@@ -555,7 +573,8 @@ async fn add_deployment(
         r.deployments.retain(|d| d.release != deployment.release);
         r.deployments.push(deployment);
     })
-    .await
+    .await?;
+    Ok(refused)
 }
 
 /// Makes `release` the app's active release (atomically, under the

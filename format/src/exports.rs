@@ -28,6 +28,23 @@ pub struct ExportContext<'a> {
     pub app_id: &'a str,
     pub arch: &'a str,
     pub branch: &'a str,
+    /// The session bus names the app's `metadata` lets it own
+    /// ([`own_names`]): Flatpak exports D-Bus service files for exactly
+    /// these too.
+    pub own_names: &'a [String],
+}
+
+/// The session bus names `metadata` lets the app own (`[Session Bus
+/// Policy] NAME=own`, `NAME` possibly `PREFIX.*`), as Flatpak's
+/// `flatpak_context_get_session_bus_policy_allowed_own_names` lists them.
+pub fn own_names(metadata: &crate::metadata::Metadata) -> Vec<String> {
+    metadata
+        .permissions
+        .session_bus
+        .iter()
+        .filter(|(_, policy)| **policy == crate::metadata::BusPolicy::Own)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// What a file under `export/` is, decided from its path.
@@ -123,28 +140,52 @@ pub fn has_name_prefix(string: &str, name: &str) -> bool {
 }
 
 /// `flatpak_name_matches_one_wildcard_prefix` with the single prefix
-/// `APP_ID.*` that Flatpak allows for every export (the extra names an app
-/// owns on the session bus are not taken: see `docs/security-exports.md`).
+/// `APP_ID.*` that Flatpak allows for every export.
+#[cfg(test)]
 fn matches_app_prefix(name: &str, app_id: &str, exact: bool) -> bool {
+    matches_one_wildcard_prefix(name, [format!("{app_id}.*").as_str()], exact)
+}
+
+/// `flatpak_name_matches_one_wildcard_prefix` (`common/flatpak-ref-utils.c`):
+/// the longest match of `name` against `prefixes` (`NAME` matches itself,
+/// `NAME.*` also any further name elements); with `exact` the match must
+/// be all of `name`, else it may be followed by `.` or a character that
+/// cannot continue a name element (not `-`).
+fn matches_one_wildcard_prefix<'p>(
+    name: &str,
+    prefixes: impl IntoIterator<Item = &'p str>,
+    exact: bool,
+) -> bool {
     let bytes = name.as_bytes();
-    if !name.starts_with(app_id) {
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let mut longest = 0;
+    for prefix in prefixes {
+        let (prefix, wildcard) = match prefix.strip_suffix(".*") {
+            Some(p) => (p, true),
+            None => (prefix, false),
+        };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let mut end = prefix.len();
+        if wildcard && at(end) == b'.' && is_initial_name_char(at(end + 1), true) {
+            end += 2;
+            while end < bytes.len()
+                && (is_name_char(at(end), true)
+                    || (at(end) == b'.' && is_initial_name_char(at(end + 1), true)))
+            {
+                end += 1;
+            }
+        }
+        longest = longest.max(end);
+    }
+    if longest == 0 {
         return false;
     }
-    let mut end = app_id.len();
-    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
-    if at(end) == b'.' && is_initial_name_char(at(end + 1), true) {
-        end += 2;
-        while end < bytes.len()
-            && (is_name_char(at(end), true)
-                || (at(end) == b'.' && is_initial_name_char(at(end + 1), true)))
-        {
-            end += 1;
-        }
-    }
     if exact {
-        return end == bytes.len();
+        return longest == bytes.len();
     }
-    match bytes.get(end) {
+    match bytes.get(longest) {
         None => true,
         Some(&c) => c == b'.' || !is_name_char(c, false),
     }
@@ -200,7 +241,16 @@ pub fn classify(ctx: &ExportContext<'_>, path: &str, mode: u32) -> Result<Export
                 .join(" "),
         });
     };
-    if !matches_app_prefix(stem, ctx.app_id, exact) {
+    let app_prefix = format!("{}.*", ctx.app_id);
+    // `share/dbus-1/services` also takes the bus names the app may own
+    // (exact names only, as the file name is the bus name).
+    let owned: &[String] = if kind == ExportKind::DbusService {
+        ctx.own_names
+    } else {
+        &[]
+    };
+    let prefixes = std::iter::once(app_prefix.as_str()).chain(owned.iter().map(String::as_str));
+    if !matches_one_wildcard_prefix(stem, prefixes, exact) {
         return Err(ExportError::NotPrefixed {
             name: name.to_string(),
             app: ctx.app_id.to_string(),
@@ -904,6 +954,7 @@ mod tests {
         app_id: "org.test.Hello",
         arch: "x86_64",
         branch: "master",
+        own_names: &[],
     };
 
     fn class(path: &str) -> Result<ExportKind, ExportError> {
@@ -1068,6 +1119,77 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn dbus_services_for_names_the_app_may_own_are_exported_like_flatpak() {
+        let metadata = crate::metadata::parse(
+            b"[Application]\nname=org.test.Hello\nruntime=org.test.Platform/x86_64/master\n\
+              [Session Bus Policy]\norg.freedesktop.Notifications=own\n\
+              org.mpris.MediaPlayer2.hello.*=own\norg.talked.To=talk\norg.seen.Only=see\n",
+        )
+        .unwrap();
+        let owned = own_names(&metadata);
+        assert_eq!(
+            owned,
+            [
+                "org.freedesktop.Notifications",
+                "org.mpris.MediaPlayer2.hello.*"
+            ]
+        );
+        let ctx = ExportContext {
+            own_names: &owned,
+            ..CTX
+        };
+        let class = |path: &str| classify(&ctx, path, 0o644);
+        for ok in [
+            "share/dbus-1/services/org.freedesktop.Notifications.service",
+            "share/dbus-1/services/org.mpris.MediaPlayer2.hello.service",
+            "share/dbus-1/services/org.mpris.MediaPlayer2.hello.instance2.service",
+            "share/dbus-1/services/org.test.Hello.service",
+        ] {
+            assert_eq!(class(ok), Ok(ExportKind::DbusService), "{ok}");
+        }
+        for refused in [
+            // Only talk or see: not the app's to be activated as.
+            "share/dbus-1/services/org.talked.To.service",
+            "share/dbus-1/services/org.seen.Only.service",
+            // Exact names only: no further elements, nothing appended.
+            "share/dbus-1/services/org.freedesktop.Notifications.Extra.service",
+            "share/dbus-1/services/org.freedesktop.Notifications-x.service",
+            "share/dbus-1/services/org.freedesktop.service",
+            "share/dbus-1/services/org.mpris.MediaPlayer2.service",
+            // Owning a name exports service files, nothing else.
+            "share/applications/org.freedesktop.Notifications.desktop",
+            "share/icons/hicolor/scalable/apps/org.freedesktop.Notifications.svg",
+        ] {
+            assert!(
+                matches!(class(refused), Err(ExportError::NotPrefixed { .. })),
+                "{refused}: {:?}",
+                class(refused)
+            );
+        }
+        // Without the grant the same file is refused.
+        assert!(matches!(
+            classify(
+                &CTX,
+                "share/dbus-1/services/org.freedesktop.Notifications.service",
+                0o644
+            ),
+            Err(ExportError::NotPrefixed { .. })
+        ));
+        // The file's Name= must still be its own bus name.
+        let out = rewrite(
+            &ctx,
+            "share/dbus-1/services/org.freedesktop.Notifications.service",
+            ExportKind::DbusService,
+            b"[D-BUS Service]\nName=org.freedesktop.Notifications\nExec=/app/bin/notifier\n",
+        )
+        .unwrap();
+        assert_eq!(
+            text(&out),
+            "[D-BUS Service]\nName=org.freedesktop.Notifications\nExec=/usr/bin/flatpak run --branch=master --arch=x86_64 --command=/app/bin/notifier org.test.Hello\n"
+        );
     }
 
     #[test]

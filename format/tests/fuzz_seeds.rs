@@ -49,3 +49,42 @@ fn index_seeds() {
         );
     }
 }
+
+#[test]
+fn exports_seeds() {
+    use flatipfs_format::exports::{classify, rewrite, ExportContext};
+    // The context of fuzz/fuzz_targets/exports.rs.
+    let owned = vec![
+        "org.mpris.MediaPlayer2.hello.*".to_string(),
+        "org.freedesktop.Notifications".to_string(),
+    ];
+    let ctx = ExportContext {
+        app_id: "org.test.Hello",
+        arch: "x86_64",
+        branch: "master",
+        own_names: &owned,
+    };
+    for (name, data) in seeds("exports") {
+        let i = data.iter().position(|&b| b == b'\n').unwrap();
+        let path = std::str::from_utf8(&data[..i]).unwrap();
+        let verdict =
+            classify(&ctx, path, 0o644).and_then(|kind| rewrite(&ctx, path, kind, &data[i + 1..]));
+        assert_eq!(
+            verdict.is_ok(),
+            name.starts_with("valid"),
+            "{name}: {verdict:?}"
+        );
+    }
+}
+
+#[test]
+fn metadata_seeds() {
+    for (name, data) in seeds("metadata") {
+        let verdict = flatipfs_format::metadata::parse(&data);
+        assert_eq!(
+            verdict.is_ok(),
+            name.starts_with("valid"),
+            "{name}: {verdict:?}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub mod introspection;
 pub mod pair;
 pub mod paths;
 pub mod process;
+pub mod raw_metadata;
 pub mod stack;
 pub mod trees;
 pub mod users;

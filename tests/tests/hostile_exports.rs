@@ -13,6 +13,7 @@ use std::time::Duration;
 use flatipfs_tests::ctl::{flatipfsctl, flatpak, last_json, ok_json, run_hello};
 use flatipfs_tests::fixtures::deploy_dir;
 use flatipfs_tests::pair::Pair;
+use flatipfs_tests::raw_metadata::release_with_metadata;
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::Stack;
 
@@ -432,12 +433,14 @@ fn oversize_metadata_and_climbing_export_paths_fail_the_install_with_a_typed_err
     while padded.len() <= 256 << 10 {
         padded.push_str("# padding padding padding padding padding padding padding\n");
     }
-    std::fs::write(big.dir.join("metadata"), padded).unwrap();
-    big.publish(&pair, "1");
+    // The publisher refuses such a metadata (`hostile_polish`): the release
+    // is an honest one with its metadata replaced by hand.
+    let honest = big.publish(&pair, "1");
+    let oversize = release_with_metadata(&pair, &honest, padded.as_bytes());
     let out = flatipfsctl(
         client,
         None,
-        &["install", "--json", "main", "org.test.Hello"],
+        &["install", "--json", &format!("/ipfs/{oversize}")],
     );
     assert!(!out.status.success(), "{out:?}");
     let error = &last_json(&out)["error"];
@@ -522,4 +525,57 @@ fn an_export_a_new_release_drops_is_unlinked_and_comes_back_on_rollback() {
         set(&["bin/org.test.Hello", HELLO_DESKTOP, ICON, second])
     );
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+}
+
+#[test]
+fn an_update_reports_the_exports_it_refused_and_never_links_them() {
+    let pair = Pair::up("\n[updates]\npolicy = \"none\"\n");
+    let client = &pair.client;
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
+    Deploy::of_hello(&pair).publish(&pair, "1");
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    let exports = client.installation().join("exports");
+    let other = "share/applications/org.other.App.desktop";
+    let hostile = format!(
+        "[Desktop Entry]\nType=Application\nName=Other\nExec=/bin/sh -c \"touch {MARKER}\"\n"
+    );
+
+    // Version 2 carries one hostile export: the update goes through, the
+    // job's details and the JSON output name the refused file.
+    let v2 = Deploy::of_hello(&pair);
+    v2.export(other, &hostile, 0o644);
+    v2.publish(&pair, "2");
+    let updated = ok_json(client, &["update", "--json", "org.test.Hello"]);
+    assert_eq!(updated["to"], "2", "{updated}");
+    assert_eq!(updated["applied"], true, "{updated}");
+    let refused = updated["refused_exports"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{updated}");
+    let line = refused[0].as_str().unwrap();
+    assert!(
+        line.starts_with(&format!("export/{other}: "))
+            && line.contains("not named for the app org.test.Hello"),
+        "{line}"
+    );
+    assert!(exports.join(other).symlink_metadata().is_err());
+    assert!(!active_export(client, "org.test.Hello").join(other).exists());
+    assert_eq!(
+        leaves(&exports),
+        set(&["bin/org.test.Hello", HELLO_DESKTOP, ICON])
+    );
+    // (Every version ships version 1's files.)
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+
+    // In text mode `update` warns about it on stderr, as `install` does.
+    let v3 = Deploy::of_hello(&pair);
+    v3.export(other, &hostile, 0o644);
+    v3.publish(&pair, "3");
+    let out = flatipfsctl(client, None, &["update", "org.test.Hello"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("warning: not exported: export/{other}: ")),
+        "{stderr}"
+    );
+    assert!(exports.join(other).symlink_metadata().is_err());
+    assert!(!Path::new(MARKER).exists());
 }

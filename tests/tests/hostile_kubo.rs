@@ -570,3 +570,59 @@ fn an_update_whose_manifest_does_not_describe_its_tree_leaves_the_current_releas
         "one deployment, the current one: {deploys:?}"
     );
 }
+
+#[test]
+fn mount_release_refuses_a_manifest_that_does_not_describe_its_tree() {
+    use flatipfs_tests::paths;
+    use flatipfs_tests::trees::mounted_options;
+    let pair = Pair::up("");
+    let release = pair.publish_v1();
+    let api = pair.publisher.kubo_node(1).unwrap().api.clone();
+    let mount_release = |root: &str, mountpoint: &Path| {
+        let mut command = std::process::Command::new(paths::binary("flatipfsd").unwrap());
+        command
+            .args(["mount-release", "--kubo-api", &api, root])
+            .arg(mountpoint);
+        command
+    };
+    // A manifest that gives hello.sh another size: refused before
+    // anything is mounted, naming the path.
+    let root = pair.handmade(&release, |m| {
+        let script = entry(m, path_is("files/bin/hello.sh"));
+        m["entries"][script]["size"] = 1_000_000.into();
+    });
+    let lying = pair.publisher.dir.join("lying");
+    std::fs::create_dir_all(&lying).unwrap();
+    let mut child = mount_release(&root, &lying)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Without the check it would mount and serve until stopped.
+    let mut exited = || Ok(child.try_wait()?.is_some());
+    let ended = wait_for("mount-release to refuse the release", LIMIT, &mut exited);
+    if ended.is_err() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ended.unwrap();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the release is refused")
+            && stderr.contains("deploy/files/bin/hello.sh has"),
+        "{stderr}"
+    );
+    assert!(mounted_options(&lying).is_none());
+    assert_eq!(std::fs::read_dir(&lying).unwrap().count(), 0);
+
+    // The genuine release passes the same check and is served.
+    let honest = pair.publisher.dir.join("honest");
+    std::fs::create_dir_all(&honest).unwrap();
+    let _serving = pair
+        .publisher
+        .start_process("mount-honest", mount_release(&release, &honest))
+        .unwrap();
+    let mut mounted = || Ok(mounted_options(&honest).is_some());
+    wait_for("the honest release mount", LIMIT, &mut mounted).unwrap();
+    assert!(honest.join("bin/hello.sh").is_file());
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use flatipfs_tests::ctl::{flatipfsctl, flatpak, last_json, ok_json, run_hello};
 use flatipfs_tests::edited_releases::{edited_deploy_dir, publish_app_with, publish_deploy_dir};
 use flatipfs_tests::pair::Pair;
+use flatipfs_tests::raw_metadata::release_with_metadata;
 use flatipfs_tests::stack::{run_ok, wait_for};
 use flatipfs_tests::users::{self, UPDATER_USER};
 use flatipfs_tests::Stack;
@@ -119,12 +120,19 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
     assert_nothing_installed(&pair);
 
     // A metadata that GKeyFile would read differently from a reviewer: two
-    // [Context] groups (merged by GKeyFile: the second adds the host).
+    // [Context] groups (merged by GKeyFile: the second adds the host). The
+    // publisher refuses it (`hostile_polish`), so the release is made by
+    // hand from an honest one.
     let dir = tempfile::tempdir().unwrap();
-    let doubled = edited_deploy_dir(&pair, "repo-v1", &app_ref, dir.path(), |text| {
-        format!("{text}\n[Context]\nfilesystems=home:ro;\n\n[Context]\nfilesystems=host;\n")
-    });
-    let doubled_release = publish_deploy_dir(&pair, &doubled, "3");
+    let genuine_dir = edited_deploy_dir(&pair, "repo-v1", &app_ref, dir.path(), |t| t.to_string());
+    let genuine = std::fs::read_to_string(genuine_dir.join("metadata")).unwrap();
+    let honest = publish_deploy_dir(&pair, &genuine_dir, "3");
+    let doubled_release = release_with_metadata(
+        &pair,
+        &honest,
+        format!("{genuine}\n[Context]\nfilesystems=home:ro;\n\n[Context]\nfilesystems=host;\n")
+            .as_bytes(),
+    );
     let out = flatipfsctl(
         client,
         None,
@@ -143,14 +151,15 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
     assert_nothing_installed(&pair);
 
     // An oversized metadata (300 KiB of comments) is refused unread.
-    let dir = tempfile::tempdir().unwrap();
-    let padded = edited_deploy_dir(&pair, "repo-v1", &app_ref, dir.path(), |text| {
+    let padded_release = release_with_metadata(
+        &pair,
+        &honest,
         format!(
-            "{text}{}",
+            "{genuine}{}",
             "# padding padding padding padding\n".repeat(9000)
         )
-    });
-    let padded_release = publish_deploy_dir(&pair, &padded, "4");
+        .as_bytes(),
+    );
     let out = flatipfsctl(
         client,
         None,

@@ -511,6 +511,15 @@ pub async fn forward_apps(connection: zbus::Connection, manager: Arc<Manager>, g
     }
 }
 
+/// Whether the object of app `id` is on the bus now.
+pub(crate) async fn is_exported(connection: &zbus::Connection, id: &str) -> bool {
+    connection
+        .object_server()
+        .interface::<_, AppObject>(app_path(id).as_str())
+        .await
+        .is_ok()
+}
+
 /// The D-Bus error of an install failure.
 pub(crate) fn map_install_error(e: &InstallError) -> Error {
     use crate::source::SourceError;

@@ -346,8 +346,16 @@ impl ManagerObject {
 
     /// The object of installed app `id`; `NotInstalled` if there is none.
     /// Needs no authorization.
-    async fn get_app(&self, id: String) -> Result<OwnedObjectPath, Error> {
-        if self.manager.apps.get(&id).is_none() {
+    async fn get_app(
+        &self,
+        id: String,
+        #[zbus(connection)] connection: &zbus::Connection,
+    ) -> Result<OwnedObjectPath, Error> {
+        // An app is installed for a caller once its object can be read: the
+        // object is exported (and removed) shortly after the app is added
+        // to (or removed from) the daemon's list, and a path to an object
+        // that is not there yet would fail the caller's next read.
+        if self.manager.apps.get(&id).is_none() || !app::is_exported(connection, &id).await {
             return Err(install_error(&crate::install::InstallError::NotInstalled(
                 id,
             )));
