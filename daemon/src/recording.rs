@@ -2,7 +2,8 @@
 //! mount in the first seconds of a run, in first-access order.
 //!
 //! A recording mounts a second, fresh instance of the app's current release
-//! on top of its `files/` mount (stacked on the same directory): processes
+//! on a directory of the daemon's own (`STATE/recordings/APP_ID`) and binds
+//! it on top of the app's `files/` mount (stacked on it): processes
 //! started from then on open files through it, and since it is a new
 //! filesystem the kernel has none of its pages cached, so every byte the
 //! app reads reaches the daemon (the normal mount's page cache would hide
@@ -17,7 +18,7 @@
 //! and a recording stops by itself after its time limit even if nobody asks.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -190,7 +191,7 @@ struct Active {
     manifest: Arc<Manifest>,
     recorder: Arc<Recorder>,
     /// The stacked mount; `None` once detached.
-    mount: Option<(PathBuf, fuser::BackgroundSession)>,
+    mount: Option<Stacked>,
     timer: CancellationToken,
 }
 
@@ -249,20 +250,21 @@ pub async fn start(manager: &Arc<Manager>, id: &str, limit: Duration) -> Result<
     )?
     .recording(recorder.clone());
     let path = PathBuf::from(&info.mount_point);
+    let own = config.state_directory.join("recordings").join(id);
     let timer = CancellationToken::new();
     {
         let mut active = recordings.active.lock().expect("not poisoned");
         if active.get(id).is_some_and(|a| a.mount.is_some()) {
             return Err(RecordError::Busy(id.to_string()));
         }
-        let session = fs.mount(&path)?;
+        let mount = stack(fs, &own, &path)?;
         if let Some(old) = active.insert(
             id.to_string(),
             Active {
                 release: info.release.clone(),
                 manifest,
                 recorder,
-                mount: Some((path, session)),
+                mount: Some(mount),
                 timer: timer.clone(),
             },
         ) {
@@ -295,8 +297,8 @@ pub fn stop(manager: &Manager, id: &str) -> Result<Recording, RecordError> {
         .remove(id)
         .ok_or_else(|| RecordError::NotRecording(id.to_string()))?;
     active.timer.cancel();
-    if let Some((path, session)) = active.mount {
-        detach(path, session);
+    if let Some(mount) = active.mount {
+        detach(mount);
     }
     let (ranges, truncated) = active.recorder.ranges(&active.manifest);
     info!(app = %id, ranges = ranges.len(), truncated, "startup set recorded");
@@ -318,8 +320,8 @@ impl Recordings {
             .expect("not poisoned")
             .get_mut(id)
             .and_then(|a| a.mount.take());
-        if let Some((path, session)) = mount {
-            detach(path, session);
+        if let Some(mount) = mount {
+            detach(mount);
         }
     }
 
@@ -327,22 +329,84 @@ impl Recordings {
     pub fn shutdown(&self) {
         for (_, active) in std::mem::take(&mut *self.active.lock().expect("not poisoned")) {
             active.timer.cancel();
-            if let Some((path, session)) = active.mount {
-                detach(path, session);
+            if let Some(mount) = active.mount {
+                detach(mount);
             }
         }
     }
 }
 
-/// Lazily unmounts the stacked mount (the topmost one at `path`: ours,
-/// mounted after the app's) and lets its session end in the background.
-fn detach(path: PathBuf, session: fuser::BackgroundSession) {
-    if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
-        warn!(path = %path.display(), "cannot unmount the recording mount: {e}");
+/// A recording mount: the FUSE session (mounted on a directory of the
+/// daemon's own) and where it is bound on top of the app's `files/`.
+struct Stacked {
+    own: PathBuf,
+    session: fuser::BackgroundSession,
+    over: PathBuf,
+}
+
+/// Mounts `fs` on `own`, then binds it over `over` (`ro,nosuid,nodev`).
+/// FUSE sessions unmount their own mount point when they end; that point is
+/// `own`, never the app's directory, whose mount stays underneath.
+fn stack(fs: ReleaseFs, own: &Path, over: &Path) -> Result<Stacked, RecordError> {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let failed = |source: std::io::Error| MountError::Mount {
+        path: over.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(own).map_err(failed)?;
+    // Left by a daemon that was killed while recording.
+    let _ = umount2(own, MntFlags::MNT_DETACH);
+    let session = fs.mount(own)?;
+    let bind = mount(
+        Some(own),
+        over,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .and_then(|()| {
+        mount(
+            None::<&str>,
+            over,
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
+            None::<&str>,
+        )
+        .inspect_err(|_| {
+            let _ = umount2(over, MntFlags::MNT_DETACH);
+        })
+    });
+    let stacked = Stacked {
+        own: own.to_owned(),
+        session,
+        over: over.to_owned(),
+    };
+    if let Err(e) = bind {
+        detach(stacked);
+        return Err(failed(e.into()).into());
+    }
+    Ok(stacked)
+}
+
+/// Lazily unmounts the binding over the app's `files/` (the topmost mount
+/// there: ours) and the session's own mount; a process still reading keeps
+/// its files, and the session ends in the background once it is done.
+fn detach(stacked: Stacked) {
+    use nix::mount::{umount2, MntFlags};
+    let Stacked { own, session, over } = stacked;
+    if let Err(e) = umount2(&over, MntFlags::MNT_DETACH) {
+        warn!(path = %over.display(), "cannot unmount the recording mount: {e}");
+    }
+    if let Err(e) = umount2(&own, MntFlags::MNT_DETACH) {
+        warn!(path = %own.display(), "cannot unmount the recording mount: {e}");
     }
     std::thread::spawn(move || {
         if let Err(e) = session.join() {
-            warn!(path = %path.display(), "recording FUSE session ended with an error: {e}");
+            warn!(path = %own.display(), "recording FUSE session ended with an error: {e}");
         }
     });
 }
