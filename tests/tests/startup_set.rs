@@ -175,6 +175,33 @@ fn a_recorded_startup_set_is_ordered_published_and_fetched_first() {
         assert!(recorded.1 + recorded.2 <= entry["size"].as_u64().unwrap());
     }
 
+    // A range beyond its file is refused, and the index keeps release 2.
+    let bad = work.join("bad.list");
+    std::fs::write(&bad, "files/share/hello/start.txt\t0\t4096\n").unwrap();
+    let out = flatipfsctl(
+        &pair.publisher,
+        None,
+        &[
+            "publish",
+            "--remote",
+            "main",
+            "--version",
+            "3",
+            "--startup-set",
+            bad.to_str().unwrap(),
+            v2.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("beyond its 11 bytes"), "{stderr}");
+    let resolved = pair
+        .publisher
+        .ipfs(1, &["name", "resolve", "--offline", &pair.ipns])
+        .unwrap();
+    let index = pair.publisher.ipfs(1, &["cat", resolved.trim()]).unwrap();
+    assert!(index.contains(&release), "{index}");
+
     // A fresh install of release 2 while a block outside the startup set is
     // withheld: the ranges become local, the app runs while still degraded.
     ok_json(client, &["uninstall", "--json", "org.test.Hello"]);
