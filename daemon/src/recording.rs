@@ -325,6 +325,18 @@ impl Recordings {
         }
     }
 
+    /// Ends the recording of `id`, if any, dropping what it saw (the app is
+    /// being removed: its mounts can only go once this one is gone).
+    pub fn end(&self, id: &str) {
+        let active = self.active.lock().expect("not poisoned").remove(id);
+        if let Some(active) = active {
+            active.timer.cancel();
+            if let Some(mount) = active.mount {
+                detach(mount);
+            }
+        }
+    }
+
     /// Ends every recording (the daemon is stopping).
     pub fn shutdown(&self) {
         for (_, active) in std::mem::take(&mut *self.active.lock().expect("not poisoned")) {
