@@ -81,6 +81,19 @@ struct State {
     truncated: bool,
 }
 
+impl State {
+    /// Drops the slots of merged ranges (they are at most as many as the
+    /// live ones when this runs, so memory stays within twice the bound).
+    fn compact(&mut self) {
+        self.ranges.retain(Option::is_some);
+        self.by_cid.clear();
+        for (i, range) in self.ranges.iter().enumerate() {
+            let (cid, _, _) = range.as_ref().expect("live");
+            self.by_cid.entry(cid.clone()).or_default().push(i);
+        }
+    }
+}
+
 impl Recorder {
     pub fn new(max_ranges: usize, max_bytes: u64) -> Recorder {
         Recorder {
@@ -112,6 +125,9 @@ impl Recorder {
             if state.live >= self.max_ranges || state.bytes + length > self.max_bytes {
                 state.truncated = true;
                 return;
+            }
+            if state.ranges.len() >= 2 * self.max_ranges.max(1) {
+                state.compact();
             }
             let key: Arc<str> = match state.by_cid.get_key_value(cid) {
                 Some((k, _)) => k.clone(),
@@ -447,6 +463,20 @@ mod tests {
         r.record("a", 5, 100); // bridges both ranges of a
         assert_eq!(raw(&r), vec![("b".into(), 0, 20), ("a".into(), 0, 110)]);
         assert_eq!(r.state.lock().unwrap().bytes, 130);
+    }
+
+    #[test]
+    fn merged_ranges_do_not_pile_up() {
+        let r = Recorder::new(4, 1 << 30);
+        // Each round adds a range and bridges it into the first one.
+        for round in 1..1000u64 {
+            r.record("a", round * 20, 5);
+            r.record("a", 0, round * 20 + 5);
+        }
+        assert_eq!(raw(&r), vec![("a".into(), 0, 999 * 20 + 5)]);
+        assert!(r.state.lock().unwrap().ranges.len() <= 8);
+        r.record("b", 0, 1);
+        assert_eq!(raw(&r).len(), 2);
     }
 
     #[test]
