@@ -34,7 +34,7 @@ packages="libreoffice-core libreoffice-common libreoffice-writer libreoffice-cal
 # Every library package libreoffice-core needs, recursively (libc comes from the runtime).
 deps=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
   --no-replaces --no-enhances libreoffice-core \
-  | awk '/^[a-z]/ { print $1 } / Depends:/ && $2 !~ /^</ { print $2 }' | grep -E '^(lib|ure$|uno-)' | grep -vx libc6 | sort -u)
+  | awk '/^[a-z]/ { print $1 } / Depends:/ && $2 !~ /^</ { print $2 }' | grep -E '^(lib|ure$|uno-|zlib1g$)' | grep -vx libc6 | sort -u)
 debs=${BENCH_DEBS:-$cache/debs}   # about 150 MB of .deb files, kept for the next run
 mkdir -p "$debs"
 missing=$(for p in $packages $deps; do ls "$debs/$p"_*.deb >/dev/null 2>&1 || echo "$p"; done)
