@@ -19,7 +19,8 @@
 #  3. the app is uninstalled and the client's blocks collected (`repo gc`),
 #     then release 2 installed the same way: the same two times.
 #
-#   scripts/bench-startup.sh   # prints Markdown (also target/bench-startup.md)
+#   scripts/bench-startup.sh   # prints Markdown (also target/bench-startup.md; the
+#                              # recorded list in target/bench-startup.list)
 #   BENCH_DEBS=/tmp/debs scripts/bench-startup.sh   # where the .deb files go
 BENCH_PACKAGE=libreoffice source "$(dirname "$0")/bench-common.sh"
 source "$here/scripts/two-stacks.sh"
@@ -84,6 +85,7 @@ measure() {
 
 read -r run1 full1 < <(measure)
 client "$bin/flatipfsctl" startup-set record $id --seconds 60 --output "$work/startup.list" >/dev/null
+cp "$work/startup.list" "$here/target/bench-startup.list"
 ranges=$(grep -vc '^#' "$work/startup.list")
 startup_bytes=$(awk -F'\t' '!/^#/ { s += $3 } END { print s + 0 }' "$work/startup.list")
 pub "$bin/flatipfsctl" --json publish --remote bench --version 2 --startup-set "$work/startup.list" "$tree" >/dev/null
