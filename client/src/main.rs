@@ -27,6 +27,7 @@ mod apps;
 mod exit;
 mod jobs;
 mod output;
+mod startup;
 mod updates;
 
 use clap::{Parser, Subcommand};
@@ -134,6 +135,30 @@ enum Command {
         /// The job's number, as `jobs` shows it.
         job: u64,
     },
+    /// Startup sets: what an app reads when it starts (for publishers).
+    StartupSet {
+        #[command(subcommand)]
+        command: StartupSetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StartupSetCommand {
+    /// Run an installed app with `flatpak run` while the daemon records the
+    /// byte ranges it reads in its first seconds; prints (or writes) the
+    /// list `publish --startup-set` takes. Needs authorization.
+    Record {
+        app_id: String,
+        /// How long to record; the app is stopped then if still running.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=570))]
+        seconds: u32,
+        /// Write the list to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Arguments for the app (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,7 +184,9 @@ struct PublishArgs {
     /// A Flatpak repository (what `flatpak build-export` writes); then give REF.
     #[arg(long, value_name = "PATH")]
     repo: Option<std::path::PathBuf>,
-    /// A file listing paths (relative to deploy/, one per line) read at start-up.
+    /// A file listing what the app reads at start-up, in order: paths
+    /// (relative to deploy/) or PATH<TAB>OFFSET<TAB>LENGTH ranges, one per
+    /// line (what `startup-set record` writes).
     #[arg(long, value_name = "FILE")]
     startup_set: Option<std::path::PathBuf>,
     /// Arch of a deploy directory (default: this machine's).
@@ -245,6 +272,25 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::List => apps::list(cli.json, &manager).await,
         Command::Info { app_id } => apps::info(cli.json, &manager, app_id).await,
         Command::Run { app_id, args } => apps::run(&manager, app_id, args).await,
+        Command::StartupSet {
+            command:
+                StartupSetCommand::Record {
+                    app_id,
+                    seconds,
+                    output,
+                    args,
+                },
+        } => {
+            startup::record(
+                cli.json,
+                &manager,
+                app_id,
+                *seconds,
+                output.as_deref(),
+                args,
+            )
+            .await
+        }
         Command::Update {
             check,
             download_only,
@@ -328,13 +374,16 @@ async fn publish(
                 file.display()
             ))
         })?;
-        let paths: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect();
-        options.insert("startup-set", Value::from(paths));
+        match startup::parse(&text)
+            .map_err(|e| Failure::usage(format!("startup set {}: {e}", file.display())))?
+        {
+            startup::StartupSet::Files(paths) => {
+                options.insert("startup-set", Value::from(paths));
+            }
+            startup::StartupSet::Ranges(ranges) => {
+                options.insert("startup-ranges", Value::from(ranges));
+            }
+        }
     }
     let path = match &args.repo {
         Some(repo) => {

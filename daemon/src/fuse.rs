@@ -24,6 +24,7 @@ use fuser::{
 use tracing::warn;
 
 use crate::kubo::Client;
+use crate::recording::Recorder;
 use crate::release::{EntryKind, Manifest};
 
 /// How long the kernel may cache names and attributes: they never change.
@@ -60,6 +61,8 @@ pub struct ReleaseFs {
     read_timeout: Duration,
     /// inode → the latest window read from Kubo.
     windows: Mutex<HashMap<u64, Window>>,
+    /// Set only on a mount made to record a startup set (`recording`).
+    recorder: Option<Arc<Recorder>>,
 }
 
 /// Why a release cannot be mounted.
@@ -134,7 +137,14 @@ impl ReleaseFs {
             runtime: tokio::runtime::Handle::current(),
             read_timeout,
             windows: Default::default(),
+            recorder: None,
         })
+    }
+
+    /// This filesystem, noting every read in `recorder` (see `recording`).
+    pub fn recording(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     fn node(&self, inode: INodeNo) -> Option<&Node> {
@@ -256,6 +266,9 @@ impl Filesystem for ReleaseFs {
             return reply.data(&[]);
         }
         let length = (size as u64).min(node.size - offset);
+        if let Some(recorder) = &self.recorder {
+            recorder.record(&node.cid, offset, length);
+        }
         let inode = u64::from(ino);
         let cached = self
             .windows

@@ -932,6 +932,8 @@ async fn remove(manager: &Arc<Manager>, id: &str) -> Result<Vec<String>, Install
     // finds nothing of it left on disk.
     if let Some(app) = manager.apps.get(id) {
         app.stop_fetches();
+        // A recording's mount is stacked on the app's: it goes first.
+        manager.recordings.end(id);
         app.unmount_all();
     }
     let removed = remove_files(manager, record);

@@ -30,6 +30,7 @@ mod owner;
 mod permissions;
 mod policy;
 mod publish;
+mod recording;
 mod remotes;
 mod source;
 mod store;
@@ -219,6 +220,7 @@ async fn run(args: Args) -> Result<()> {
         _ = int.recv() => { info!("SIGINT received, stopping"); false }
         _ = name_lost => true,
     };
+    manager.recordings.shutdown();
     manager.apps.shutdown();
     if let Some(node) = node {
         node.stop().await;

@@ -37,6 +37,8 @@ pub struct Manager {
     pub apps: Arc<Apps>,
     /// The automatic update scheduler's handle.
     pub scheduler: crate::updates::Scheduler,
+    /// Startup set recordings in progress.
+    pub recordings: crate::recording::Recordings,
     /// Serializes every read-modify-write of the state file.
     state_lock: Arc<Mutex<()>>,
 }
@@ -73,6 +75,7 @@ impl Manager {
             jobs: Jobs::default(),
             apps: Arc::default(),
             scheduler: Default::default(),
+            recordings: Default::default(),
             state_lock: Arc::default(),
         }
     }

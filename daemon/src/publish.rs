@@ -39,6 +39,13 @@ pub enum PublishError {
     BadRef(String),
     #[error("startup set names {0:?}, which is not a file of the release")]
     BadStartupPath(String),
+    #[error("startup set range {offset}+{length} of {path:?} is empty or beyond its {size} bytes")]
+    BadStartupRange {
+        path: String,
+        offset: u64,
+        length: u64,
+        size: u64,
+    },
     #[error("{0} (what clients accept by default)")]
     BadStartupSet(String),
     #[error(transparent)]
@@ -71,8 +78,17 @@ pub struct Request {
     /// For a deploy directory: arch and branch (defaults: host arch, `master`).
     pub arch: Option<String>,
     pub branch: Option<String>,
-    /// Paths (relative to `deploy/`) read at start-up, in order.
-    pub startup_set: Vec<String>,
+    /// What the app reads at start-up, in order.
+    pub startup_set: Vec<StartupItem>,
+}
+
+/// One item of a startup set to publish: a file of the release (path
+/// relative to `deploy/`), whole or a range of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupItem {
+    pub path: String,
+    /// `(offset, length)`; `None`: the whole file.
+    pub range: Option<(u64, u64)>,
 }
 
 /// What a publication produced.
@@ -258,12 +274,22 @@ impl Publisher {
             })
             .collect();
         let total: u64 = entries.iter().map(|e| e.size).sum();
-        for path in &request.startup_set {
-            if !entries
+        for item in &request.startup_set {
+            let Some(file) = entries
                 .iter()
-                .any(|e| &e.path == path && e.kind == EntryKind::File)
-            {
-                return Err(PublishError::BadStartupPath(path.clone()));
+                .find(|e| e.path == item.path && e.kind == EntryKind::File)
+            else {
+                return Err(PublishError::BadStartupPath(item.path.clone()));
+            };
+            if let Some((offset, length)) = item.range {
+                if length == 0 || offset.checked_add(length).is_none_or(|end| end > file.size) {
+                    return Err(PublishError::BadStartupRange {
+                        path: item.path.clone(),
+                        offset,
+                        length,
+                        size: file.size,
+                    });
+                }
             }
         }
 
@@ -342,15 +368,18 @@ impl Publisher {
         let startup_set = request
             .startup_set
             .iter()
-            .filter_map(|p| manifest_entries.iter().find(|e| &e.path == p))
-            // An empty file has nothing to read at start-up.
-            .filter(|e| e.size > 0)
-            .map(|e| StartupRange {
-                path: e.path.clone(),
-                cid: e.cid.clone(),
-                offset: 0,
-                length: e.size,
+            .filter_map(|item| {
+                let e = manifest_entries.iter().find(|e| e.path == item.path)?;
+                let (offset, length) = item.range.unwrap_or((0, e.size));
+                Some(StartupRange {
+                    path: e.path.clone(),
+                    cid: e.cid.clone(),
+                    offset,
+                    length,
+                })
             })
+            // An empty file has nothing to read at start-up.
+            .filter(|r| r.length > 0)
             .collect();
         let manifest = Manifest {
             schema: release::SCHEMA,

@@ -27,6 +27,8 @@ pub enum Action {
     Publish,
     /// Cancel a job another user started.
     CancelOther,
+    /// Record which parts of an app's files it reads at start-up.
+    RecordStartup,
 }
 
 impl Action {
@@ -44,6 +46,7 @@ impl Action {
         Action::TrustRemote,
         Action::Publish,
         Action::CancelOther,
+        Action::RecordStartup,
     ];
 
     /// The full polkit action id.
@@ -61,6 +64,7 @@ impl Action {
             Action::TrustRemote => "org.flatipfs.manager1.trust-remote",
             Action::Publish => "org.flatipfs.manager1.publish",
             Action::CancelOther => "org.flatipfs.manager1.cancel-other",
+            Action::RecordStartup => "org.flatipfs.manager1.record-startup",
         }
     }
 }

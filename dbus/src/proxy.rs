@@ -173,6 +173,15 @@ pub trait App {
     /// Let retention remove release `version` again.
     fn unpin(&self, version: &str) -> Result<(), Error>;
 
+    /// Start recording the app's startup set (action `record-startup`;
+    /// option `seconds` (u): the daemon's own time limit).
+    fn start_recording(&self, options: HashMap<&str, Value<'_>>) -> Result<(), Error>;
+
+    /// Stop recording: (path, offset, length) in first-access order, and
+    /// whether reads were left out (action `record-startup`).
+    #[allow(clippy::type_complexity)]
+    fn stop_recording(&self) -> Result<(Vec<(String, u64, u64)>, bool), Error>;
+
     /// Set this app's automatic update policy (`""`: the daemon's).
     fn set_update_policy(&self, policy: &str) -> Result<(), Error>;
 

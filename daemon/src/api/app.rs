@@ -25,6 +25,7 @@ use crate::install::{self, InstallError};
 use crate::jobs::{Detail, Job};
 use crate::manager::Manager;
 use crate::policy::Gate;
+use crate::recording::{self, RecordError};
 use crate::update::{self, UpdateOptions};
 use crate::updates::Policy;
 
@@ -195,6 +196,80 @@ impl AppObject {
         update::set_update_policy(&self.manager, &id, parsed)
             .await
             .map_err(|e| install_error(&e))
+    }
+
+    /// Starts recording the app's startup set: its current release is
+    /// mounted afresh on top of its `files/` (nothing of it in the kernel's
+    /// cache), and every byte range the processes started from now on read
+    /// through it is noted, in first-access order. The caller then runs the
+    /// app and calls `StopRecording`. Option `seconds` (u, default 60, at
+    /// most 600): the daemon stops the recording by itself after that long.
+    /// `NotInstalled`, `Busy` (a recording of the app runs already),
+    /// `MountFailed`. Polkit action `record-startup`.
+    async fn start_recording(
+        &self,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        options::reject_unknown(&options, &["seconds"])?;
+        let seconds = match options.get("seconds") {
+            None => 60,
+            Some(v) => u32::try_from(v).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidArgs,
+                    "option \"seconds\" must be a u32 (u)",
+                )
+            })?,
+        };
+        let limit = std::time::Duration::from_secs(seconds.into());
+        if limit.is_zero() || limit > recording::MAX_DURATION {
+            return Err(Error::new(
+                ErrorKind::InvalidArgs,
+                format!(
+                    "option \"seconds\" must be between 1 and {}",
+                    recording::MAX_DURATION.as_secs()
+                ),
+            ));
+        }
+        let id = self.info.id.clone();
+        authorize(
+            &self.gate,
+            &header,
+            Action::RecordStartup,
+            &HashMap::from([("app", id.as_str())]),
+        )
+        .await?;
+        recording::start(&self.manager, &id, limit)
+            .await
+            .map_err(|e| record_error(&e))
+    }
+
+    /// Stops the app's recording and returns its startup set: (path relative
+    /// to `deploy/`, offset, length) in first-access order, the ranges
+    /// `Publish` takes as option `startup-ranges`; and whether reads were left
+    /// out to stay within the bounds clients accept. `NotFound` if no
+    /// recording of the app runs. Polkit action `record-startup`.
+    async fn stop_recording(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(Vec<(String, u64, u64)>, bool), Error> {
+        let id = self.info.id.clone();
+        authorize(
+            &self.gate,
+            &header,
+            Action::RecordStartup,
+            &HashMap::from([("app", id.as_str())]),
+        )
+        .await?;
+        let recording = recording::stop(&self.manager, &id).map_err(|e| record_error(&e))?;
+        Ok((
+            recording
+                .ranges
+                .into_iter()
+                .map(|r| (r.path, r.offset, r.length))
+                .collect(),
+            recording.truncated,
+        ))
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -548,6 +623,19 @@ pub(crate) fn map_install_error(e: &InstallError) -> Error {
         InstallError::Installation(_) | InstallError::Store(_) | InstallError::Internal(_) => {
             ErrorKind::Internal
         }
+    };
+    Error::new(kind, e.to_string())
+}
+
+/// The D-Bus error for a recording failure.
+fn record_error(e: &RecordError) -> Error {
+    let kind = match e {
+        RecordError::NotInstalled(_) | RecordError::NotMounted(_) => ErrorKind::NotInstalled,
+        RecordError::Busy(_) => ErrorKind::Busy,
+        RecordError::NotRecording(_) => ErrorKind::NotFound,
+        RecordError::Install(e) => return install_error(e),
+        RecordError::Mount(_) => ErrorKind::MountFailed,
+        RecordError::Kubo(_) => ErrorKind::FetchFailed,
     };
     Error::new(kind, e.to_string())
 }

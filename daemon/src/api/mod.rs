@@ -102,6 +102,7 @@ pub(crate) fn publish_error(e: &PublishError) -> Error {
         PublishError::BadRemoteName(_)
         | PublishError::BadRef(_)
         | PublishError::BadStartupPath(_)
+        | PublishError::BadStartupRange { .. }
         | PublishError::BadStartupSet(_) => ErrorKind::InvalidArgs,
         PublishError::NoSuchRemote(_) | PublishError::MissingPath(_) => ErrorKind::NotFound,
         PublishError::RemoteExists(_) => ErrorKind::AlreadyInstalled,

@@ -7,7 +7,7 @@ use flatipfs_dbus::{Error, ErrorKind};
 use zbus::zvariant::OwnedValue;
 
 use crate::flatpak::FlatpakRef;
-use crate::publish::{self, Request, Source};
+use crate::publish::{self, Request, Source, StartupItem};
 
 fn invalid(message: String) -> Error {
     Error::new(ErrorKind::InvalidArgs, message)
@@ -65,6 +65,49 @@ fn strings(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Vec<Strin
         .map(Option::unwrap_or_default)
 }
 
+/// A publication's startup set: `startup-set` (as, whole files) or
+/// `startup-ranges` (a(stt): path, offset, length), not both.
+fn startup_set(options: &HashMap<String, OwnedValue>) -> Result<Vec<StartupItem>, Error> {
+    let whole = strings(options, "startup-set")?;
+    let ranges = options
+        .get("startup-ranges")
+        .map(|v| {
+            Vec::<(String, u64, u64)>::try_from(v.try_clone().map_err(|e| invalid(e.to_string()))?)
+                .map_err(|_| {
+                    invalid("option \"startup-ranges\" must be a list of (path, offset, length) (a(stt))".into())
+                })
+        })
+        .transpose()?
+        .unwrap_or_default();
+    if !whole.is_empty() && !ranges.is_empty() {
+        return Err(invalid(
+            "\"startup-set\" and \"startup-ranges\" exclude each other".into(),
+        ));
+    }
+    let items: Vec<StartupItem> = whole
+        .into_iter()
+        .map(|path| StartupItem { path, range: None })
+        .chain(
+            ranges
+                .into_iter()
+                .map(|(path, offset, length)| StartupItem {
+                    path,
+                    range: Some((offset, length)),
+                }),
+        )
+        .collect();
+    if let Some(bad) = items
+        .iter()
+        .find(|i| !crate::release::safe_relative_path(&i.path))
+    {
+        return Err(invalid(format!(
+            "startup set path {:?} must be relative to deploy/",
+            bad.path
+        )));
+    }
+    Ok(items)
+}
+
 /// The `Publish` call's arguments, validated without touching the disk.
 pub fn publish_request(
     path: &str,
@@ -72,7 +115,15 @@ pub fn publish_request(
 ) -> Result<Request, Error> {
     reject_unknown(
         options,
-        &["remote", "ref", "version", "arch", "branch", "startup-set"],
+        &[
+            "remote",
+            "ref",
+            "version",
+            "arch",
+            "branch",
+            "startup-set",
+            "startup-ranges",
+        ],
     )?;
     if !path.starts_with('/') || path.contains('\0') {
         return Err(invalid(format!("path {path:?} must be absolute")));
@@ -115,15 +166,7 @@ pub fn publish_request(
     let branch = string(options, "branch")?;
     plain("arch", &arch)?;
     plain("branch", &branch)?;
-    let startup_set = strings(options, "startup-set")?;
-    if let Some(bad) = startup_set
-        .iter()
-        .find(|p| !crate::release::safe_relative_path(p))
-    {
-        return Err(invalid(format!(
-            "startup-set path {bad:?} must be relative to deploy/"
-        )));
-    }
+    let startup_set = startup_set(options)?;
     let path = PathBuf::from(path);
     let source = match reference {
         Some(reference) => Source::Repo {
