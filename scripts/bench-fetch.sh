@@ -17,7 +17,9 @@
 # daemon's `fetch timing` log line when it has one.
 #
 #   scripts/bench-fetch.sh   # prints Markdown (also target/bench-fetch.md)
-#   BENCH_PROFILE=debug scripts/bench-fetch.sh   # debug daemon (Kubo does the work)
+#   BENCH_PROFILE=debug BENCH_SMALL_FILES=1000 scripts/bench-fetch.sh
+#     # debug binaries; a debug flatipfsd overflowed its stack publishing the
+#     # 5,000-file tree (2026-12-03), a release one does not
 source "$(dirname "$0")/bench-common.sh"
 source "$here/scripts/two-stacks.sh"
 trap 'stop_two_stacks "$work"; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
