@@ -6,8 +6,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$here/scripts/setup.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 # Optimized binaries: the daemon is measured against Kubo, a release build.
-(cd "$here" && cargo build --release --workspace --quiet)
-bin="$here/target/release"
+# BENCH_PROFILE=debug uses debug builds instead (quicker to build; the fetch
+# and publish work is Kubo's, a release build either way).
+profile=${BENCH_PROFILE:-release}
+if [ "$profile" = release ]; then
+  (cd "$here" && cargo build --release --workspace --quiet)
+else
+  (cd "$here" && cargo build --workspace --quiet)
+fi
+bin="$here/target/$profile"
 kubo=$(bash "$here/scripts/build-kubo.sh")
 package=${BENCH_PACKAGE:-scipy}
 cache="${FLATIPFS_CACHE:-$HOME/.cache/flatipfs}/bench/$package"

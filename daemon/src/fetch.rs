@@ -9,7 +9,7 @@
 //! recorded as complete.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -113,7 +113,9 @@ async fn attempt(
     let (kubo, _) = manager.kubo()?;
     let config = manager.config();
     let path = mfs_path(&manifest.id, release);
+    let started = Instant::now();
     let locality = kubo.files_locality(&path).await?;
+    let checked = started.elapsed();
     let base = locality.size_local.min(locality.cumulative_size);
     let total = locality.cumulative_size;
     let current = || app.snapshot().release == release;
@@ -141,7 +143,9 @@ async fn attempt(
         return Ok(());
     }
     status("fetching the startup set");
+    let startup = Instant::now();
     prefetch_startup_set(&kubo, manifest, config.fetch.prefetch_concurrency).await;
+    let startup = startup.elapsed();
     status("fetching");
     if kubo.is_pinned(release).await? {
         // Pinned by this node's publisher: local already, and its pin is
@@ -149,11 +153,24 @@ async fn attempt(
         return Ok(());
     }
     let name = pin_name(&manifest.id, &manifest.version);
+    let walk = Instant::now();
     kubo.pin_add_progress(release, &name, config.fetch.stall_timeout, |_, bytes| {
         report(bytes)
     })
     .await?;
+    let walk = walk.elapsed();
+    let last_check = Instant::now();
     let locality = kubo.files_locality(&path).await?;
+    let checks = checked + last_check.elapsed();
+    // Where the time went (scripts/bench-fetch.sh reads this line).
+    info!(
+        "fetch timing {}: startup set {:.2} s, pin walk {:.2} s, locality checks {:.2} s, whole attempt {:.2} s",
+        manifest.id,
+        startup.as_secs_f64(),
+        walk.as_secs_f64(),
+        checks.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     if !locality.local {
         return Err(KuboError::Garbled {
             api: String::new(),

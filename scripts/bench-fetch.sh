@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Fetch benchmark: how fast the background fetch makes a release local,
+# over loopback from one publisher, through the daemon.
+#
+# A publisher stack and a client stack (scripts/two-stacks.sh). Two apps on
+# the test runtime are published and installed one after the other:
+#
+#  - large: BENCH_LARGE_FILES files of BENCH_LARGE_MIB MiB of random
+#    (incompressible, never deduplicated) bytes each (default 4 x 32 MiB);
+#  - small: BENCH_SMALL_FILES files of 1-8 KiB of random bytes each
+#    (default 5,000), 100 to a directory.
+#
+# For each: `install --no-wait` (returns once the app is mounted and
+# runnable), then the app's State is polled every 50 ms until `installed`.
+# Throughput = release bytes (and files) / time from runnable to installed.
+# The time split (startup set, pin walk, final locality check) comes from the
+# daemon's `fetch timing` log line when it has one.
+#
+#   scripts/bench-fetch.sh   # prints Markdown (also target/bench-fetch.md)
+#   BENCH_PROFILE=debug BENCH_SMALL_FILES=1000 scripts/bench-fetch.sh
+#     # debug binaries; a debug flatipfsd overflowed its stack publishing the
+#     # 5,000-file tree (2026-12-03), a release one does not
+source "$(dirname "$0")/bench-common.sh"
+source "$here/scripts/two-stacks.sh"
+trap 'stop_two_stacks "$work"; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
+apps="$here/target/test-apps"
+bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
+arch=$(cat "$apps/arch")
+large_files=${BENCH_LARGE_FILES:-4}
+large_mib=${BENCH_LARGE_MIB:-32}
+small_files=${BENCH_SMALL_FILES:-5000}
+
+# app_tree ID DIR: an app deploy directory with a start script.
+app_tree() {
+  mkdir -p "$2/files/bin"
+  printf '#!/bin/sh\necho started\n' > "$2/files/bin/start.sh"
+  chmod 0755 "$2/files/bin/start.sh"
+  printf '[Application]\nname=%s\nruntime=org.test.Platform/%s/master\ncommand=start.sh\n' "$1" "$arch" > "$2/metadata"
+}
+app_tree org.bench.Large "$work/large"
+mkdir -p "$work/large/files/data"
+for i in $(seq 1 "$large_files"); do
+  head -c "$((large_mib * 1024 * 1024))" /dev/urandom > "$work/large/files/data/blob-$i"
+done
+app_tree org.bench.Small "$work/small"
+python3 - "$work/small/files/data" "$small_files" <<'PY'
+import os, random, sys
+root, count = sys.argv[1], int(sys.argv[2])
+rng = random.Random(13)
+for i in range(count):
+    d = os.path.join(root, f"d{i // 100:03}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:05}"), "wb") as f:
+        f.write(os.urandom(rng.randint(1024, 8192)))
+PY
+
+echo "bench-fetch: trees made $(date +%T)" >&2
+start_two_stacks "$work"
+ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
+pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
+pub "$bin/flatipfsctl" --json publish --remote bench "$work/large" >/dev/null
+pub "$bin/flatipfsctl" --json publish --remote bench "$work/small" >/dev/null
+carry_index
+echo "bench-fetch: published $(date +%T)" >&2
+client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
+client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null
+
+now() { date +%s.%N; }
+since() { python3 -c "print($(now) - $1)"; }
+state() { client "$bin/flatipfsctl" --json info "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])'; }
+log="$work/client/logs/flatipfsd.log"
+
+# measure ID DIR: prints "bytes files t_runnable t_fetch split"
+measure() {
+  local id=$1 dir=$2 t0 t_runnable t_full bytes files split
+  t0=$(now)
+  client "$bin/flatipfsctl" install --no-wait bench "$id" >/dev/null
+  t_runnable=$(since "$t0")
+  until [ "$(state "$id")" = installed ]; do sleep 0.05; done
+  t_full=$(since "$t0")
+  bytes=$(du -sb --apparent-size "$dir/files" | cut -f1)
+  files=$(find "$dir/files" -type f | wc -l)
+  split=$(grep "fetch timing" "$log" | grep "$id" | tail -1 | sed -n 's/.*fetch timing [^:]*: //p' | tr ' ' '_' || true)
+  echo "$bytes $files $t_runnable $(python3 -c "print($t_full - $t_runnable)") ${split:-n/a}"
+}
+large=$(measure org.bench.Large "$work/large")
+small=$(measure org.bench.Small "$work/small")
+
+python3 - "$large" "$small" "$(git -C "$here" rev-parse --short HEAD)" <<'PY' | tee "$here/target/bench-fetch.md"
+import sys
+rows = [("large files", sys.argv[1].split()), ("small files", sys.argv[2].split())]
+print(f"## Fetch benchmark (commit {sys.argv[3]})\n")
+print("One run of scripts/bench-fetch.sh; publisher and client stacks over loopback. Fetch = from `install --no-wait` returning (app runnable) to State `installed` (polled every 50 ms).\n")
+print("| release | size | files | fetch | MB/s (target 100) | files/s (target 2,000) | ratio to target | split |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for name, (size, files, tr, tf, split) in rows:
+    size, files, tf = float(size), int(files), float(tf)
+    mbs, fps = size / tf / 1e6, files / tf
+    ratio = mbs / 100 if name.startswith("large") else fps / 2000
+    print(f"| {name} | {size / 1e6:.1f} MB | {files} | {tf:.2f} s | {mbs:.1f} | {fps:.0f} | {ratio:.2f} | {split.replace('_', ' ')} |")
+PY
