@@ -714,7 +714,7 @@ async fn drop_deployment(manager: &Manager, id: &str, release: &str) -> Result<(
     }
     if let Some(app) = manager.apps.get(id) {
         app.stop_fetch(release);
-        app.unmount(release);
+        app.unmount(manager.apps.pool().as_deref(), release);
     }
     let keep: Vec<String> = record
         .deployments
