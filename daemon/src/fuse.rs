@@ -161,12 +161,17 @@ fn split(ino: INodeNo) -> (u32, u64) {
     ((ino >> LOCAL_BITS) as u32, ino & ((1 << LOCAL_BITS) - 1))
 }
 
+/// A file of the pool: (slot, local inode).
+type FileKey = (u32, u64);
+/// A window: (offset, bytes, last use).
+type Window = (u64, Arc<Vec<u8>>, u64);
+
 /// Read windows of every release, least recently used first out, bounded
 /// in bytes.
 #[derive(Default)]
 struct Windows {
     /// (slot, local inode) → (offset, bytes, last use).
-    by_file: HashMap<(u32, u64), (u64, Arc<Vec<u8>>, u64)>,
+    by_file: HashMap<FileKey, Window>,
     /// last use → file, oldest first.
     by_use: BTreeMap<u64, (u32, u64)>,
     bytes: usize,
