@@ -16,6 +16,7 @@
 #
 #   scripts/bench-100-apps.sh   # prints Markdown (also target/bench-100-apps.md)
 #   BENCH_BIN=target/debug scripts/bench-100-apps.sh   # no release build
+#   BENCH_KEEP=1 …   # keeps the stacks' directory (logs) after the run
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$here/scripts/setup.sh"
@@ -31,7 +32,7 @@ n=${BENCH_APPS:-100}
 work=$(mktemp -d /tmp/flatipfs-bench.XXXXXX)
 chmod 0755 "$work"   # polkitd (its own user) must reach the stack inside
 source "$here/scripts/two-stacks.sh"
-trap 'stop_two_stacks "$work"; rm -rf "$work"' EXIT
+trap 'stop_two_stacks "$work"; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
 apps="$here/target/test-apps"
 bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
 arch=$(cat "$apps/arch")

@@ -76,6 +76,10 @@ fn main() -> Result<()> {
             stack
                 .process("flatipfsd")?
                 .stop(std::time::Duration::from_secs(30))?;
+            // The bus lets the name go a little after the process is gone.
+            flatipfs_tests::stack::wait_until("the daemon's bus name released", || {
+                Ok(!stack.name_has_owner(flatipfs_dbus::BUS_NAME)?)
+            })?;
             stack.start_daemon()?;
         }
         Cmd::DaemonPid { dir } => println!("{}", Stack::load(&dir)?.process("flatipfsd")?.pid),
