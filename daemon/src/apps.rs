@@ -1,8 +1,12 @@
 //! The installed apps as the running daemon holds them.
 //!
 //! Owns, per app: what clients see of it ([`AppInfo`], watched by the D-Bus
-//! layer, which turns changes into `PropertiesChanged`), its FUSE mounts,
-//! its background fetch and the one mutating job allowed on it at a time.
+//! layer, which turns changes into `PropertiesChanged`), its mounted
+//! releases (slots of the daemon's one FUSE [`Pool`]), its background fetch
+//! and the one mutating job allowed on it at a time. Only the current
+//! release stays mounted: another one is mounted while a job needs it
+//! (update, rollback) or a sandbox runs it, and [`Apps::sweep`] unmounts it
+//! once neither holds.
 //! What must survive a restart lives in `store`; this is rebuilt from it at
 //! start-up (`install::restore`). Knows nothing of D-Bus.
 
@@ -12,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
+
+use crate::fuse::{Pool, Slot};
 
 /// Everything a client can see of an installed app.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -85,8 +91,8 @@ pub enum AppEvent {
 /// One installed app at run time.
 pub struct LiveApp {
     pub info: watch::Sender<AppInfo>,
-    /// Mounted releases: root CID → FUSE session.
-    mounts: Mutex<BTreeMap<String, (PathBuf, fuser::BackgroundSession)>>,
+    /// Mounted releases: root CID → where, and its slot in the pool.
+    mounts: Mutex<BTreeMap<String, (PathBuf, Slot)>>,
     /// Background fetches, by release root CID.
     fetches: Mutex<BTreeMap<String, CancellationToken>>,
 }
@@ -113,12 +119,12 @@ impl LiveApp {
         self.info.borrow().clone()
     }
 
-    /// Keeps the mount of `release` alive with the app.
-    pub fn add_mount(&self, release: &str, path: PathBuf, session: fuser::BackgroundSession) {
+    /// Records that `release` is mounted on `path` as `slot`.
+    pub fn add_mount(&self, release: &str, path: PathBuf, slot: Slot) {
         self.mounts
             .lock()
             .expect("not poisoned")
-            .insert(release.to_string(), (path, session));
+            .insert(release.to_string(), (path, slot));
     }
 
     /// Whether `release` is mounted by this daemon.
@@ -129,20 +135,30 @@ impl LiveApp {
             .contains_key(release)
     }
 
+    /// Releases mounted now.
+    pub fn mounted(&self) -> Vec<String> {
+        self.mounts
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Unmounts `release` lazily: a running instance keeps reading it, and
-    /// the session ends once the last user is gone.
-    pub fn unmount(&self, release: &str) {
+    /// its slot is served until the last sandbox using it is gone.
+    pub fn unmount(&self, pool: Option<&Pool>, release: &str) {
         let taken = self.mounts.lock().expect("not poisoned").remove(release);
-        if let Some((path, session)) = taken {
-            detach(path, session);
+        if let Some((path, slot)) = taken {
+            detach(pool, path, slot);
         }
     }
 
     /// Unmounts every release of the app (lazily).
-    pub fn unmount_all(&self) {
+    pub fn unmount_all(&self, pool: Option<&Pool>) {
         let taken = std::mem::take(&mut *self.mounts.lock().expect("not poisoned"));
-        for (_, (path, session)) in taken {
-            detach(path, session);
+        for (_, (path, slot)) in taken {
+            detach(pool, path, slot);
         }
     }
 
@@ -176,17 +192,15 @@ impl LiveApp {
     }
 }
 
-/// Lazily unmounts `path` and lets the FUSE session end in the background
-/// (it serves open files until their last user closes them).
-fn detach(path: PathBuf, session: fuser::BackgroundSession) {
+/// Lazily unmounts `path` and retires its slot (served until no sandbox
+/// uses it).
+fn detach(pool: Option<&Pool>, path: PathBuf, slot: Slot) {
     if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
         warn!(path = %path.display(), "cannot unmount: {e}");
     }
-    std::thread::spawn(move || {
-        if let Err(e) = session.join() {
-            warn!(path = %path.display(), "FUSE session ended with an error: {e}");
-        }
-    });
+    if let Some(pool) = pool {
+        pool.retire(slot);
+    }
 }
 
 /// A claim on an app for one mutating job; released on drop.
@@ -214,6 +228,8 @@ pub struct Apps {
     /// App id → the job that holds it.
     busy: Mutex<BTreeMap<String, u64>>,
     events: broadcast::Sender<AppEvent>,
+    /// The FUSE session every mount is served by, once started.
+    pool: Mutex<Option<Arc<Pool>>>,
 }
 
 impl Default for Apps {
@@ -222,11 +238,62 @@ impl Default for Apps {
             live: Default::default(),
             busy: Default::default(),
             events: broadcast::channel(256).0,
+            pool: Default::default(),
         }
     }
 }
 
 impl Apps {
+    /// The FUSE pool, started by `start` the first time it is needed.
+    pub fn pool_or_start<E>(
+        &self,
+        start: impl FnOnce() -> Result<Pool, E>,
+    ) -> Result<Arc<Pool>, E> {
+        let mut pool = self.pool.lock().expect("not poisoned");
+        if let Some(pool) = &*pool {
+            return Ok(pool.clone());
+        }
+        let started = Arc::new(start()?);
+        *pool = Some(started.clone());
+        Ok(started)
+    }
+
+    /// The FUSE pool, if started.
+    pub fn pool(&self) -> Option<Arc<Pool>> {
+        self.pool.lock().expect("not poisoned").clone()
+    }
+
+    /// Unmounts the releases no one needs any more: of each app no job
+    /// holds, every mounted release but the current one that no sandbox
+    /// runs; and stops serving retired slots no sandbox uses.
+    pub fn sweep(&self) {
+        let Some(pool) = self.pool() else {
+            return;
+        };
+        for app in self.list() {
+            let info = app.snapshot();
+            if self.holder(&info.id).is_some() || info.release.is_empty() {
+                continue;
+            }
+            for release in app.mounted() {
+                if release == info.release {
+                    continue;
+                }
+                let slot = app
+                    .mounts
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&release)
+                    .map(|m| m.1);
+                if slot.is_some_and(|slot| !pool.in_use(slot)) {
+                    info!(app = %info.id, %release, "unmounting a release no one uses");
+                    app.unmount(Some(&pool), &release);
+                }
+            }
+        }
+        pool.sweep();
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<LiveApp>> {
         self.live.lock().expect("not poisoned").get(id).cloned()
     }
@@ -269,7 +336,7 @@ impl Apps {
         let removed = self.live.lock().expect("not poisoned").remove(id);
         if let Some(app) = removed {
             app.stop_fetches();
-            app.unmount_all();
+            app.unmount_all(self.pool().as_deref());
             let _ = self.events.send(AppEvent::Removed(id.to_string()));
         }
     }
@@ -279,7 +346,10 @@ impl Apps {
     pub fn shutdown(&self) {
         for app in self.list() {
             app.stop_fetches();
-            app.unmount_all();
+            app.unmount_all(None);
+        }
+        if let Some(pool) = self.pool() {
+            pool.stop();
         }
     }
 

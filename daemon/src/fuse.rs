@@ -1,19 +1,34 @@
-//! The read-only FUSE filesystem that serves one release's `files/`.
+//! The read-only FUSE filesystem that serves releases' `files/` trees.
+//!
+//! One FUSE session (a [`Pool`]) serves every mounted release of the
+//! daemon: it is mounted once on a private directory, holds one *slot* per
+//! release (`<private>/<slot>/` is that release's `files/`), and each
+//! deploy's `files/` is a bind mount of its slot (`ro,nosuid,nodev`). So the
+//! daemon's threads and memory do not grow with the number of mounted
+//! releases: two FUSE worker threads in all, reads answered from tasks of
+//! the shared tokio runtime (a slow Kubo read on one release blocks no
+//! other), one Kubo HTTP client, one byte budget for read windows.
 //!
 //! Names, types, modes, sizes and symlink targets come from the validated
 //! manifest alone: `lookup`, `getattr`, `readdir` and `readlink` never call
 //! Kubo. File contents are read through Kubo's `cat` with offset and length,
-//! addressed by the file's CID, a window of up to 4 MiB per call (kept per
-//! file for the reads that follow); content is immutable, so the kernel may
-//! cache it for good (`FOPEN_KEEP_CACHE`, long TTLs). A read that Kubo cannot serve
-//! within the configured time fails with `EIO` instead of hanging, and
-//! several worker threads keep one slow read from blocking the others.
-//! Mounted `ro,nosuid,nodev,allow_other,default_permissions`.
+//! addressed by the file's CID, a window of up to 4 MiB per call (kept, per
+//! file, in a least-recently-used cache bounded in bytes across all
+//! releases); content is immutable, so the kernel may cache it for good
+//! (`FOPEN_KEEP_CACHE`, long TTLs). A read that Kubo cannot serve within the
+//! configured time fails with `EIO` instead of hanging.
+//! The session is mounted `ro,nosuid,nodev,allow_other,default_permissions`.
+//!
+//! A slot is removed only once no sandbox uses it: Flatpak's bwrap holds a
+//! read lock on `files/.ref` while an app runs, seen here through the
+//! private mount even after the deploy's bind mount is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -21,6 +36,7 @@ use fuser::{
     MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
     SessionACL,
 };
+use nix::mount::{MntFlags, MsFlags};
 use tracing::warn;
 
 use crate::kubo::Client;
@@ -29,13 +45,20 @@ use crate::release::{EntryKind, Manifest};
 
 /// How long the kernel may cache names and attributes: they never change.
 const TTL: Duration = Duration::from_secs(24 * 3600);
-/// Worker threads: one slow read must not block the others.
-const THREADS: usize = 8;
+/// FUSE worker threads of the whole pool: they only answer from memory and
+/// hand reads to the runtime, so two keep a lookup from waiting on another.
+const THREADS: usize = 2;
 /// A read that misses fetches this much from the requested offset (one
 /// Kubo call instead of one per 128 KiB kernel request).
 const WINDOW: u64 = 4 << 20;
-/// Read windows kept (per file, the latest one): at most 32 × 4 MiB.
-const WINDOWS: usize = 32;
+/// Bytes of read windows kept across every release of the pool.
+const WINDOW_BUDGET: usize = 32 << 20;
+/// Kubo reads in flight at once across the pool (each holds a window).
+const READS_IN_FLIGHT: usize = 8;
+/// The root directory of the pool's own mount.
+const ROOT: u64 = 1;
+/// Inode bits that number a node inside its release.
+const LOCAL_BITS: u32 = 32;
 
 struct Node {
     parent: u64,
@@ -44,24 +67,17 @@ struct Node {
     size: u64,
     target: Option<String>,
     cid: String,
-    /// Directories: name → inode.
+    /// Directories: name → local inode.
     children: BTreeMap<String, u64>,
 }
 
-/// Bytes of a file from an offset, as one Kubo call returned them.
-type Window = (u64, Arc<Vec<u8>>);
-
-/// One release's `files/` tree.
-pub struct ReleaseFs {
-    /// Index `inode - 1`.
+/// One release's `files/` tree, from its manifest (local inode 1 is
+/// `files/` itself).
+pub struct ReleaseTree {
+    /// Index `local inode - 1`.
     nodes: Vec<Node>,
     mtime: SystemTime,
-    kubo: Client,
-    runtime: tokio::runtime::Handle,
-    read_timeout: Duration,
-    /// inode → the latest window read from Kubo.
-    windows: Mutex<HashMap<u64, Window>>,
-    /// Set only on a mount made to record a startup set (`recording`).
+    /// Set only on a slot attached to record a startup set (`recording`).
     recorder: Option<Arc<Recorder>>,
 }
 
@@ -78,14 +94,10 @@ pub enum MountError {
     },
 }
 
-impl ReleaseFs {
-    /// The filesystem of `manifest`'s `files/` (the manifest must be
-    /// validated: paths safe, parents listed before children).
-    pub fn new(
-        manifest: &Manifest,
-        kubo: Client,
-        read_timeout: Duration,
-    ) -> Result<Self, MountError> {
+impl ReleaseTree {
+    /// The tree of `manifest`'s `files/` (the manifest must be validated:
+    /// paths safe, parents listed before children).
+    pub fn new(manifest: &Manifest) -> Result<Self, MountError> {
         let root = manifest
             .entries
             .iter()
@@ -128,30 +140,114 @@ impl ReleaseFs {
                 by_path.insert(&entry.path, inode);
             }
         }
-        Ok(ReleaseFs {
+        Ok(ReleaseTree {
             nodes,
             mtime: UNIX_EPOCH
                 .checked_add(Duration::from_secs(manifest.published))
                 .unwrap_or(UNIX_EPOCH),
-            kubo,
-            runtime: tokio::runtime::Handle::current(),
-            read_timeout,
-            windows: Default::default(),
             recorder: None,
         })
     }
 
-    /// This filesystem, noting every read in `recorder` (see `recording`).
-    pub fn recording(mut self, recorder: Arc<Recorder>) -> Self {
-        self.recorder = Some(recorder);
-        self
+    fn node(&self, local: u64) -> Option<&Node> {
+        self.nodes.get(local.checked_sub(1)? as usize)
+    }
+}
+
+/// The inode of `local` in `slot`.
+fn inode(slot: u32, local: u64) -> u64 {
+    (u64::from(slot) << LOCAL_BITS) | local
+}
+
+/// `(slot, local inode)` of a pool inode (slot 0: the pool's root).
+fn split(ino: INodeNo) -> (u32, u64) {
+    let ino = u64::from(ino);
+    ((ino >> LOCAL_BITS) as u32, ino & ((1 << LOCAL_BITS) - 1))
+}
+
+/// A file of the pool: (slot, local inode).
+type FileKey = (u32, u64);
+/// A window: (offset, bytes, last use).
+type Window = (u64, Arc<Vec<u8>>, u64);
+
+/// Read windows of every release, least recently used first out, bounded
+/// in bytes.
+#[derive(Default)]
+struct Windows {
+    /// (slot, local inode) → (offset, bytes, last use).
+    by_file: HashMap<FileKey, Window>,
+    /// last use → file, oldest first.
+    by_use: BTreeMap<u64, (u32, u64)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl Windows {
+    fn get(&mut self, key: (u32, u64)) -> Option<(u64, Arc<Vec<u8>>)> {
+        self.clock += 1;
+        let clock = self.clock;
+        let (start, bytes, used) = self.by_file.get_mut(&key)?;
+        self.by_use.remove(used);
+        *used = clock;
+        self.by_use.insert(clock, key);
+        Some((*start, bytes.clone()))
     }
 
-    fn node(&self, inode: INodeNo) -> Option<&Node> {
-        self.nodes.get(u64::from(inode).checked_sub(1)? as usize)
+    fn insert(&mut self, key: (u32, u64), start: u64, bytes: Arc<Vec<u8>>) {
+        self.remove(key);
+        if bytes.len() > WINDOW_BUDGET {
+            return;
+        }
+        while self.bytes + bytes.len() > WINDOW_BUDGET {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            if let Some((_, old, _)) = self.by_file.remove(&oldest) {
+                self.bytes -= old.len();
+            }
+        }
+        self.clock += 1;
+        self.bytes += bytes.len();
+        self.by_use.insert(self.clock, key);
+        self.by_file.insert(key, (start, bytes, self.clock));
     }
 
-    fn attr(&self, inode: u64, node: &Node) -> FileAttr {
+    fn remove(&mut self, key: (u32, u64)) {
+        if let Some((_, old, used)) = self.by_file.remove(&key) {
+            self.by_use.remove(&used);
+            self.bytes -= old.len();
+        }
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
+        let keys: Vec<_> = self
+            .by_file
+            .keys()
+            .filter(|k| k.0 == slot)
+            .copied()
+            .collect();
+        for key in keys {
+            self.remove(key);
+        }
+    }
+}
+
+/// What the session and the pool's owner share.
+struct Shared {
+    slots: RwLock<HashMap<u32, Arc<ReleaseTree>>>,
+    kubo: Client,
+    runtime: tokio::runtime::Handle,
+    read_timeout: Duration,
+    windows: Mutex<Windows>,
+    reads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Shared {
+    fn tree(&self, slot: u32) -> Option<Arc<ReleaseTree>> {
+        self.slots.read().expect("not poisoned").get(&slot).cloned()
+    }
+
+    fn attr(&self, ino: u64, tree: &ReleaseTree, node: &Node) -> FileAttr {
         let (kind, nlink, size) = match node.kind {
             EntryKind::Directory => (FileType::Directory, 2, 0),
             EntryKind::File => (FileType::RegularFile, 1, node.size),
@@ -162,13 +258,13 @@ impl ReleaseFs {
             ),
         };
         FileAttr {
-            ino: INodeNo(inode),
+            ino: INodeNo(ino),
             size,
             blocks: size.div_ceil(512),
-            atime: self.mtime,
-            mtime: self.mtime,
-            ctime: self.mtime,
-            crtime: self.mtime,
+            atime: tree.mtime,
+            mtime: tree.mtime,
+            ctime: tree.mtime,
+            crtime: tree.mtime,
             kind,
             perm: node.mode as u16,
             nlink,
@@ -180,8 +276,65 @@ impl ReleaseFs {
         }
     }
 
-    /// Mounts the filesystem on `mountpoint` in a background session.
-    pub fn mount(self, mountpoint: &Path) -> Result<fuser::BackgroundSession, MountError> {
+    /// The pool's root: a directory only root may enter.
+    fn root_attr(&self) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ROOT),
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: FileType::Directory,
+            perm: 0o700,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            flags: 0,
+            blksize: 4096,
+        }
+    }
+}
+
+/// The session's side of [`Shared`].
+struct PoolFs(Arc<Shared>);
+
+/// The daemon's one FUSE session and the releases it serves.
+pub struct Pool {
+    shared: Arc<Shared>,
+    /// Where the session is mounted (private to root).
+    path: PathBuf,
+    next: AtomicU32,
+    session: Mutex<Option<fuser::BackgroundSession>>,
+    /// Slots no longer mounted by the daemon, served until no sandbox uses
+    /// them.
+    retired: Mutex<Vec<Slot>>,
+}
+
+/// One release served by a [`Pool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot(u32);
+
+impl Pool {
+    /// Mounts the pool's session on `path` (created; stale mounts there are
+    /// detached first), reading through `kubo`.
+    pub fn start(path: &Path, kubo: Client, read_timeout: Duration) -> Result<Pool, MountError> {
+        let failed = |source| MountError::Mount {
+            path: path.to_owned(),
+            source,
+        };
+        crate::mounts::detach_below(path);
+        std::fs::create_dir_all(path).map_err(failed)?;
+        let shared = Arc::new(Shared {
+            slots: Default::default(),
+            kubo,
+            runtime: tokio::runtime::Handle::current(),
+            read_timeout,
+            windows: Default::default(),
+            reads: Arc::new(tokio::sync::Semaphore::new(READS_IN_FLIGHT)),
+        });
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::RO,
@@ -193,44 +346,213 @@ impl ReleaseFs {
         ];
         config.acl = SessionACL::All;
         config.n_threads = Some(THREADS);
-        fuser::spawn_mount(self, mountpoint, &config).map_err(|source| MountError::Mount {
-            path: mountpoint.to_owned(),
-            source,
+        let session = fuser::spawn_mount(PoolFs(shared.clone()), path, &config).map_err(failed)?;
+        Ok(Pool {
+            shared,
+            path: path.to_owned(),
+            next: AtomicU32::new(1),
+            session: Mutex::new(Some(session)),
+            retired: Default::default(),
         })
+    }
+
+    /// Serves `manifest`'s `files/` on `target` (a bind mount of a new slot,
+    /// `ro,nosuid,nodev`).
+    pub fn attach(&self, manifest: &Manifest, target: &Path) -> Result<Slot, MountError> {
+        self.attach_tree(ReleaseTree::new(manifest)?, target)
+    }
+
+    /// Like [`Pool::attach`], with every read of the new slot noted in
+    /// `recorder`. The slot is new, so the kernel has none of its pages
+    /// cached: every read the app makes through it reaches the daemon.
+    pub fn attach_recording(
+        &self,
+        manifest: &Manifest,
+        target: &Path,
+        recorder: Arc<Recorder>,
+    ) -> Result<Slot, MountError> {
+        let mut tree = ReleaseTree::new(manifest)?;
+        tree.recorder = Some(recorder);
+        self.attach_tree(tree, target)
+    }
+
+    fn attach_tree(&self, tree: ReleaseTree, target: &Path) -> Result<Slot, MountError> {
+        let tree = Arc::new(tree);
+        let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .slots
+            .write()
+            .expect("not poisoned")
+            .insert(slot, tree);
+        let source = self.path.join(slot.to_string());
+        let bound = nix::mount::mount(
+            Some(&source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .and_then(|()| {
+            nix::mount::mount(
+                None::<&str>,
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV,
+                None::<&str>,
+            )
+            .inspect_err(|_| {
+                let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
+            })
+        });
+        if let Err(e) = bound {
+            self.forget(Slot(slot));
+            return Err(MountError::Mount {
+                path: target.to_owned(),
+                source: e.into(),
+            });
+        }
+        Ok(Slot(slot))
+    }
+
+    /// Whether a sandbox uses `slot` now (a lock on its `.ref`).
+    pub fn in_use(&self, slot: Slot) -> bool {
+        let path = self.path.join(slot.0.to_string()).join(".ref");
+        let Ok(file) = std::fs::File::open(&path) else {
+            return false;
+        };
+        let mut lock = nix::libc::flock {
+            l_type: nix::libc::F_WRLCK as i16,
+            l_whence: nix::libc::SEEK_SET as i16,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        match nix::fcntl::fcntl(
+            file.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock),
+        ) {
+            Ok(_) => lock.l_type != nix::libc::F_UNLCK as i16,
+            Err(e) => {
+                warn!(path = %path.display(), "cannot probe the in-use lock: {e}");
+                true
+            }
+        }
+    }
+
+    /// Stops serving `slot` (its bind mounts must be gone: a sandbox still
+    /// reading it gets errors from now on).
+    pub fn forget(&self, slot: Slot) {
+        self.shared
+            .slots
+            .write()
+            .expect("not poisoned")
+            .remove(&slot.0);
+        self.shared
+            .windows
+            .lock()
+            .expect("not poisoned")
+            .remove_slot(slot.0);
+    }
+
+    /// `slot` is no longer mounted: stop serving it now, or once the last
+    /// sandbox using it is gone ([`Pool::sweep`]).
+    pub fn retire(&self, slot: Slot) {
+        if self.in_use(slot) {
+            self.retired.lock().expect("not poisoned").push(slot);
+        } else {
+            self.forget(slot);
+        }
+    }
+
+    /// Stops serving the retired slots no sandbox uses any more.
+    pub fn sweep(&self) {
+        let retired = std::mem::take(&mut *self.retired.lock().expect("not poisoned"));
+        for slot in retired {
+            self.retire(slot);
+        }
+    }
+
+    /// Unmounts the session (the daemon is stopping; every bind mount of it
+    /// answers ENOTCONN from now on).
+    pub fn stop(&self) {
+        if let Some(session) = self.session.lock().expect("not poisoned").take() {
+            if let Err(e) = nix::mount::umount2(&self.path, MntFlags::MNT_DETACH) {
+                warn!(path = %self.path.display(), "cannot unmount: {e}");
+            }
+            drop(session);
+        }
     }
 }
 
-impl Filesystem for ReleaseFs {
+impl Filesystem for PoolFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = self
-            .node(parent)
-            .and_then(|p| p.children.get(name.to_str()?))
-            .and_then(|&inode| Some((inode, self.nodes.get(inode as usize - 1)?)));
+        let fs = &self.0;
+        let (slot, local) = split(parent);
+        if u64::from(parent) == ROOT {
+            let found = name
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&s| s != 0)
+                .and_then(|s| Some((s, fs.tree(s)?)));
+            return match found {
+                Some((s, tree)) => reply.entry(
+                    &TTL,
+                    &fs.attr(inode(s, 1), &tree, &tree.nodes[0]),
+                    fuser::Generation(0),
+                ),
+                None => reply.error(Errno::ENOENT),
+            };
+        }
+        let found = fs.tree(slot).and_then(|tree| {
+            let child = *tree.node(local)?.children.get(name.to_str()?)?;
+            let attr = fs.attr(inode(slot, child), &tree, tree.node(child)?);
+            Some(attr)
+        });
         match found {
-            Some((inode, node)) => reply.entry(&TTL, &self.attr(inode, node), fuser::Generation(0)),
+            Some(attr) => reply.entry(&TTL, &attr, fuser::Generation(0)),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino) {
-            Some(node) => reply.attr(&TTL, &self.attr(u64::from(ino), node)),
+        let fs = &self.0;
+        if u64::from(ino) == ROOT {
+            return reply.attr(&TTL, &fs.root_attr());
+        }
+        let (slot, local) = split(ino);
+        let found = fs
+            .tree(slot)
+            .and_then(|tree| Some(fs.attr(u64::from(ino), &tree, tree.node(local)?)));
+        match found {
+            Some(attr) => reply.attr(&TTL, &attr),
             None => reply.error(Errno::ENOENT),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.node(ino).and_then(|n| n.target.as_ref()) {
+        let (slot, local) = split(ino);
+        let target = self
+            .0
+            .tree(slot)
+            .and_then(|tree| tree.node(local)?.target.clone());
+        match target {
             Some(target) => reply.data(target.as_bytes()),
             None => reply.error(Errno::EINVAL),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.node(ino) {
-            Some(node) if node.kind == EntryKind::File => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
-            }
+        let (slot, local) = split(ino);
+        let kind = self
+            .0
+            .tree(slot)
+            .and_then(|tree| Some(tree.node(local)?.kind));
+        match kind {
+            Some(EntryKind::File) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Some(_) => reply.error(Errno::EISDIR),
             None => reply.error(Errno::ENOENT),
         }
@@ -248,6 +570,8 @@ impl Filesystem for ReleaseFs {
         reply.ok();
     }
 
+    /// Answered from the window cache, else from a task of the runtime:
+    /// the worker thread is free again at once.
     fn read(
         &self,
         _req: &Request,
@@ -259,23 +583,23 @@ impl Filesystem for ReleaseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(node) = self.node(ino).filter(|n| n.kind == EntryKind::File) else {
+        let fs = self.0.clone();
+        let (slot, local) = split(ino);
+        let Some(tree) = fs.tree(slot) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Some(node) = tree.node(local).filter(|n| n.kind == EntryKind::File) else {
             return reply.error(Errno::ENOENT);
         };
         if offset >= node.size {
             return reply.data(&[]);
         }
         let length = (size as u64).min(node.size - offset);
-        if let Some(recorder) = &self.recorder {
+        if let Some(recorder) = &tree.recorder {
             recorder.record(&node.cid, offset, length);
         }
-        let inode = u64::from(ino);
-        let cached = self
-            .windows
-            .lock()
-            .expect("not poisoned")
-            .get(&inode)
-            .cloned();
+        let key = (slot, local);
+        let cached = fs.windows.lock().expect("not poisoned").get(key);
         if let Some((start, bytes)) = cached {
             if offset >= start && offset + length <= start + bytes.len() as u64 {
                 let from = (offset - start) as usize;
@@ -283,37 +607,35 @@ impl Filesystem for ReleaseFs {
             }
         }
         let window = WINDOW.max(length).min(node.size - offset);
-        // The timer must be created inside the runtime, hence the async block.
-        let read = async {
-            tokio::time::timeout(
-                self.read_timeout,
-                self.kubo.cat_range(&node.cid, offset, window),
-            )
-            .await
-        };
-        match self.runtime.block_on(read) {
-            Ok(Ok(bytes)) if bytes.len() as u64 == window => {
-                reply.data(&bytes[..length as usize]);
-                let mut windows = self.windows.lock().expect("not poisoned");
-                if windows.len() >= WINDOWS && !windows.contains_key(&inode) {
-                    let victim = *windows.keys().next().expect("not empty");
-                    windows.remove(&victim);
+        let cid = node.cid.clone();
+        let runtime = fs.runtime.clone();
+        runtime.spawn(async move {
+            let read = async {
+                let _permit = fs.reads.acquire().await;
+                fs.kubo.cat_range(&cid, offset, window).await
+            };
+            match tokio::time::timeout(fs.read_timeout, read).await {
+                Ok(Ok(bytes)) if bytes.len() as u64 == window => {
+                    reply.data(&bytes[..length as usize]);
+                    fs.windows
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(key, offset, Arc::new(bytes));
                 }
-                windows.insert(inode, (offset, Arc::new(bytes)));
+                Ok(Ok(bytes)) => {
+                    warn!(%cid, offset, window, got = bytes.len(), "short read from Kubo");
+                    reply.error(Errno::EIO)
+                }
+                Ok(Err(e)) => {
+                    warn!(%cid, offset, window, "read failed: {e}");
+                    reply.error(Errno::EIO)
+                }
+                Err(_) => {
+                    warn!(%cid, offset, window, "read not served within {:?}", fs.read_timeout);
+                    reply.error(Errno::EIO)
+                }
             }
-            Ok(Ok(bytes)) => {
-                warn!(cid = %node.cid, offset, window, got = bytes.len(), "short read from Kubo");
-                reply.error(Errno::EIO)
-            }
-            Ok(Err(e)) => {
-                warn!(cid = %node.cid, offset, window, "read failed: {e}");
-                reply.error(Errno::EIO)
-            }
-            Err(_) => {
-                warn!(cid = %node.cid, offset, window, "read not served within {:?}", self.read_timeout);
-                reply.error(Errno::EIO)
-            }
-        }
+        });
     }
 
     fn readdir(
@@ -324,20 +646,43 @@ impl Filesystem for ReleaseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(node) = self.node(ino).filter(|n| n.kind == EntryKind::Directory) else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        let mut entries = vec![
-            (u64::from(ino), FileType::Directory, ".".to_string()),
-            (node.parent, FileType::Directory, "..".to_string()),
-        ];
-        for (name, &child) in &node.children {
-            let kind = match self.nodes[child as usize - 1].kind {
-                EntryKind::Directory => FileType::Directory,
-                EntryKind::File => FileType::RegularFile,
-                EntryKind::Symlink => FileType::Symlink,
+        let fs = &self.0;
+        let mut entries = Vec::new();
+        if u64::from(ino) == ROOT {
+            entries.push((ROOT, FileType::Directory, ".".to_string()));
+            entries.push((ROOT, FileType::Directory, "..".to_string()));
+            let mut slots: Vec<u32> = fs
+                .slots
+                .read()
+                .expect("not poisoned")
+                .keys()
+                .copied()
+                .collect();
+            slots.sort_unstable();
+            for s in slots {
+                entries.push((inode(s, 1), FileType::Directory, s.to_string()));
+            }
+        } else {
+            let (slot, local) = split(ino);
+            let Some(tree) = fs.tree(slot) else {
+                return reply.error(Errno::ENOENT);
             };
-            entries.push((child, kind, name.clone()));
+            let Some(node) = tree.node(local).filter(|n| n.kind == EntryKind::Directory) else {
+                return reply.error(Errno::ENOTDIR);
+            };
+            // `..` of a release's root is its own root: the bind mount is
+            // all a user sees of the pool.
+            let parent = if local == 1 { local } else { node.parent };
+            entries.push((inode(slot, local), FileType::Directory, ".".to_string()));
+            entries.push((inode(slot, parent), FileType::Directory, "..".to_string()));
+            for (name, &child) in &node.children {
+                let kind = match tree.nodes[child as usize - 1].kind {
+                    EntryKind::Directory => FileType::Directory,
+                    EntryKind::File => FileType::RegularFile,
+                    EntryKind::Symlink => FileType::Symlink,
+                };
+                entries.push((inode(slot, child), kind, name.clone()));
+            }
         }
         for (i, (inode, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(inode), (i + 1) as u64, kind, name) {
@@ -345,5 +690,32 @@ impl Filesystem for ReleaseFs {
             }
         }
         reply.ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inodes_split_into_slot_and_local() {
+        assert_eq!(split(INodeNo(inode(7, 42))), (7, 42));
+        assert_eq!(split(INodeNo(ROOT)), (0, 1));
+    }
+
+    #[test]
+    fn windows_stay_within_the_budget_oldest_out_first() {
+        let mut w = Windows::default();
+        let big = || Arc::new(vec![0u8; 4 << 20]);
+        for i in 0..20 {
+            w.insert((1, i), 0, big());
+        }
+        assert!(w.bytes <= WINDOW_BUDGET);
+        assert_eq!(w.by_file.len(), WINDOW_BUDGET / (4 << 20));
+        assert!(w.get((1, 0)).is_none(), "the oldest went first");
+        assert!(w.get((1, 19)).is_some());
+        w.remove_slot(1);
+        assert_eq!(w.bytes, 0);
+        assert!(w.by_use.is_empty());
     }
 }

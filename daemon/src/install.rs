@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::apps::{AppInfo, DeploymentInfo, LiveApp};
 use crate::fetch;
-use crate::fuse::{MountError, ReleaseFs};
+use crate::fuse::MountError;
 use crate::index::StoreIndex;
 use crate::installation::InstallationError;
 use crate::jobs::{Detail, Job};
@@ -757,11 +757,9 @@ pub(crate) async fn mount(
     release: &str,
     files: &std::path::Path,
 ) -> Result<(), InstallError> {
-    let config = manager.config();
-    let client = manager.mount_client()?;
-    let fs = ReleaseFs::new(manifest, client, config.fetch.read_timeout)?;
-    let session = fs.mount(files)?;
-    app.add_mount(release, files.to_owned(), session);
+    let pool = manager.pool()?;
+    let slot = pool.attach(manifest, files)?;
+    app.add_mount(release, files.to_owned(), slot);
     Ok(())
 }
 
@@ -934,7 +932,7 @@ async fn remove(manager: &Arc<Manager>, id: &str) -> Result<Vec<String>, Install
         app.stop_fetches();
         // A recording's mount is stacked on the app's: it goes first.
         manager.recordings.end(id);
-        app.unmount_all();
+        app.unmount_all(manager.apps.pool().as_deref());
     }
     let removed = remove_files(manager, record);
     manager.apps.remove(id);
@@ -1065,11 +1063,14 @@ async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(),
             if !verified_marker(manager, &deployment.release).exists() {
                 warn!(app = %record.id, version = %deployment.version, "installed by an older flatipfsd: its manifest was never checked against its deploy/ tree; update or reinstall it to check it");
             }
-            let files = installation
-                .deploy_dir(&manifest, &deployment.release)
-                .join("files");
-            mount(manager, &app, &manifest, &deployment.release, &files).await?;
+            // Only the current release is mounted: a kept one is mounted
+            // when a rollback needs it (its deploy directory stays, with
+            // an empty files/ that Flatpak never runs: it runs `active`).
             if deployment.release == record.current {
+                let files = installation
+                    .deploy_dir(&manifest, &deployment.release)
+                    .join("files");
+                mount(manager, &app, &manifest, &deployment.release, &files).await?;
                 installation.activate(&manifest, &record.current)?;
                 info!(app = %record.id, version = %manifest.version, "mounted again");
             }

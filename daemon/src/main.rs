@@ -204,6 +204,7 @@ async fn run(args: Args) -> Result<()> {
     };
     kubo_monitor::spawn(config_rx, source, status_tx);
     supervised::spawn_logged("the start-up restore", install::restore(manager.clone()));
+    supervised::spawn_logged("the mount sweep", sweep_mounts(manager.clone()));
     tokio::spawn(api::forward_scheduler(connection.clone(), manager.clone()));
     supervised::spawn_logged(
         "the update scheduler",
@@ -229,6 +230,18 @@ async fn run(args: Args) -> Result<()> {
         bail!("lost {BUS_NAME} on the system bus; stopping");
     }
     Ok(())
+}
+
+/// Every few seconds, unmounts the releases no one needs any more (an old
+/// release a sandbox was still running after an update, for one).
+async fn sweep_mounts(manager: Arc<manager::Manager>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let apps = manager.apps.clone();
+        let _ = tokio::task::spawn_blocking(move || apps.sweep()).await;
+    }
 }
 
 /// A configured node that answers must be new enough; one that does not

@@ -104,16 +104,25 @@ impl Manager {
             .ok_or_else(|| kubo::KuboError::NotUsable("no Kubo API address".into()))
     }
 
-    /// A client of the node's API for a mount, whether or not the node is
-    /// up: its reads fail with EIO while it is down and go on once it is
-    /// back (the embedded node's socket never moves).
-    pub fn mount_client(&self) -> Result<Client, kubo::KuboError> {
-        let config = self.config();
-        // The mount bounds each read itself (fetch.read_timeout).
-        Client::new(
-            &self.kubo_address()?,
-            config.fetch.read_timeout + std::time::Duration::from_secs(5),
-        )
+    /// The FUSE pool that serves every mounted release, started on first
+    /// use on `<state_directory>/fuse`. Its one Kubo client works
+    /// whether or not the node is up: reads fail with EIO while it is down
+    /// and go on once it is back (the embedded node's socket never moves;
+    /// a configured `kubo.api` is read once, when the pool starts).
+    pub fn pool(&self) -> Result<Arc<crate::fuse::Pool>, crate::install::InstallError> {
+        self.apps.pool_or_start(|| {
+            let config = self.config();
+            // The pool bounds each read itself (fetch.read_timeout).
+            let client = Client::new(
+                &self.kubo_address()?,
+                config.fetch.read_timeout + std::time::Duration::from_secs(5),
+            )?;
+            Ok(crate::fuse::Pool::start(
+                &config.state_directory.join("fuse"),
+                client,
+                config.fetch.read_timeout,
+            )?)
+        })
     }
 
     /// How long finished jobs stay on the bus.

@@ -1,16 +1,16 @@
 //! Recording an app's startup set: the byte ranges it reads through its
 //! mount in the first seconds of a run, in first-access order.
 //!
-//! A recording mounts a second, fresh instance of the app's current release
-//! on a directory of the daemon's own (`STATE/recordings/APP_ID`) and binds
-//! it on top of the app's `files/` mount (stacked on it): processes
-//! started from then on open files through it, and since it is a new
-//! filesystem the kernel has none of its pages cached, so every byte the
-//! app reads reaches the daemon (the normal mount's page cache would hide
-//! whatever an earlier run read). That instance alone carries a
-//! [`Recorder`]; the normal mount's read path only tests an `Option`.
-//! Stopping detaches the stacked mount lazily (a process still running
-//! keeps reading through it) and turns what was recorded into ranges of
+//! A recording attaches a second, fresh slot of the app's current release
+//! to the daemon's FUSE pool (`fuse::Pool::attach_recording`) and binds it
+//! on top of the app's `files/` (stacked on the app's own binding):
+//! processes started from then on open files through it, and since its
+//! inodes are new the kernel has none of its pages cached, so every byte
+//! the app reads reaches the daemon (the normal slot's page cache would
+//! hide whatever an earlier run read). That slot alone carries a
+//! [`Recorder`]; every other read only tests an `Option`. Stopping
+//! detaches the stacked binding lazily (a process still running keeps
+//! reading through it) and turns what was recorded into ranges of
 //! manifest files, the list `publish` takes as its startup set.
 //!
 //! Bounded: at most `limits.max_startup_ranges` ranges covering at most
@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::fuse::{MountError, ReleaseFs};
+use crate::fuse::{MountError, Pool, Slot};
 use crate::install::InstallError;
 use crate::manager::Manager;
 use crate::release::{EntryKind, Manifest};
@@ -259,21 +259,15 @@ pub async fn start(manager: &Arc<Manager>, id: &str, limit: Duration) -> Result<
         (config.limits.max_startup_ranges).min(crate::release::DEFAULT_MAX_STARTUP_RANGES),
         (config.limits.max_startup_bytes).min(crate::release::DEFAULT_MAX_STARTUP_BYTES),
     ));
-    let fs = ReleaseFs::new(
-        &manifest,
-        manager.mount_client()?,
-        config.fetch.read_timeout,
-    )?
-    .recording(recorder.clone());
+    let pool = manager.pool()?;
     let path = PathBuf::from(&info.mount_point);
-    let own = config.state_directory.join("recordings").join(id);
     let timer = CancellationToken::new();
     {
         let mut active = recordings.active.lock().expect("not poisoned");
         if active.get(id).is_some_and(|a| a.mount.is_some()) {
             return Err(RecordError::Busy(id.to_string()));
         }
-        let mount = stack(fs, &own, &path)?;
+        let mount = stack(pool, &manifest, recorder.clone(), &path)?;
         if let Some(old) = active.insert(
             id.to_string(),
             Active {
@@ -364,79 +358,42 @@ impl Recordings {
     }
 }
 
-/// A recording mount: the FUSE session (mounted on a directory of the
-/// daemon's own) and where it is bound on top of the app's `files/`.
+/// A recording mount: a fresh slot of the daemon's FUSE pool, bound on top
+/// of the app's `files/` (stacked on the app's own binding).
 struct Stacked {
-    own: PathBuf,
-    session: fuser::BackgroundSession,
+    pool: Arc<Pool>,
+    slot: Slot,
     over: PathBuf,
 }
 
-/// Mounts `fs` on `own`, then binds it over `over` (`ro,nosuid,nodev`).
-/// FUSE sessions unmount their own mount point when they end; that point is
-/// `own`, never the app's directory, whose mount stays underneath.
-fn stack(fs: ReleaseFs, own: &Path, over: &Path) -> Result<Stacked, RecordError> {
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    let failed = |source: std::io::Error| MountError::Mount {
-        path: over.to_owned(),
-        source,
-    };
-    std::fs::create_dir_all(own).map_err(failed)?;
-    // Left by a daemon that was killed while recording.
-    let _ = umount2(own, MntFlags::MNT_DETACH);
-    let session = fs.mount(own)?;
-    let bind = mount(
-        Some(own),
-        over,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .and_then(|()| {
-        mount(
-            None::<&str>,
-            over,
-            None::<&str>,
-            MsFlags::MS_BIND
-                | MsFlags::MS_REMOUNT
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV,
-            None::<&str>,
-        )
-        .inspect_err(|_| {
-            let _ = umount2(over, MntFlags::MNT_DETACH);
-        })
-    });
-    let stacked = Stacked {
-        own: own.to_owned(),
-        session,
+/// Attaches a fresh slot of `manifest`'s release, noting reads in
+/// `recorder`, bound over `over` (`ro,nosuid,nodev`). Being new, the slot
+/// has nothing in the kernel's page cache; the app's own binding stays
+/// underneath.
+fn stack(
+    pool: Arc<Pool>,
+    manifest: &Manifest,
+    recorder: Arc<Recorder>,
+    over: &Path,
+) -> Result<Stacked, RecordError> {
+    let slot = pool.attach_recording(manifest, over, recorder)?;
+    Ok(Stacked {
+        pool,
+        slot,
         over: over.to_owned(),
-    };
-    if let Err(e) = bind {
-        detach(stacked);
-        return Err(failed(e.into()).into());
-    }
-    Ok(stacked)
+    })
 }
 
 /// Lazily unmounts the binding over the app's `files/` (the topmost mount
-/// there: ours) and the session's own mount; a process still reading keeps
-/// its files, and the session ends in the background once it is done.
+/// there: ours) and retires its slot; a process still reading keeps its
+/// files until it is done.
 fn detach(stacked: Stacked) {
     use nix::mount::{umount2, MntFlags};
-    let Stacked { own, session, over } = stacked;
+    let Stacked { pool, slot, over } = stacked;
     if let Err(e) = umount2(&over, MntFlags::MNT_DETACH) {
         warn!(path = %over.display(), "cannot unmount the recording mount: {e}");
     }
-    if let Err(e) = umount2(&own, MntFlags::MNT_DETACH) {
-        warn!(path = %own.display(), "cannot unmount the recording mount: {e}");
-    }
-    std::thread::spawn(move || {
-        if let Err(e) = session.join() {
-            warn!(path = %own.display(), "recording FUSE session ended with an error: {e}");
-        }
-    });
+    pool.retire(slot);
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::fuse::ReleaseFs;
+use crate::fuse::Pool;
 use crate::installation::Installation;
 use crate::kubo::Client;
 use crate::release::{Manifest, ManifestLimits, MANIFEST_NAME};
@@ -68,7 +68,13 @@ pub async fn mount_release(
             (deploy.join("files"), Some(installation))
         }
     };
-    let session = ReleaseFs::new(&manifest, kubo, read_timeout)?.mount(&mountpoint)?;
+    // The daemon's FUSE pool, on a private directory of its own, with this
+    // one release bound on the mount point.
+    let private = tempfile::Builder::new()
+        .prefix("flatipfs-mount-release-")
+        .tempdir()?;
+    let pool = Pool::start(&private.path().join("releases"), kubo, read_timeout)?;
+    pool.attach(&manifest, &mountpoint)?;
     if let Some(installation) = &installation {
         installation.activate(&manifest, release)?;
     }
@@ -84,8 +90,7 @@ pub async fn mount_release(
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    tokio::task::spawn_blocking(move || session.umount_and_join())
-        .await?
-        .context("cannot unmount")?;
+    nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH).context("cannot unmount")?;
+    pool.stop();
     Ok(())
 }

@@ -586,6 +586,18 @@ async fn switch(
     release: &str,
     held: Option<Held>,
 ) -> Result<(), InstallError> {
+    // A kept release is not mounted until needed (a download-only update
+    // or a rollback target): mounted before `active` points at it.
+    if let Some(app) = manager.apps.get(id) {
+        if !app.is_mounted(release) {
+            let files = manager
+                .config()
+                .installation()
+                .deploy_dir(manifest, release)
+                .join("files");
+            mount(manager, &app, manifest, release, &files).await?;
+        }
+    }
     manager
         .config()
         .installation()
@@ -637,16 +649,6 @@ pub async fn rollback(
         })?;
     job.set_status(&format!("rolling {id} back to {}", target.version));
     let manifest = read_cached_manifest(manager, &target.release)?;
-    if let Some(app) = manager.apps.get(id) {
-        if !app.is_mounted(&target.release) {
-            let files = manager
-                .config()
-                .installation()
-                .deploy_dir(&manifest, &target.release)
-                .join("files");
-            mount(manager, &app, &manifest, &target.release, &files).await?;
-        }
-    }
     let held = Held {
         release: current.release.clone(),
         sequence: current.sequence,
@@ -733,7 +735,7 @@ async fn drop_deployment(manager: &Manager, id: &str, release: &str) -> Result<(
     }
     if let Some(app) = manager.apps.get(id) {
         app.stop_fetch(release);
-        app.unmount(release);
+        app.unmount(manager.apps.pool().as_deref(), release);
     }
     let keep: Vec<String> = record
         .deployments

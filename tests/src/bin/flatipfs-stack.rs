@@ -37,6 +37,11 @@ enum Cmd {
     Down { dir: PathBuf },
     /// Print the environment of the stack in DIR again.
     Env { dir: PathBuf },
+    /// Stop the stack's flatipfsd (SIGTERM) and start it again; returns
+    /// once it owns its bus name.
+    RestartDaemon { dir: PathBuf },
+    /// Print the pid of the stack's flatipfsd.
+    DaemonPid { dir: PathBuf },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +71,18 @@ fn main() -> Result<()> {
             );
         }
         Cmd::Down { dir } => Stack::down(&dir)?,
+        Cmd::RestartDaemon { dir } => {
+            let stack = Stack::load(&dir)?;
+            stack
+                .process("flatipfsd")?
+                .stop(std::time::Duration::from_secs(30))?;
+            // The bus lets the name go a little after the process is gone.
+            flatipfs_tests::stack::wait_until("the daemon's bus name released", || {
+                Ok(!stack.name_has_owner(flatipfs_dbus::BUS_NAME)?)
+            })?;
+            stack.start_daemon()?;
+        }
+        Cmd::DaemonPid { dir } => println!("{}", Stack::load(&dir)?.process("flatipfsd")?.pid),
         Cmd::Env { dir } => {
             for line in Stack::load(&dir)?.env_lines() {
                 println!("{line}");
