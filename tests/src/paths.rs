@@ -46,7 +46,7 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     // an old build against new sources.
     let built = std::fs::metadata(&path)?.modified()?;
     let crates: &[&str] = match name {
-        "flatipfsd" => &["daemon/src", "dbus/src"],
+        "flatipfsd" => &["daemon/src", "dbus/src", "format/src"],
         "flatipfsctl" => &["client/src", "dbus/src"],
         _ => &[],
     };
