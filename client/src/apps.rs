@@ -68,10 +68,27 @@ pub(crate) async fn app_proxy<'a>(
     manager: &'a ManagerProxy<'_>,
     path: OwnedObjectPath,
 ) -> Result<AppProxy<'a>, Failure> {
+    proxy_with(manager, path, zbus::proxy::CacheProperties::No).await
+}
+
+/// An app's proxy whose properties are read at once with one `GetAll`
+/// (for one-shot reads of many apps: `list`).
+async fn app_proxy_read_once<'a>(
+    manager: &'a ManagerProxy<'_>,
+    path: OwnedObjectPath,
+) -> Result<AppProxy<'a>, Failure> {
+    proxy_with(manager, path, zbus::proxy::CacheProperties::Yes).await
+}
+
+async fn proxy_with<'a>(
+    manager: &'a ManagerProxy<'_>,
+    path: OwnedObjectPath,
+    cache: zbus::proxy::CacheProperties,
+) -> Result<AppProxy<'a>, Failure> {
     AppProxy::builder(manager.inner().connection())
         .path(path)
         .map_err(call)?
-        .cache_properties(zbus::proxy::CacheProperties::No)
+        .cache_properties(cache)
         .build()
         .await
         .map_err(call)
@@ -262,7 +279,7 @@ pub async fn list(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure>
     let mut apps = Vec::new();
     for path in paths {
         // An app may go away between the list and the read: skip it.
-        if let Ok(app) = app_proxy(manager, path).await {
+        if let Ok(app) = app_proxy_read_once(manager, path).await {
             if let Ok(described) = describe(&app).await {
                 apps.push(described);
             }
