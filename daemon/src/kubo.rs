@@ -315,15 +315,7 @@ impl Client {
         let mut total = 0u64;
         let mut buffer = Vec::new();
         let mut response = response;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|source| KuboError::BadReply {
-                api: self.address.clone(),
-                command: "add".into(),
-                source,
-            })?
-        {
+        while let Some(chunk) = self.next_chunk(&mut response, "add").await? {
             buffer.extend_from_slice(&chunk);
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
@@ -491,17 +483,13 @@ impl Client {
         let mut last_growth = tokio::time::Instant::now();
         loop {
             let deadline = last_growth + stall;
-            let chunk = tokio::time::timeout_at(deadline, response.chunk())
-                .await
-                .map_err(|_| KuboError::Stalled {
-                    what: format!("pinning {cid}"),
-                    after: stall,
-                })?
-                .map_err(|source| KuboError::BadReply {
-                    api: self.address.clone(),
-                    command: "pin/add".into(),
-                    source,
-                })?;
+            let chunk =
+                tokio::time::timeout_at(deadline, self.next_chunk(&mut response, "pin/add"))
+                    .await
+                    .map_err(|_| KuboError::Stalled {
+                        what: format!("pinning {cid}"),
+                        after: stall,
+                    })??;
             let Some(chunk) = chunk else {
                 return Err(KuboError::Garbled {
                     api: self.address.clone(),
@@ -651,15 +639,7 @@ impl Client {
             )
             .await?;
         let mut out = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|source| KuboError::BadReply {
-                api: self.address.clone(),
-                command: "cat".into(),
-                source,
-            })?
-        {
+        while let Some(chunk) = self.next_chunk(&mut response, "cat").await? {
             out.extend_from_slice(&chunk);
             if out.len() as u64 > limit {
                 out.truncate(
@@ -704,15 +684,7 @@ impl Client {
             )
             .await?;
         let mut read = 0u64;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|source| KuboError::BadReply {
-                api: self.address.clone(),
-                command: "cat".into(),
-                source,
-            })?
-        {
+        while let Some(chunk) = self.next_chunk(&mut response, "cat").await? {
             read += chunk.len() as u64;
         }
         Ok(read)
@@ -771,16 +743,7 @@ impl Client {
         let call = async {
             let mut response = self.send_timed("ls", &args, None, timeout).await?;
             let mut body = Vec::new();
-            while let Some(chunk) =
-                response
-                    .chunk()
-                    .await
-                    .map_err(|source| KuboError::BadReply {
-                        api: self.address.clone(),
-                        command: "ls".into(),
-                        source,
-                    })?
-            {
+            while let Some(chunk) = self.next_chunk(&mut response, "ls").await? {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > limit {
                     return Err(KuboError::Garbled {
@@ -821,6 +784,22 @@ impl Client {
             .rfind(|l| !l.trim().is_empty())
             .unwrap_or_default();
         serde_json::from_str(last).map_err(|e| self.garbled("dag/stat", e))
+    }
+
+    /// The next piece of a streamed reply to `command`, `None` at its end.
+    async fn next_chunk(
+        &self,
+        response: &mut reqwest::Response,
+        command: &str,
+    ) -> Result<Option<bytes::Bytes>, KuboError> {
+        response
+            .chunk()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: command.into(),
+                source,
+            })
     }
 
     fn garbled(&self, command: &str, e: serde_json::Error) -> KuboError {
