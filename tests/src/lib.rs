@@ -13,7 +13,6 @@ pub mod edited_releases;
 pub mod embedded;
 pub mod fixtures;
 pub mod hostile;
-pub mod index_edit;
 pub mod introspection;
 pub mod pair;
 pub mod paths;

@@ -163,48 +163,6 @@ fn fails_with(stack: &Stack, args: &[&str], name: &str) -> Value {
     error
 }
 
-/// Publishes, as the publisher's remote `main`, a store index made by hand:
-/// the current one changed by `edit`, signed with the remote's key by the
-/// publisher's Kubo node (which takes the next IPNS sequence), carried to
-/// the client.
-fn publish_handmade_index(pair: &Pair, edit: impl FnOnce(&mut Value)) {
-    let node = &pair.publisher;
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(node.dir.join("state/state.json")).unwrap()).unwrap();
-    let remote = &state["publishing"]["main"];
-    let key = remote["key"].as_str().unwrap();
-    let text = node
-        .ipfs(
-            1,
-            &[
-                "cat",
-                &format!("/ipfs/{}", remote["index"].as_str().unwrap()),
-            ],
-        )
-        .unwrap();
-    let mut index: Value = serde_json::from_str(&text).unwrap();
-    edit(&mut index);
-    let file = node.dir.join("handmade-index");
-    std::fs::write(&file, serde_json::to_vec(&index).unwrap()).unwrap();
-    let cid = node
-        .ipfs(1, &["add", "-Q", "--cid-version=1", file.to_str().unwrap()])
-        .unwrap();
-    node.ipfs(
-        1,
-        &[
-            "name",
-            "publish",
-            "--allow-offline",
-            &format!("--key={key}"),
-            "--lifetime=48h",
-            "--ttl=1m",
-            &format!("/ipfs/{}", cid.trim()),
-        ],
-    )
-    .unwrap();
-    pair.carry_index();
-}
-
 #[test]
 fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_ends() {
     let pair = Pair::up("");
@@ -225,7 +183,7 @@ fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_end
 
     // The same through the remote's index: refused inside the install job,
     // which ends (ctl_bounded fails the test if it never does).
-    publish_handmade_index(&pair, |index| {
+    pair.publish_handmade_index(|index| {
         index["apps"]["org.test.Hello"]["release"] = absurd.clone().into();
     });
     let error = fails_with(
@@ -240,7 +198,7 @@ fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_end
     assert_eq!(state_if_installed(client, "org.test.Hello"), None);
 
     // An index entry dated 2^64-1 (the release itself is fine).
-    publish_handmade_index(&pair, |index| {
+    pair.publish_handmade_index(|index| {
         index["apps"]["org.test.Hello"]["release"] = release.clone().into();
         index["apps"]["org.test.Hello"]["published"] = never.clone();
     });
@@ -261,7 +219,7 @@ fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_end
     assert!(mounts_below(&client.installation().join("app")).is_empty());
 
     // Nothing is left holding the app: the genuine index installs it.
-    publish_handmade_index(&pair, |index| {
+    pair.publish_handmade_index(|index| {
         index["apps"]["org.test.Hello"]["release"] = release.clone().into();
     });
     let (status, installed) = ctl_bounded(client, &["install", "--json", "main", "org.test.Hello"]);

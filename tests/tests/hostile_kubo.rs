@@ -535,7 +535,7 @@ fn an_update_whose_manifest_does_not_describe_its_tree_leaves_the_current_releas
         m["entries"][script]["size"] = m["entries"][other]["size"].clone();
         m["version"] = "1.1".into();
     });
-    flatipfs_tests::index_edit::publish_edited_index(&pair, |index| {
+    pair.publish_handmade_index(|index| {
         let app = &mut index["apps"]["org.test.Hello"];
         app["release"] = root.clone().into();
         app["version"] = "1.1".into();
