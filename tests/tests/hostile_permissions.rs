@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use flatipfs_tests::ctl::{flatipfsctl, flatpak, last_json, ok_json, run_hello};
+use flatipfs_tests::ctl::{fails_with, flatipfsctl, flatpak, last_json, ok_json, run_hello};
 use flatipfs_tests::edited_releases::{edited_deploy_dir, publish_app_with, publish_deploy_dir};
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::raw_metadata::release_with_metadata;
@@ -76,17 +76,13 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
     });
     let other_release = publish_deploy_dir(&pair, &other, "1");
     let disguised = pair.handmade(&other_release, |m| m["id"] = "org.test.Hello".into());
-    let out = flatipfsctl(
+    let error = fails_with(
         client,
-        None,
         &["install", "--json", &format!("/ipfs/{disguised}")],
+        "VerificationFailed",
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(
-        error_name(&out),
-        "org.flatipfs.Manager1.Error.VerificationFailed"
-    );
-    let message = last_json(&out)["error"]["message"].to_string();
+    assert_eq!(error["exit_code"], 1, "{error}");
+    let message = error["message"].to_string();
     assert!(message.contains("name=org.test.Other"), "{message}");
     assert_nothing_installed(&pair);
 
@@ -105,17 +101,13 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
     let disguised = pair.handmade(&swapped_release, |m| {
         m["runtime"] = honest_runtime.clone().into()
     });
-    let out = flatipfsctl(
+    let error = fails_with(
         client,
-        None,
         &["install", "--json", &format!("/ipfs/{disguised}")],
+        "VerificationFailed",
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(
-        error_name(&out),
-        "org.flatipfs.Manager1.Error.VerificationFailed"
-    );
-    let message = last_json(&out)["error"]["message"].to_string();
+    assert_eq!(error["exit_code"], 1, "{error}");
+    let message = error["message"].to_string();
     assert!(message.contains("org.test.Evil"), "{message}");
     assert_nothing_installed(&pair);
 
@@ -133,17 +125,13 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
         format!("{genuine}\n[Context]\nfilesystems=home:ro;\n\n[Context]\nfilesystems=host;\n")
             .as_bytes(),
     );
-    let out = flatipfsctl(
+    let error = fails_with(
         client,
-        None,
         &["install", "--json", &format!("/ipfs/{doubled_release}")],
+        "VerificationFailed",
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(
-        error_name(&out),
-        "org.flatipfs.Manager1.Error.VerificationFailed"
-    );
-    let message = last_json(&out)["error"]["message"].to_string();
+    assert_eq!(error["exit_code"], 1, "{error}");
+    let message = error["message"].to_string();
     assert!(
         message.contains("group [Context] appears twice"),
         "{message}"
@@ -160,17 +148,13 @@ fn metadata_that_contradicts_the_manifest_is_refused_before_anything_is_installe
         )
         .as_bytes(),
     );
-    let out = flatipfsctl(
+    let error = fails_with(
         client,
-        None,
         &["install", "--json", &format!("/ipfs/{padded_release}")],
+        "VerificationFailed",
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(
-        error_name(&out),
-        "org.flatipfs.Manager1.Error.VerificationFailed"
-    );
-    let message = last_json(&out)["error"]["message"].to_string();
+    assert_eq!(error["exit_code"], 1, "{error}");
+    let message = error["message"].to_string();
     assert!(message.contains("over the limit of 262144"), "{message}");
     assert_nothing_installed(&pair);
 
