@@ -123,6 +123,10 @@ pub struct FetchConfig {
     pub retry_max_delay: Duration,
     /// Startup-set ranges fetched at once.
     pub prefetch_concurrency: usize,
+    /// Keep each fully fetched file once as a local file that reads pass
+    /// through to and the embedded Kubo node serves its blocks from
+    /// (`local_store`); off with an external Kubo API.
+    pub local_files: bool,
 }
 
 impl Default for FetchConfig {
@@ -135,6 +139,7 @@ impl Default for FetchConfig {
             retry_delay: Duration::from_secs(5),
             retry_max_delay: Duration::from_secs(300),
             prefetch_concurrency: 4,
+            local_files: true,
         }
     }
 }

@@ -84,6 +84,7 @@ pub async fn run(
             if let Some(progress) = &progress {
                 progress.send_modify(|(done, total)| *done = *total);
             }
+            crate::local_store::spawn(manager.clone(), manifest.clone(), release.clone());
             app.update(|i| {
                 if i.release == release {
                     i.fetched = i.total;

@@ -19,6 +19,21 @@
 //! configured time fails with `EIO` instead of hanging.
 //! The session is mounted `ro,nosuid,nodev,allow_other,default_permissions`.
 //!
+//! Once a file is local (`local_store`: a verified plain file named by its
+//! CID), an `open` is answered with FUSE passthrough: the kernel reads the
+//! local file itself (`FOPEN_PASSTHROUGH`, one backing file per inode
+//! shared by its open handles), so reads, `mmap` included, cost what reads
+//! of a local file cost. The kernel refuses to mix passthrough and cached
+//! opens of one inode, so while an inode has cached (lazy) handles open new
+//! opens stay cached too; their reads are served by `pread` of the local
+//! file as soon as it exists (a handle opened lazily switches to the local
+//! file mid-way: the bytes are the same, the file is immutable and only
+//! ever appears verified). When the kernel or the process cannot use
+//! passthrough (no `FUSE_PASSTHROUGH`, no `CAP_SYS_ADMIN`), every open is
+//! cached and local files are served by `pread`; that is logged once.
+//! Slots attached to record a startup set never pass through: their reads
+//! must reach the daemon.
+//!
 //! A slot is removed only once no sandbox uses it: Flatpak's bwrap holds a
 //! read lock on `files/.ref` while an app runs, seen here through the
 //! private mount even after the deploy's bind mount is gone.
@@ -26,20 +41,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
-    SessionACL,
+    BackingId, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo,
+    InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
 use nix::mount::{MntFlags, MsFlags};
 use tracing::warn;
 
 use crate::kubo::Client;
+use crate::local_store::LocalStore;
 use crate::recording::Recorder;
 use crate::release::{EntryKind, Manifest};
 
@@ -232,6 +249,35 @@ impl Windows {
     }
 }
 
+/// How an open file of the pool is read.
+enum Handle {
+    /// Cached by the kernel, read through [`PoolFs::read`]: from Kubo until
+    /// the file is local, then from the local file (kept once found).
+    Cached {
+        key: FileKey,
+        cid: String,
+        local: Mutex<Option<Arc<std::fs::File>>>,
+    },
+    /// Passed through to the local file by the kernel.
+    Passthrough { key: FileKey, _id: Arc<BackingId> },
+}
+
+/// The open handles of one inode, as the kernel's I/O mode sees them.
+#[derive(Default)]
+struct InodeIo {
+    /// Cached handles open: while any is, no open may pass through.
+    cached: u32,
+    /// The backing file of the passthrough handles open (shared by all).
+    backing: std::sync::Weak<BackingId>,
+}
+
+/// Which files are read how, across the pool.
+#[derive(Default)]
+struct OpenFiles {
+    handles: HashMap<u64, Arc<Handle>>,
+    inodes: HashMap<FileKey, InodeIo>,
+}
+
 /// What the session and the pool's owner share.
 struct Shared {
     slots: RwLock<HashMap<u32, Arc<ReleaseTree>>>,
@@ -240,9 +286,29 @@ struct Shared {
     read_timeout: Duration,
     windows: Mutex<Windows>,
     reads: Arc<tokio::sync::Semaphore>,
+    /// Verified local files, when the daemon keeps them.
+    local: Option<LocalStore>,
+    /// Whether the kernel granted passthrough (and it still works).
+    passthrough: AtomicBool,
+    open: Mutex<OpenFiles>,
+    next_handle: AtomicU64,
 }
 
 impl Shared {
+    /// The local file a cached handle reads, if the file is local by now
+    /// (looked up while it is not; kept once found).
+    fn local_file(&self, handle: &Handle) -> Option<Arc<std::fs::File>> {
+        let Handle::Cached { cid, local, .. } = handle else {
+            return None;
+        };
+        let store = self.local.as_ref()?;
+        let mut local = local.lock().expect("not poisoned");
+        if local.is_none() {
+            *local = store.open(cid).map(Arc::new);
+        }
+        local.clone()
+    }
+
     fn tree(&self, slot: u32) -> Option<Arc<ReleaseTree>> {
         self.slots.read().expect("not poisoned").get(&slot).cloned()
     }
@@ -320,7 +386,13 @@ pub struct Slot(u32);
 impl Pool {
     /// Mounts the pool's session on `path` (created; stale mounts there are
     /// detached first), reading through `kubo`.
-    pub fn start(path: &Path, kubo: Client, read_timeout: Duration) -> Result<Pool, MountError> {
+    /// Files found verified in `local` are served from there.
+    pub fn start(
+        path: &Path,
+        kubo: Client,
+        read_timeout: Duration,
+        local: Option<LocalStore>,
+    ) -> Result<Pool, MountError> {
         let failed = |source| MountError::Mount {
             path: path.to_owned(),
             source,
@@ -334,6 +406,10 @@ impl Pool {
             read_timeout,
             windows: Default::default(),
             reads: Arc::new(tokio::sync::Semaphore::new(READS_IN_FLIGHT)),
+            local,
+            passthrough: AtomicBool::new(false),
+            open: Default::default(),
+            next_handle: AtomicU64::new(1),
         });
         let mut config = Config::default();
         config.mount_options = vec![
@@ -416,6 +492,18 @@ impl Pool {
             });
         }
         Ok(Slot(slot))
+    }
+
+    /// The file CIDs of every release the pool serves (retired slots
+    /// included): their local files must stay.
+    pub fn served_cids(&self) -> std::collections::HashSet<String> {
+        let slots = self.shared.slots.read().expect("not poisoned");
+        slots
+            .values()
+            .flat_map(|t| t.nodes.iter())
+            .filter(|n| n.kind == EntryKind::File)
+            .map(|n| n.cid.clone())
+            .collect()
     }
 
     /// Whether a sandbox uses `slot` now (a lock on its `.ref`).
@@ -545,17 +633,112 @@ impl Filesystem for PoolFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let (slot, local) = split(ino);
-        let kind = self
-            .0
-            .tree(slot)
-            .and_then(|tree| Some(tree.node(local)?.kind));
-        match kind {
-            Some(EntryKind::File) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Some(_) => reply.error(Errno::EISDIR),
-            None => reply.error(Errno::ENOENT),
+    /// Asks for passthrough; backing files may lie on a stacked file
+    /// system (overlayfs) themselves.
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if self.0.local.is_none() {
+            return Ok(());
         }
+        match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
+            Ok(()) => {
+                let _ = config.set_max_stack_depth(2);
+                self.0.passthrough.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {
+                warn!("the kernel offers no FUSE passthrough: local files are read by the daemon")
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fs = &self.0;
+        let (slot, local) = split(ino);
+        let Some(tree) = fs.tree(slot) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let Some(node) = tree.node(local) else {
+            return reply.error(Errno::ENOENT);
+        };
+        if node.kind != EntryKind::File {
+            return reply.error(Errno::EISDIR);
+        }
+        let key = (slot, local);
+        let file = match (&fs.local, &tree.recorder) {
+            (Some(store), None) => store.open(&node.cid),
+            _ => None,
+        };
+        let handle = fs.next_handle.fetch_add(1, Ordering::Relaxed);
+        let mut open = fs.open.lock().expect("not poisoned");
+        let io = open.inodes.entry(key).or_default();
+        if let Some(file) = &file {
+            if io.cached == 0 && fs.passthrough.load(Ordering::Relaxed) {
+                let id = match io.backing.upgrade() {
+                    Some(id) => Some(id),
+                    None => match reply.open_backing(file) {
+                        Ok(id) => {
+                            let id = Arc::new(id);
+                            io.backing = Arc::downgrade(&id);
+                            Some(id)
+                        }
+                        Err(e) => {
+                            warn!("FUSE passthrough refused ({e}): local files are read by the daemon from now on");
+                            fs.passthrough.store(false, Ordering::Relaxed);
+                            None
+                        }
+                    },
+                };
+                if let Some(id) = id {
+                    reply.opened_passthrough(FileHandle(handle), FopenFlags::empty(), &id);
+                    open.handles
+                        .insert(handle, Arc::new(Handle::Passthrough { key, _id: id }));
+                    return;
+                }
+            }
+        }
+        io.cached += 1;
+        open.handles.insert(
+            handle,
+            Arc::new(Handle::Cached {
+                key,
+                cid: node.cid.clone(),
+                local: Mutex::new(file.map(Arc::new)),
+            }),
+        );
+        reply.opened(FileHandle(handle), FopenFlags::FOPEN_KEEP_CACHE);
+    }
+
+    /// Forgets the handle; the last passthrough handle of an inode closes
+    /// its backing file (the kernel let go of it already).
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: fuser::ReplyEmpty,
+    ) {
+        let mut open = self.0.open.lock().expect("not poisoned");
+        if let Some(handle) = open.handles.remove(&u64::from(fh)) {
+            let key = match &*handle {
+                Handle::Cached { key, .. } => {
+                    if let Some(io) = open.inodes.get_mut(key) {
+                        io.cached = io.cached.saturating_sub(1);
+                    }
+                    *key
+                }
+                Handle::Passthrough { key, .. } => *key,
+            };
+            drop(handle);
+            if let Some(io) = open.inodes.get(&key) {
+                if io.cached == 0 && io.backing.strong_count() == 0 {
+                    open.inodes.remove(&key);
+                }
+            }
+        }
+        reply.ok();
     }
 
     /// Nothing is buffered for writing: a close has nothing to flush.
@@ -576,7 +759,7 @@ impl Filesystem for PoolFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
@@ -585,6 +768,13 @@ impl Filesystem for PoolFs {
     ) {
         let fs = self.0.clone();
         let (slot, local) = split(ino);
+        let handle = fs
+            .open
+            .lock()
+            .expect("not poisoned")
+            .handles
+            .get(&u64::from(fh))
+            .cloned();
         let Some(tree) = fs.tree(slot) else {
             return reply.error(Errno::ENOENT);
         };
@@ -597,6 +787,16 @@ impl Filesystem for PoolFs {
         let length = (size as u64).min(node.size - offset);
         if let Some(recorder) = &tree.recorder {
             recorder.record(&node.cid, offset, length);
+        }
+        if let Some(file) = handle.as_deref().and_then(|h| fs.local_file(h)) {
+            let mut buffer = vec![0u8; length as usize];
+            return match file.read_exact_at(&mut buffer, offset) {
+                Ok(()) => reply.data(&buffer),
+                Err(e) => {
+                    warn!(cid = %node.cid, offset, "cannot read the local file: {e}");
+                    reply.error(Errno::EIO)
+                }
+            };
         }
         let key = (slot, local);
         let cached = fs.windows.lock().expect("not poisoned").get(key);

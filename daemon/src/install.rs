@@ -1076,6 +1076,12 @@ async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(),
             }
             if !deployment.complete {
                 unfinished.push((manifest, deployment.release.clone()));
+            } else if !crate::local_store::marker(manager, &deployment.release).exists() {
+                crate::local_store::spawn(
+                    manager.clone(),
+                    manifest,
+                    deployment.release.clone(),
+                );
             }
         }
         Ok(())

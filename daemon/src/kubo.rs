@@ -334,6 +334,139 @@ impl Client {
         Ok(lines)
     }
 
+    /// The CID of the local file `path` (`size` bytes) under the release
+    /// import profile. With `nocopy`, Kubo also records the file in its
+    /// filestore (its raw leaves are then read from `path`, not copied;
+    /// `path` must lie below the repository's parent directory and the
+    /// node's user must be able to read it); without, nothing is stored
+    /// (`only-hash`).
+    pub async fn add_local_file(
+        &self,
+        path: &std::path::Path,
+        size: u64,
+        nocopy: bool,
+    ) -> Result<String, KuboError> {
+        use reqwest::multipart::{Form, Part};
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| KuboError::NotUsable(format!("cannot open {}: {e}", path.display())))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let mut headers = reqwest::header::HeaderMap::new();
+        let abspath = path.to_string_lossy().into_owned();
+        headers.insert(
+            "Abspath-Encoded",
+            reqwest::header::HeaderValue::from_str(&urlencoding::encode(&abspath))
+                .map_err(|e| KuboError::NotUsable(format!("path {abspath:?}: {e}")))?,
+        );
+        let part = Part::stream_with_length(body, size)
+            .mime_str("application/octet-stream")
+            .expect("static mime types parse")
+            .file_name("file")
+            .headers(headers);
+        let form = Form::new().part("file", part);
+        let (nocopy, only_hash) = if nocopy {
+            ("true", "false")
+        } else {
+            ("false", "true")
+        };
+        let args = [
+            ("cid-version", "1"),
+            ("hash", "sha2-256"),
+            ("chunker", "buzhash"),
+            ("raw-leaves", "true"),
+            ("inline", "true"),
+            ("inline-limit", INLINE_LIMIT),
+            ("pin", "false"),
+            ("nocopy", nocopy),
+            ("only-hash", only_hash),
+            ("fast-provide-root", "false"),
+        ];
+        let lines: Vec<AddLine> = self.json_lines("add", &args, Some(form)).await?;
+        lines
+            .into_iter()
+            .rev()
+            .find_map(|l| l.hash)
+            .ok_or_else(|| KuboError::Garbled {
+                api: self.address.clone(),
+                command: "add".into(),
+                message: "no CID in the reply".into(),
+            })
+    }
+
+    /// Every block below `cid` (`refs -r --unique`), without `cid` itself.
+    pub async fn refs_recursive(&self, cid: &str) -> Result<Vec<String>, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Ref {
+            #[serde(rename = "Ref")]
+            reference: String,
+            #[serde(default)]
+            err: String,
+        }
+        let refs: Vec<Ref> = self
+            .json_lines(
+                "refs",
+                &[("arg", cid), ("recursive", "true"), ("unique", "true")],
+                None,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            if !r.err.is_empty() {
+                return Err(KuboError::Garbled {
+                    api: self.address.clone(),
+                    command: "refs".into(),
+                    message: r.err,
+                });
+            }
+            out.push(r.reference);
+        }
+        Ok(out)
+    }
+
+    /// `block/rm` of `cids` (from the blockstore *and* the filestore);
+    /// returns how many were removed. A block that is pinned or missing is
+    /// left, not an error.
+    pub async fn block_rm(&self, cids: &[String]) -> Result<usize, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Removed {
+            #[serde(default)]
+            error: String,
+        }
+        let mut removed = 0;
+        for chunk in cids.chunks(256) {
+            let mut args: Vec<(&str, &str)> = chunk.iter().map(|c| ("arg", c.as_str())).collect();
+            args.push(("force", "true"));
+            let lines: Vec<Removed> = self.json_lines("block/rm", &args, None).await?;
+            removed += lines.iter().filter(|l| l.error.is_empty()).count();
+        }
+        Ok(removed)
+    }
+
+    /// Calls `command` and decodes its reply, one JSON value per line.
+    async fn json_lines<T: DeserializeOwned>(
+        &self,
+        command: &str,
+        args: &[(&str, &str)],
+        form: Option<reqwest::multipart::Form>,
+    ) -> Result<Vec<T>, KuboError> {
+        let mut response = self.send_timed(command, args, form, LONG_CALL).await?;
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        while let Some(chunk) = self.next_chunk(&mut response, command).await? {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                out.push(serde_json::from_slice(&line).map_err(|e| self.garbled(command, e))?);
+            }
+        }
+        if !buffer.iter().all(u8::is_ascii_whitespace) {
+            out.push(serde_json::from_slice(&buffer).map_err(|e| self.garbled(command, e))?);
+        }
+        Ok(out)
+    }
+
     /// `files/mkdir` with CIDv1 directories.
     pub async fn files_mkdir(&self, path: &str) -> Result<(), KuboError> {
         self.call_unit(
@@ -688,6 +821,39 @@ impl Client {
             read += chunk.len() as u64;
         }
         Ok(read)
+    }
+
+    /// Writes file `cid` into `out`, streamed, stopping after `limit + 1`
+    /// bytes (more than `limit` means the file is larger than its caller
+    /// allows). Returns the bytes written. Missing blocks are fetched.
+    pub async fn cat_into(
+        &self,
+        cid: &str,
+        limit: u64,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, KuboError> {
+        use tokio::io::AsyncWriteExt;
+        let path = format!("/ipfs/{cid}");
+        let length = limit.saturating_add(1).to_string();
+        let mut response = self
+            .send_timed(
+                "cat",
+                &[("arg", &path), ("length", &length)],
+                None,
+                LONG_CALL,
+            )
+            .await?;
+        let mut written = 0u64;
+        while let Some(chunk) = self.next_chunk(&mut response, "cat").await? {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| KuboError::NotUsable(format!("cannot write {cid}: {e}")))?;
+            written += chunk.len() as u64;
+            if written > limit {
+                break;
+            }
+        }
+        Ok(written)
     }
 
     async fn cat_path(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, KuboError> {

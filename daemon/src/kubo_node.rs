@@ -336,6 +336,11 @@ async fn prepare_repo(runner: &Runner) -> Result<(), NodeError> {
     runner
         .run(&["config", "--json", "Addresses.Gateway", "[]"])
         .await?;
+    // Fetched files are kept once, as local files Kubo serves its blocks
+    // from (`local_store`).
+    runner
+        .run(&["config", "--json", "Experimental.FilestoreEnabled", "true"])
+        .await?;
     Ok(())
 }
 

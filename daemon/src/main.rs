@@ -23,6 +23,7 @@ mod kubo;
 mod kubo_monitor;
 mod kubo_node;
 mod local_files;
+mod local_store;
 mod logging;
 mod manager;
 mod mounts;

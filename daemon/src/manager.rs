@@ -104,6 +104,14 @@ impl Manager {
             .ok_or_else(|| kubo::KuboError::NotUsable("no Kubo API address".into()))
     }
 
+    /// The store of local files (`local_store`), when in use: with the
+    /// embedded Kubo node and `fetch.local_files`.
+    pub fn local_store(&self) -> Option<crate::local_store::LocalStore> {
+        let config = self.config();
+        (self.embedded_api.is_some() && config.fetch.local_files)
+            .then(|| crate::local_store::LocalStore::new(&config.state_directory))
+    }
+
     /// The FUSE pool that serves every mounted release, started on first
     /// use on `<state_directory>/fuse`. Its one Kubo client works
     /// whether or not the node is up: reads fail with EIO while it is down
@@ -121,6 +129,7 @@ impl Manager {
                 &config.state_directory.join("fuse"),
                 client,
                 config.fetch.read_timeout,
+                self.local_store(),
             )?)
         })
     }

@@ -73,7 +73,7 @@ pub async fn mount_release(
     let private = tempfile::Builder::new()
         .prefix("flatipfs-mount-release-")
         .tempdir()?;
-    let pool = Pool::start(&private.path().join("releases"), kubo, read_timeout)?;
+    let pool = Pool::start(&private.path().join("releases"), kubo, read_timeout, None)?;
     pool.attach(&manifest, &mountpoint)?;
     if let Some(installation) = &installation {
         installation.activate(&manifest, release)?;

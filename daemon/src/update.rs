@@ -751,6 +751,7 @@ async fn drop_deployment(manager: &Manager, id: &str, release: &str) -> Result<(
     )?;
     let _ = std::fs::remove_file(install::cached_manifest(manager, release));
     let _ = std::fs::remove_file(install::verified_marker(manager, release));
+    let _ = std::fs::remove_file(crate::local_store::marker(manager, release));
     if let Ok((kubo, _)) = manager.kubo() {
         let ours = kubo.pins_named(fetch::PIN_PREFIX).await.unwrap_or_default();
         if ours.iter().any(|(cid, _)| cid == release) {
@@ -963,6 +964,10 @@ pub async fn vacuum(
         for version in apply_retention(manager, id).await? {
             removed.push(format!("{id} {version}"));
         }
+    }
+    job.set_status("removing local files no release keeps");
+    if let Err(e) = crate::local_store::prune(manager) {
+        warn!("cannot prune local files: {e}");
     }
     job.set_status("removing pins and MFS copies no app keeps");
     install::reconcile_kubo(manager).await;

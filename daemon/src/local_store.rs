@@ -1,0 +1,372 @@
+//! Fetched files kept once, as plain local files: what the release
+//! filesystem passes reads through to once a release is fully fetched, and
+//! what the embedded Kubo node serves the files' blocks from (its
+//! filestore), so that the bytes are on disk once, not twice.
+//!
+//! The store is `<state_directory>/local/` (root's, mode 0755: the Kubo
+//! user reads, only root writes), one file per distinct file CID, named by
+//! the CID, mode 0644, shared by every release that has the file. A name
+//! there is a promise: a file gets its final name only after re-importing
+//! it with the release import profile gave exactly its CID, so the pool
+//! (`fuse`) trusts any file it finds under a CID's name; a file whose bytes
+//! do not give the CID is removed, logged and stays lazy (read from Kubo).
+//!
+//! Making a release local ([`make_local`], after its fetch completed, and
+//! again at start-up for a complete release without its `.local` marker):
+//!
+//! 1. every file of `files/` not in the store yet is written from Kubo
+//!    (`cat`) to `<cid>.<n>.part`, fsynced, hashed by Kubo (`add
+//!    --only-hash`), renamed to `<cid>` if the CID matches, else removed;
+//!    the directory is fsynced. From here reads of these files no longer
+//!    need Kubo.
+//! 2. the installer's pin of the release is removed (its MFS copy still
+//!    keeps every block from Kubo's garbage collection);
+//! 3. for each local file of the release: its blocks are removed from the
+//!    blockstore (`block/rm`; blocks another pin holds stay) and the file
+//!    is added again with `--nocopy`: its leaves become filestore
+//!    references to the local file (Kubo's filestore stores a block only if
+//!    it has it nowhere, hence the removal first);
+//! 4. the release is pinned again under the same name (every block is
+//!    local: no network);
+//! 5. the marker `<state>/releases/<release>.local` is written.
+//!
+//! A crash anywhere leaves installed apps runnable: files are only ever
+//! added to the store complete and verified, and reads fall back to Kubo
+//! for a file that is not there; a crash between 2 and 4 leaves blocks
+//! missing from the blockstore whose bytes are in local files, and the
+//! missing marker makes the next start run the steps again (they are
+//! idempotent). Leftover `.part` files are removed at start-up.
+//!
+//! Files no kept release and no served pool slot names are removed by
+//! [`prune`] (vacuum; works with Kubo down, Kubo's dangling filestore
+//! references go at its next garbage collection). With an external Kubo
+//! (`kubo.api`) or `fetch.local_files = false` nothing here runs and reads
+//! stay on Kubo.
+
+use std::collections::HashSet;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::fetch;
+use crate::kubo::{Client, KuboError};
+use crate::manager::Manager;
+use crate::release::{EntryKind, Manifest};
+
+/// The store of local files of one state directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+/// Why a release could not be made local (it stays readable lazily).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Kubo(#[from] KuboError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
+    move |source| LocalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Whether `cid` can name a file of the store (base32 or base58 text).
+fn plain(cid: &str) -> bool {
+    !cid.is_empty() && cid.len() <= 128 && cid.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Numbers `.part` files so that two releases sharing a file never write
+/// the same one.
+static PART: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStore {
+    /// The store of `state_directory`.
+    pub fn new(state_directory: &Path) -> LocalStore {
+        LocalStore {
+            dir: state_directory.join("local"),
+        }
+    }
+
+    /// Where the store lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The local file of `cid` (whether or not it exists).
+    pub fn path(&self, cid: &str) -> Option<PathBuf> {
+        plain(cid).then(|| self.dir.join(cid))
+    }
+
+    /// The verified local file of `cid`, opened for reading, if there is one.
+    pub fn open(&self, cid: &str) -> Option<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.path(cid)?)
+            .ok()
+    }
+
+    /// Creates the store (root's, 0755) and removes unfinished `.part` files.
+    pub fn prepare(&self) -> Result<(), LocalError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(io(&self.dir))?;
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let entry = entry.map_err(io(&self.dir))?;
+            if entry.file_name().to_string_lossy().ends_with(".part") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes file `cid` (`size` bytes) from Kubo and gives it its name if
+    /// its bytes give its CID; returns whether it is local now.
+    async fn fetch_file(&self, kubo: &Client, cid: &str, size: u64) -> Result<bool, LocalError> {
+        let Some(path) = self.path(cid) else {
+            return Ok(false);
+        };
+        if path.exists() {
+            return Ok(true);
+        }
+        let n = PART.fetch_add(1, Ordering::Relaxed);
+        let part = self.dir.join(format!("{cid}.{n}.part"));
+        let written = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&part)
+                .await
+                .map_err(io(&part))?;
+            let written = kubo.cat_into(cid, size, &mut file).await?;
+            file.sync_all().await.map_err(io(&part))?;
+            Ok::<_, LocalError>(written)
+        }
+        .await;
+        let verified = match written {
+            Ok(written) if written == size => match kubo.add_local_file(&part, size, false).await {
+                Ok(got) if got == cid => Ok(true),
+                Ok(got) => {
+                    warn!(%cid, %got, "a fetched file does not re-import to its CID: it stays lazy");
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            },
+            Ok(written) => {
+                warn!(%cid, size, written, "a fetched file has not its declared size: it stays lazy");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        };
+        if !matches!(verified, Ok(true)) {
+            let _ = std::fs::remove_file(&part);
+            return verified;
+        }
+        std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o644))
+            .map_err(io(&part))?;
+        crate::durable::rename(&part, &path).map_err(io(&path))?;
+        Ok(true)
+    }
+}
+
+/// The marker of a release made local (steps 1–5 done).
+pub fn marker(manager: &Manager, release: &str) -> PathBuf {
+    crate::install::cached_manifest(manager, release).with_extension("local")
+}
+
+/// The distinct files of `manifest`'s `files/`: (CID, size).
+fn files(manifest: &Manifest) -> Vec<(String, u64)> {
+    let mut seen = HashSet::new();
+    manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && e.path.starts_with("files/"))
+        .filter(|e| seen.insert(e.cid.clone()))
+        .map(|e| (e.cid.clone(), e.size))
+        .collect()
+}
+
+/// One release is made local at a time (the steps unpin and re-pin; the
+/// disk is read and written once per file).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Makes `release` local in the background (see [`make_local`]).
+pub fn spawn(manager: Arc<Manager>, manifest: Arc<Manifest>, release: String) {
+    if manager.local_store().is_none() {
+        return;
+    }
+    let name = format!("keeping {} {release} as local files", manifest.id);
+    crate::supervised::spawn_logged(name, async move {
+        make_local(&manager, &manifest, &release).await;
+    });
+}
+
+/// Makes `release` (fully fetched) local, steps 1–5 of the module's
+/// comment; does nothing when the store is off. Errors are logged: the
+/// release stays readable (lazily) and the next start tries again.
+pub async fn make_local(manager: &Manager, manifest: &Manifest, release: &str) {
+    let Some(store) = manager.local_store() else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    if marker(manager, release).exists() {
+        return;
+    }
+    match run(manager, &store, manifest, release).await {
+        Ok((local, all)) => {
+            info!(app = %manifest.id, %release, local, files = all, "release kept as local files");
+        }
+        Err(e) => {
+            warn!(app = %manifest.id, %release, "cannot keep the release as local files: {e}")
+        }
+    }
+}
+
+async fn run(
+    manager: &Manager,
+    store: &LocalStore,
+    manifest: &Manifest,
+    release: &str,
+) -> Result<(usize, usize), LocalError> {
+    let (kubo, _) = manager.kubo()?;
+    store.prepare()?;
+    let files = files(manifest);
+    // 1. Local files, verified.
+    let mut local = Vec::new();
+    for (cid, size) in &files {
+        if store.fetch_file(&kubo, cid, *size).await? {
+            local.push((cid.clone(), *size));
+        }
+    }
+    crate::durable::sync_dir(store.dir()).map_err(io(store.dir()))?;
+    // 2. Unpin (only the installer's own pin; a publisher's pin on this
+    // node keeps its blocks, which then stay in the blockstore too).
+    let pin = kubo
+        .pins_named(fetch::PIN_PREFIX)
+        .await?
+        .into_iter()
+        .find(|(cid, _)| cid == release)
+        .map(|(_, name)| name);
+    if let Some(pin) = pin {
+        kubo.pin_rm(release).await?;
+        // 3. Blocks out of the blockstore, into the filestore.
+        let mut twice = 0;
+        for (cid, size) in &local {
+            let Some(path) = store.path(cid) else {
+                continue;
+            };
+            let mut blocks = kubo.refs_recursive(cid).await?;
+            blocks.push(cid.clone());
+            kubo.block_rm(&blocks).await?;
+            let got = kubo.add_local_file(&path, *size, true).await?;
+            if &got != cid {
+                twice += 1;
+                warn!(%cid, %got, "a local file re-imported to another CID");
+            }
+        }
+        // 4. Pinned again, from local blocks (unless the release was
+        // dropped meanwhile).
+        if kept(manager, release) {
+            kubo.pin_add(release, &pin).await?;
+        }
+        if twice > 0 {
+            warn!(%release, files = twice, "some files could not be moved to the filestore");
+        }
+    } else {
+        warn!(%release, "the release is pinned by someone else on this node: its blocks stay in the blockstore as well");
+    }
+    // 5. Done.
+    let marker = marker(manager, release);
+    std::fs::write(&marker, b"").map_err(io(&marker))?;
+    Ok((local.len(), files.len()))
+}
+
+/// Whether a record still keeps `release`.
+fn kept(manager: &Manager, release: &str) -> bool {
+    manager.store().load().is_ok_and(|state| {
+        state
+            .apps
+            .values()
+            .any(|a| a.deployments.iter().any(|d| d.release == release))
+    })
+}
+
+/// Removes local files that no kept release (from its cached manifest) and
+/// no slot the pool still serves names; returns how many. Needs no Kubo.
+pub fn prune(manager: &Manager) -> Result<usize, LocalError> {
+    let Some(store) = manager.local_store() else {
+        return Ok(0);
+    };
+    let state = match manager.store().load() {
+        Ok(state) => state,
+        Err(e) => {
+            warn!("cannot read the state to prune local files: {e}");
+            return Ok(0);
+        }
+    };
+    let mut keep: HashSet<String> = manager
+        .apps
+        .pool()
+        .map(|p| p.served_cids())
+        .unwrap_or_default();
+    for app in state.apps.values() {
+        for d in &app.deployments {
+            match crate::install::read_cached_manifest(manager, &d.release) {
+                Ok(m) => keep.extend(files(&m).into_iter().map(|(cid, _)| cid)),
+                // Without the manifest nothing can be said: keep everything.
+                Err(e) => {
+                    warn!(release = %d.release, "not pruning local files: {e}");
+                    return Ok(0);
+                }
+            }
+        }
+    }
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(store.dir()) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(store.dir())(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(store.dir()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".part") && !keep.contains(&name) {
+            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        info!(removed, "removed local files no release keeps");
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_cids_name_local_files() {
+        let store = LocalStore::new(Path::new("/state"));
+        assert_eq!(
+            store.path("bafkreiabc"),
+            Some(PathBuf::from("/state/local/bafkreiabc"))
+        );
+        for bad in ["", "../x", "a/b", ".part", "x.part", "a b"] {
+            assert_eq!(store.path(bad), None, "{bad:?}");
+        }
+    }
+}
