@@ -643,6 +643,7 @@ impl Filesystem for PoolFs {
             Ok(()) => {
                 let _ = config.set_max_stack_depth(2);
                 self.0.passthrough.store(true, Ordering::Relaxed);
+                tracing::info!("FUSE passthrough on: local files are read by the kernel");
             }
             Err(_) => {
                 warn!("the kernel offers no FUSE passthrough: local files are read by the daemon")
