@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Read benchmark of installed apps: ratios taken side by side in one run.
+#
+# A publisher stack (one Kubo node) and a client stack whose flatipfsd runs
+# its embedded Kubo node (the normal case: fetched files are then kept as
+# local files the mount passes reads through to). The app is the scipy
+# wheel tree of bench-publish.sh. The client installs it, waits until the
+# whole release is fetched and kept as local files, then reads the tree
+# through the mount and the same tree on local disk with
+# flatipfs-read-bench, alternating sides, three rounds, the best of each:
+#
+#  1. warm sequential read of every file (both sides read once before);
+#  2. warm random 4 KiB reads (pread at random 4 KiB-aligned offsets of
+#     random files of 4 KiB or more, the same sequence on both sides);
+#  3. the same two cold: the page cache dropped for the files read on both
+#     sides (posix_fadvise DONTNEED on the local tree and on the client's
+#     local files, which the mount passes through to) before each read.
+#
+#   scripts/bench-reads.sh   # prints Markdown (also target/bench-reads.md)
+source "$(dirname "$0")/bench-common.sh"
+version=${BENCH_OLD:-1.14.0}
+count=${BENCH_RANDOM_READS:-200000}
+stop() {
+  "$bin/flatipfs-stack" down "$work/client" >/dev/null 2>&1 || true
+  "$bin/flatipfs-stack" down "$work/publisher" >/dev/null 2>&1 || true
+}
+trap 'stop; rm -rf "$work"' EXIT
+apps="$here/target/test-apps"
+bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
+arch=$(cat "$apps/arch")
+
+tree="$work/tree"
+make_tree "$version" "$tree"
+mkdir -p "$tree/files/bin"
+printf '#!/bin/sh\necho "bench app started"\n' > "$tree/files/bin/start.sh"
+chmod 0755 "$tree/files/bin/start.sh"
+printf '[Application]\nname=org.bench.Package\nruntime=org.test.Platform/%s/master\ncommand=start.sh\n' "$arch" > "$tree/metadata"
+
+pub_env=$("$bin/flatipfs-stack" up "$work/publisher" --kubo-nodes 1)
+client_env=$("$bin/flatipfs-stack" up "$work/client" --kubo-nodes 0 --embedded-kubo)
+pub() { (eval "$pub_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
+client() { (eval "$client_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
+id=$(pub "$kubo" id -f '<id>')
+addr=$(pub "$kubo" id -f '<addrs>' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
+client "$kubo" swarm connect "${addr%/p2p/*}/p2p/$id" >/dev/null
+client "$kubo" swarm peering add "${addr%/p2p/*}/p2p/$id" >/dev/null
+
+ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
+pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
+pub "$bin/flatipfsctl" --json publish --remote bench "$tree" >/dev/null
+record=$(mktemp)
+pub "$kubo" name get "${ipns#/ipns/}" > "$record"
+client "$kubo" name put --force "${ipns#/ipns/}" "$record" >/dev/null
+rm -f "$record"
+client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
+client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null
+client "$bin/flatipfsctl" --json install bench org.bench.Package >/dev/null
+mnt=$(client "$bin/flatipfsctl" --json info org.bench.Package | python3 -c 'import json, sys; print(json.load(sys.stdin)["mount_point"])')
+state="$work/client/state"
+# Every kept release kept as local files (its .local marker).
+for _ in $(seq 1200); do
+  json=$(ls "$state/releases"/*.json | wc -l); local_=$(ls "$state/releases"/*.local 2>/dev/null | wc -l)
+  [ "$json" -gt 0 ] && [ "$json" = "$local_" ] && break
+  sleep 0.1
+done
+[ "$json" = "$local_" ] || { echo "the releases were not made local" >&2; exit 1; }
+passthrough=$(grep -c "FUSE passthrough on" "$work/client/logs/flatipfsd.log" || true)
+
+rb="$bin/flatipfs-read-bench"
+best() { sort -n | head -1; }
+# Warm: both sides read once first.
+"$rb" seq "$tree/files" >/dev/null; "$rb" seq "$mnt" >/dev/null
+seq_l=(); seq_m=(); rnd_l=(); rnd_m=(); cseq_l=(); cseq_m=(); crnd_l=(); crnd_m=()
+for _ in 1 2 3; do
+  seq_l+=("$("$rb" seq "$tree/files" | cut -d' ' -f1)")
+  seq_m+=("$("$rb" seq "$mnt" | cut -d' ' -f1)")
+  rnd_l+=("$("$rb" random "$tree/files" "$count" | cut -d' ' -f1)")
+  rnd_m+=("$("$rb" random "$mnt" "$count" | cut -d' ' -f1)")
+done
+for _ in 1 2 3; do
+  "$rb" drop "$tree/files"; cseq_l+=("$("$rb" seq "$tree/files" | cut -d' ' -f1)")
+  "$rb" drop "$state/local"; cseq_m+=("$("$rb" seq "$mnt" | cut -d' ' -f1)")
+  "$rb" drop "$tree/files"; crnd_l+=("$("$rb" random "$tree/files" "$((count / 10))" | cut -d' ' -f1)")
+  "$rb" drop "$state/local"; crnd_m+=("$("$rb" random "$mnt" "$((count / 10))" | cut -d' ' -f1)")
+done
+pick() { printf '%s\n' "$@" | best; }
+bytes=$(du -sb --apparent-size "$tree/files" | cut -f1)
+files=$(find "$tree/files" -type f | wc -l)
+local_du=$(du -s --block-size=1 "$state/local" | cut -f1)
+repo_du=$(du -s --block-size=1 "$state/kubo" | cut -f1)
+runtime_bytes=$(du -sb --apparent-size "$(client "$bin/flatipfsctl" --json info org.test.Platform | python3 -c 'import json, sys; print(json.load(sys.stdin)["mount_point"])')" | cut -f1)
+
+python3 - "$(pick "${seq_l[@]}")" "$(pick "${seq_m[@]}")" "$(pick "${rnd_l[@]}")" "$(pick "${rnd_m[@]}")" \
+  "$(pick "${cseq_l[@]}")" "$(pick "${cseq_m[@]}")" "$(pick "${crnd_l[@]}")" "$(pick "${crnd_m[@]}")" \
+  "$count" "$bytes" "$files" "$local_du" "$repo_du" "$runtime_bytes" "$passthrough" "$package" "$version" <<'PY' | tee "$here/target/bench-reads.md"
+import sys
+(sl, sm, rl, rm, csl, csm, crl, crm, count, size, files, local_du, repo_du, runtime, passthrough,
+ package, version) = sys.argv[1:]
+sl, sm, rl, rm, csl, csm, crl, crm = map(float, (sl, sm, rl, rm, csl, csm, crl, crm))
+count, size, local_du, repo_du, runtime = map(int, (count, size, local_du, repo_du, runtime))
+mb = size / 1e6
+print(f"## Read benchmark: {package} {version} installed through the daemon (embedded Kubo, local files)\n")
+print(f"Release builds; one run of scripts/bench-reads.sh. Tree: {mb:.1f} MB in {files} files; "
+      f"FUSE passthrough {'on' if int(passthrough) else 'OFF (reads served by the daemon)'}. "
+      "Best of three rounds, sides alternated. Throughput through the mount / local (1.0 = the same).\n")
+print("| measurement | mount | local disk | mount / local throughput |")
+print("| --- | --- | --- | --- |")
+print(f"| warm sequential read of every file | {sm:.3f} s, {mb / sm:.0f} MB/s | {sl:.3f} s, {mb / sl:.0f} MB/s | {sl / sm:.2f} |")
+print(f"| warm random 4 KiB reads ({count}) | {rm:.3f} s, {count / rm / 1e3:.0f} k/s | {rl:.3f} s, {count / rl / 1e3:.0f} k/s | {rl / rm:.2f} |")
+print(f"| cold sequential read of every file | {csm:.3f} s, {mb / csm:.0f} MB/s | {csl:.3f} s, {mb / csl:.0f} MB/s | {csl / csm:.2f} |")
+print(f"| cold random 4 KiB reads ({count // 10}) | {crm:.3f} s, {count // 10 / crm / 1e3:.1f} k/s | {crl:.3f} s, {count // 10 / crl / 1e3:.1f} k/s | {crl / crm:.2f} |")
+total = size + runtime
+print(f"\nDisk: the client's local files {local_du / 1e6:.1f} MB plus its whole Kubo repository {repo_du / 1e6:.1f} MB "
+      f"for {total / 1e6:.1f} MB of installed files (app and runtime): {(local_du + repo_du) / total:.2f}×.")
+PY
