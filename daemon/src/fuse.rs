@@ -665,8 +665,9 @@ impl Filesystem for PoolFs {
             return reply.error(Errno::EISDIR);
         }
         let key = (slot, local);
+        // Files the CID carries (empty ones included) are served from it.
         let file = match (&fs.local, &tree.recorder) {
-            (Some(store), None) => store.open(&node.cid),
+            (Some(store), None) if node.size > 0 => store.open(&node.cid),
             _ => None,
         };
         let handle = fs.next_handle.fetch_add(1, Ordering::Relaxed);
@@ -788,6 +789,11 @@ impl Filesystem for PoolFs {
         let length = (size as u64).min(node.size - offset);
         if let Some(recorder) = &tree.recorder {
             recorder.record(&node.cid, offset, length);
+        }
+        if let Some(bytes) = crate::unixfs::inline_file(&node.cid) {
+            let from = (offset as usize).min(bytes.len());
+            let to = (from + length as usize).min(bytes.len());
+            return reply.data(&bytes[from..to]);
         }
         if let Some(file) = handle.as_deref().and_then(|h| fs.local_file(h)) {
             let mut buffer = vec![0u8; length as usize];

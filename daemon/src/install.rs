@@ -905,6 +905,12 @@ pub async fn uninstall(
     }
     job.set_status(&format!("removing {id}"));
     let removed = remove(manager, id).await?;
+    for release in &removed {
+        let _ = std::fs::remove_file(crate::local_store::marker(manager, release));
+    }
+    if let Err(e) = crate::local_store::prune(manager) {
+        warn!(app = %id, "cannot remove its local files: {e}");
+    }
     job.set_status("unpinning");
     let (kubo, _) = manager.kubo()?;
     clean_kubo(&kubo, id, &removed).await?;

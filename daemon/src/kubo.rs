@@ -393,7 +393,8 @@ impl Client {
             })
     }
 
-    /// Every block below `cid` (`refs -r --unique`), without `cid` itself.
+    /// Every block below `cid` (`refs -r --unique`), without `cid` itself,
+    /// from local blocks only (a missing block is an error, not a fetch).
     pub async fn refs_recursive(&self, cid: &str) -> Result<Vec<String>, KuboError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
@@ -406,7 +407,12 @@ impl Client {
         let refs: Vec<Ref> = self
             .json_lines(
                 "refs",
-                &[("arg", cid), ("recursive", "true"), ("unique", "true")],
+                &[
+                    ("arg", cid),
+                    ("recursive", "true"),
+                    ("unique", "true"),
+                    ("offline", "true"),
+                ],
                 None,
             )
             .await?;

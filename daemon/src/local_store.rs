@@ -48,6 +48,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -187,13 +188,16 @@ pub fn marker(manager: &Manager, release: &str) -> PathBuf {
     crate::install::cached_manifest(manager, release).with_extension("local")
 }
 
-/// The distinct files of `manifest`'s `files/`: (CID, size).
+/// The distinct files of `manifest`'s `files/` that need a local file:
+/// (CID, size). Files whose CID carries their bytes (inlined, empty
+/// included) need none: the pool serves them from the CID.
 fn files(manifest: &Manifest) -> Vec<(String, u64)> {
     let mut seen = HashSet::new();
     manifest
         .entries
         .iter()
         .filter(|e| e.kind == EntryKind::File && e.path.starts_with("files/"))
+        .filter(|e| crate::unixfs::inline_file(&e.cid).is_none())
         .filter(|e| seen.insert(e.cid.clone()))
         .map(|e| (e.cid.clone(), e.size))
         .collect()
@@ -222,18 +226,29 @@ pub async fn make_local(manager: &Manager, manifest: &Manifest, release: &str) {
         return;
     };
     let _one = ONE_AT_A_TIME.lock().await;
-    if marker(manager, release).exists() {
-        return;
-    }
-    match run(manager, &store, manifest, release).await {
-        Ok((local, all)) => {
-            info!(app = %manifest.id, %release, local, files = all, "release kept as local files");
+    for attempt in 1..=ATTEMPTS {
+        if marker(manager, release).exists() || !kept(manager, release) {
+            return;
         }
-        Err(e) => {
-            warn!(app = %manifest.id, %release, "cannot keep the release as local files: {e}")
+        // At start-up the node may not answer yet.
+        while manager.kubo().is_err() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match run(manager, &store, manifest, release).await {
+            Ok((local, all)) => {
+                info!(app = %manifest.id, %release, local, files = all, "release kept as local files");
+                return;
+            }
+            Err(e) => {
+                warn!(app = %manifest.id, %release, attempt, "cannot keep the release as local files: {e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
         }
     }
 }
+
+/// Tries of [`make_local`] before it waits for the next start.
+const ATTEMPTS: u32 = 3;
 
 async fn run(
     manager: &Manager,
@@ -252,15 +267,16 @@ async fn run(
         }
     }
     crate::durable::sync_dir(store.dir()).map_err(io(store.dir()))?;
-    // 2. Unpin (only the installer's own pin; a publisher's pin on this
-    // node keeps its blocks, which then stay in the blockstore too).
-    let pin = kubo
+    // 2. Unpin (only the installer's own pin, or none: a crash between 2
+    // and 4 left it off; a publisher's pin on this node keeps its blocks,
+    // which then stay in the blockstore too).
+    let ours = kubo
         .pins_named(fetch::PIN_PREFIX)
         .await?
         .into_iter()
-        .find(|(cid, _)| cid == release)
-        .map(|(_, name)| name);
-    if let Some(pin) = pin {
+        .any(|(cid, _)| cid == release);
+    if ours || !kubo.is_pinned(release).await? {
+        let pin = fetch::pin_name(&manifest.id, &manifest.version);
         kubo.pin_rm(release).await?;
         // 3. Blocks out of the blockstore, into the filestore.
         let mut twice = 0;
@@ -268,7 +284,9 @@ async fn run(
             let Some(path) = store.path(cid) else {
                 continue;
             };
-            let mut blocks = kubo.refs_recursive(cid).await?;
+            // Blocks a crash already removed are not listed (and not
+            // fetched): the add below brings them back from the file.
+            let mut blocks = kubo.refs_recursive(cid).await.unwrap_or_default();
             blocks.push(cid.clone());
             kubo.block_rm(&blocks).await?;
             let got = kubo.add_local_file(&path, *size, true).await?;

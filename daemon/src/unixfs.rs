@@ -38,6 +38,13 @@ pub fn from_cid(cid: &str) -> Option<Known> {
     }
 }
 
+/// The bytes of a file whose CID carries them (`raw`, identity hash: the
+/// release profile inlines files of up to 32 bytes).
+pub fn inline_file(cid: &str) -> Option<Vec<u8>> {
+    let cid = cid::Cid::try_from(cid).ok()?;
+    (cid.codec() == RAW && cid.hash().code() == IDENTITY).then(|| cid.hash().digest().to_vec())
+}
+
 /// One protobuf field: its number and, for length-delimited fields, bytes;
 /// for varints, the value.
 enum Field<'a> {

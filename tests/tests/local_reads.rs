@@ -279,6 +279,17 @@ fn a_fetched_app_is_kept_once_read_locally_and_still_served_to_peers() {
         .ipfs(1, &["block", "stat", "--offline", &withheld.block])
         .unwrap();
     assert!(stat.contains(&withheld.block), "{stat}");
+
+    // Uninstalled, its local files go (the runtime's stay).
+    ok_json(client, &["uninstall", "--json", "org.test.Hello"]);
+    assert!(
+        !local_dir.join(&big_cid).exists(),
+        "the app's files are gone"
+    );
+    assert!(
+        std::fs::read_dir(&local_dir).unwrap().count() > 0,
+        "the runtime's stay"
+    );
 }
 
 #[test]
@@ -345,4 +356,79 @@ fn a_running_instance_keeps_its_local_tree_through_an_update_and_rollback_needs_
         assert_eq!(data.len(), 300_000);
         assert!(!active.join("share/hello/NEWS").exists());
     }
+}
+
+#[test]
+fn a_release_a_crash_left_unpinned_with_blocks_missing_is_finished_at_the_next_start() {
+    let pair = Pair::up_embedded(NO_AUTOMATIC_UPDATES);
+    pair.publish_v1();
+    let client = &pair.client;
+    let installed = ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    wait_all_local(client);
+    let release = installed["release"].as_str().unwrap().to_string();
+    let data = client
+        .ipfs(
+            1,
+            &[
+                "resolve",
+                "--offline",
+                &format!("/ipfs/{release}/deploy/files/share/hello/data.txt"),
+            ],
+        )
+        .unwrap()
+        .trim()
+        .trim_start_matches("/ipfs/")
+        .to_string();
+
+    // The state a crash between unpinning and pinning again leaves: the
+    // release unpinned, the blocks of a local file in neither store, the
+    // marker missing.
+    client.ipfs(1, &["pin", "rm", &release]).unwrap();
+    let refs = client.ipfs(1, &["refs", "-r", &data]).unwrap();
+    let mut blocks: Vec<&str> = refs.lines().collect();
+    blocks.push(&data);
+    let mut rm = vec!["block", "rm", "--force"];
+    rm.extend(blocks.iter().copied());
+    client.ipfs(1, &rm).unwrap();
+    let marker = state_dir(client)
+        .join("releases")
+        .join(format!("{release}.local"));
+    std::fs::remove_file(&marker).unwrap();
+    assert!(
+        client
+            .ipfs(1, &["block", "stat", "--offline", &data])
+            .is_err(),
+        "the block is gone"
+    );
+
+    // The app still runs (its files are local), and the next start
+    // finishes the move.
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    client
+        .process("flatipfsd")
+        .unwrap()
+        .stop(Duration::from_secs(30))
+        .unwrap();
+    client.start_daemon().unwrap();
+    let again = wait_for("the release to be local again", LIMIT, &mut || {
+        Ok(marker.exists())
+    });
+    assert!(again.is_ok(), "{again:?}: {}", client.daemon_log());
+    let pins = client
+        .ipfs(1, &["pin", "ls", "--type=recursive", "--names"])
+        .unwrap();
+    assert!(
+        pins.lines()
+            .any(|l| l.contains(&release) && l.contains("flatipfs-install org.test.Hello")),
+        "pinned again under the installer's name: {pins}"
+    );
+    client
+        .ipfs(
+            1,
+            &["dag", "stat", "--offline", "--progress=false", &release],
+        )
+        .unwrap();
+    let verify = client.ipfs(1, &["filestore", "verify"]).unwrap();
+    assert!(verify.lines().all(|l| l.starts_with("ok ")), "{verify}");
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 }
