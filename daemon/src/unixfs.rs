@@ -123,6 +123,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inline_files_are_read_from_their_cid_and_hashed_ones_are_not() {
+        // CIDv1, raw, identity hash of no bytes: the empty file.
+        assert_eq!(inline_file("bafkqaaa"), Some(Vec::new()));
+        // `printf hello | ipfs add --cid-version=1 --inline`: raw, identity.
+        assert_eq!(inline_file("bafkqablimvwgy3y"), Some(b"hello".to_vec()));
+        // A hashed raw block is not inline.
+        assert_eq!(
+            inline_file("bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"),
+            None
+        );
+        assert_eq!(inline_file("not a cid"), None);
+    }
+
+    #[test]
     fn cids_tell_what_they_can() {
         // Made by Kubo 0.43.1 (`add --cid-version=1 --raw-leaves --inline
         // --inline-limit=32`): "hello\n", a symlink to "a", a 100-byte file.
