@@ -53,10 +53,11 @@ pub "$kubo" name get "${ipns#/ipns/}" > "$record"
 client "$kubo" name put --force "${ipns#/ipns/}" "$record" >/dev/null
 rm -f "$record"
 client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
+state="$work/client/state"
+repo_before=$(du -s --block-size=1 "$state/kubo" | cut -f1)
 client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null
 client "$bin/flatipfsctl" --json install bench org.bench.Package >/dev/null
 mnt=$(client "$bin/flatipfsctl" --json info org.bench.Package | python3 -c 'import json, sys; print(json.load(sys.stdin)["mount_point"])')
-state="$work/client/state"
 # Every kept release kept as local files (its .local marker).
 for _ in $(seq 1200); do
   json=$(ls "$state/releases"/*.json | wc -l); local_=$(ls "$state/releases"/*.local 2>/dev/null | wc -l)
@@ -88,16 +89,22 @@ bytes=$(du -sb --apparent-size "$tree/files" | cut -f1)
 files=$(find "$tree/files" -type f | wc -l)
 local_du=$(du -s --block-size=1 "$state/local" | cut -f1)
 repo_du=$(du -s --block-size=1 "$state/kubo" | cut -f1)
+blocks_du=$(du -s --block-size=1 "$state/kubo/blocks" | cut -f1)
+datastore_du=$(du -s --block-size=1 "$state/kubo/datastore" | cut -f1)
+runtime_mnt=$(client "$bin/flatipfsctl" --json info org.test.Platform | python3 -c 'import json, sys; print(json.load(sys.stdin)["mount_point"])')
+# Size on disk of the installed files as plain files: each rounded up to 4 KiB blocks.
+on_disk=$(find "$tree/files" "$runtime_mnt" -type f -printf '%s\n' | python3 -c 'import sys; print(sum(-(-int(l) // 4096) * 4096 for l in sys.stdin))')
 runtime_bytes=$(du -sb --apparent-size "$(client "$bin/flatipfsctl" --json info org.test.Platform | python3 -c 'import json, sys; print(json.load(sys.stdin)["mount_point"])')" | cut -f1)
 
 python3 - "$(pick "${seq_l[@]}")" "$(pick "${seq_m[@]}")" "$(pick "${rnd_l[@]}")" "$(pick "${rnd_m[@]}")" \
   "$(pick "${cseq_l[@]}")" "$(pick "${cseq_m[@]}")" "$(pick "${crnd_l[@]}")" "$(pick "${crnd_m[@]}")" \
-  "$count" "$bytes" "$files" "$local_du" "$repo_du" "$runtime_bytes" "$passthrough" "$package" "$version" <<'PY' | tee "$here/target/bench-reads.md"
+  "$count" "$bytes" "$files" "$local_du" "$repo_du" "$runtime_bytes" "$repo_before" "$blocks_du" "$datastore_du" "$on_disk" "$passthrough" "$package" "$version" <<'PY' | tee "$here/target/bench-reads.md"
 import sys
-(sl, sm, rl, rm, csl, csm, crl, crm, count, size, files, local_du, repo_du, runtime, passthrough,
- package, version) = sys.argv[1:]
+(sl, sm, rl, rm, csl, csm, crl, crm, count, size, files, local_du, repo_du, runtime, before, blocks,
+ datastore, on_disk, passthrough, package, version) = sys.argv[1:]
 sl, sm, rl, rm, csl, csm, crl, crm = map(float, (sl, sm, rl, rm, csl, csm, crl, crm))
-count, size, local_du, repo_du, runtime = map(int, (count, size, local_du, repo_du, runtime))
+count, size, local_du, repo_du, runtime, before, blocks, datastore, on_disk = map(
+    int, (count, size, local_du, repo_du, runtime, before, blocks, datastore, on_disk))
 mb = size / 1e6
 print(f"## Read benchmark: {package} {version} installed through the daemon (embedded Kubo, local files)\n")
 print(f"Release builds; one run of scripts/bench-reads.sh. Tree: {mb:.1f} MB in {files} files; "
@@ -110,6 +117,11 @@ print(f"| warm random 4 KiB reads ({count}) | {rm:.3f} s, {count / rm / 1e3:.0f}
 print(f"| cold sequential read of every file | {csm:.3f} s, {mb / csm:.0f} MB/s | {csl:.3f} s, {mb / csl:.0f} MB/s | {csl / csm:.2f} |")
 print(f"| cold random 4 KiB reads ({count // 10}) | {crm:.3f} s, {count // 10 / crm / 1e3:.1f} k/s | {crl:.3f} s, {count // 10 / crl / 1e3:.1f} k/s | {crl / crm:.2f} |")
 total = size + runtime
-print(f"\nDisk: the client's local files {local_du / 1e6:.1f} MB plus its whole Kubo repository {repo_du / 1e6:.1f} MB "
-      f"for {total / 1e6:.1f} MB of installed files (app and runtime): {(local_du + repo_du) / total:.2f}×.")
+grown = repo_du - before
+print(f"\nDisk (du): the client's local files {local_du / 1e6:.1f} MB plus its Kubo repository's growth "
+      f"{grown / 1e6:.1f} MB (whole repository {repo_du / 1e6:.1f} MB: blocks {blocks / 1e6:.1f} MB, datastore "
+      f"{datastore / 1e6:.1f} MB) for {total / 1e6:.1f} MB of installed files (app and runtime, apparent size): "
+      f"{(local_du + grown) / total:.2f}× ({(local_du + repo_du) / total:.2f}× counting the whole repository); "
+      f"against the same files' size on disk as plain files ({on_disk / 1e6:.1f} MB, 4 KiB blocks): "
+      f"{(local_du + grown) / on_disk:.2f}×.")
 PY
