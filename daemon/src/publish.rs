@@ -411,6 +411,7 @@ impl Publisher {
             },
             entries: manifest_entries,
             startup_set,
+            encodings: None,
         };
         manifest
             .validate(release::ManifestLimits {
