@@ -10,6 +10,7 @@
 
 mod api;
 mod apps;
+mod codec;
 mod config;
 mod deploy_data;
 mod durable;

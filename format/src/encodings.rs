@@ -149,7 +149,10 @@ pub enum EncodingError {
 
 /// Whether `encoded` bytes are an acceptable size for producing `output`.
 pub fn within_ratio(encoded: u64, output: u64, max_ratio: u64) -> bool {
-    encoded <= output.saturating_mul(max_ratio).saturating_add(ENCODING_SLACK)
+    encoded
+        <= output
+            .saturating_mul(max_ratio)
+            .saturating_add(ENCODING_SLACK)
 }
 
 impl Encodings {
@@ -208,7 +211,10 @@ impl Encodings {
             let mut output: u64 = 0;
             for slice in &piece.slices {
                 let Some(file) = files.get(slice.path.as_str()) else {
-                    return Err(bad(&format!("{:?} is not a file of the manifest", slice.path)));
+                    return Err(bad(&format!(
+                        "{:?} is not a file of the manifest",
+                        slice.path
+                    )));
                 };
                 if slice.length == 0 {
                     return Err(bad(&format!("empty slice of {:?}", slice.path)));
@@ -476,7 +482,10 @@ mod tests {
         for log in [0, 9, 28, 64] {
             let mut e = encodings(vec![], vec![]);
             e.window_log = log;
-            assert!(matches!(check(&e), Err(EncodingError::WindowLog(..))), "{log}");
+            assert!(
+                matches!(check(&e), Err(EncodingError::WindowLog(..))),
+                "{log}"
+            );
         }
     }
 }

@@ -539,7 +539,9 @@ mod tests {
         m.encodings = Some(bad);
         assert!(matches!(
             m.validate(LIMITS),
-            Err(ManifestError::Encodings(EncodingError::PartialCoverage { .. }))
+            Err(ManifestError::Encodings(
+                EncodingError::PartialCoverage { .. }
+            ))
         ));
         m.schema = 3;
         assert_eq!(m.validate(LIMITS), Err(ManifestError::Schema(3)));
