@@ -14,6 +14,7 @@ mod codec;
 mod config;
 mod deploy_data;
 mod durable;
+mod encode;
 mod fetch;
 mod flatpak;
 mod fuse;
