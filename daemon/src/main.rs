@@ -12,6 +12,7 @@ mod api;
 mod apps;
 mod codec;
 mod config;
+mod decode;
 mod deploy_data;
 mod durable;
 mod encode;
