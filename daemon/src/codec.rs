@@ -146,6 +146,10 @@ pub fn decode(
         Ok(_) => return Err(DecodeError::Trailing),
         Err(code) => return Err(DecodeError::Corrupt(zstd_error(code))),
     }
+    let capacity = usize::try_from(expected).map_err(|_| DecodeError::TooLong { expected })?;
+    if header.content_size == Some(expected) {
+        return decode_at_once(encoded, prefix, capacity, limit_log);
+    }
     let corrupt = |e: std::io::Error| DecodeError::Corrupt(e.to_string());
     let mut decoder = match prefix {
         Some(prefix) => zstd::stream::read::Decoder::with_ref_prefix(encoded, prefix),
@@ -154,7 +158,6 @@ pub fn decode(
     .map_err(corrupt)?
     .single_frame();
     decoder.window_log_max(limit_log).map_err(corrupt)?;
-    let capacity = usize::try_from(expected).map_err(|_| DecodeError::TooLong { expected })?;
     let mut out = Vec::with_capacity(capacity);
     let read = decoder
         .take(expected.saturating_add(1))
@@ -167,6 +170,37 @@ pub fn decode(
         return Err(DecodeError::TooShort {
             got: read,
             expected,
+        });
+    }
+    Ok(out)
+}
+
+/// A frame declaring its size decoded in one call straight into a buffer of
+/// that size (no window buffer besides); more output is an error.
+fn decode_at_once(
+    encoded: &[u8],
+    prefix: Option<&[u8]>,
+    capacity: usize,
+    limit_log: u32,
+) -> Result<Vec<u8>, DecodeError> {
+    use zstd::zstd_safe::{DCtx, DParameter};
+    let mut context = DCtx::create();
+    context
+        .set_parameter(DParameter::WindowLogMax(limit_log))
+        .map_err(|c| DecodeError::Corrupt(zstd_error(c)))?;
+    if let Some(prefix) = prefix {
+        context
+            .ref_prefix(prefix)
+            .map_err(|c| DecodeError::Corrupt(zstd_error(c)))?;
+    }
+    let mut out = Vec::with_capacity(capacity);
+    let written = context
+        .decompress(&mut out, encoded)
+        .map_err(|c| DecodeError::Corrupt(zstd_error(c)))?;
+    if written != capacity {
+        return Err(DecodeError::TooShort {
+            got: written as u64,
+            expected: capacity as u64,
         });
     }
     Ok(out)

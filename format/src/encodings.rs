@@ -101,8 +101,9 @@ pub struct EncodingLimits {
 
 /// Bytes an encoding may exceed `max_ratio` times its output by.
 pub const ENCODING_SLACK: u64 = 1024;
-/// Default [`EncodingLimits::max_window_log`]: 128 MiB windows.
-pub const DEFAULT_MAX_WINDOW_LOG: u32 = 27;
+/// Default [`EncodingLimits::max_window_log`]: 256 MiB windows (a delta of
+/// a browser's 180 MB library needs its base within reach).
+pub const DEFAULT_MAX_WINDOW_LOG: u32 = 28;
 /// The smallest window zstd knows.
 pub const MIN_WINDOW_LOG: u32 = 10;
 /// The largest window zstd knows on 64-bit machines.
@@ -479,7 +480,7 @@ mod tests {
         let mut e = encodings(vec![], vec![]);
         e.codec = "xz".into();
         assert_eq!(check(&e), Err(EncodingError::Codec("xz".into())));
-        for log in [0, 9, 28, 64] {
+        for log in [0, 9, 29, 64] {
             let mut e = encodings(vec![], vec![]);
             e.window_log = log;
             assert!(
