@@ -168,18 +168,13 @@ pub async fn run(
         .filter(|e| e.kind == EntryKind::File && e.size > 0)
         .map(|e| (e.path.as_str(), e))
         .collect();
-    let root = crate::fetch::mfs_path(&manifest.id, release);
+    // By CID, offline: resolving a path would fetch a one-block file whole.
     let mut missing = HashSet::new();
-    for path in files.keys() {
+    for (path, file) in &files {
         if cancel.is_cancelled() {
             return;
         }
-        let local = kubo
-            .files_locality(&format!("{root}/{}/{path}", crate::release::DEPLOY_NAME))
-            .await
-            .map(|l| l.local)
-            .unwrap_or(false);
-        if !local {
+        if kubo.dag_stat(&[&file.cid]).await.is_err() {
             missing.insert(*path);
         }
     }

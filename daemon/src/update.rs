@@ -260,6 +260,18 @@ pub async fn update(
         job.set_status(&format!("fetching {id} {}", target.version));
         refused = download(manager, &app, &manifest, &target, local.is_some(), &job).await?;
     }
+    // How the release's bytes came: deltas, pack, plain blocks (`decode`).
+    let wire = crate::decode::load_wire(manager, &target.release);
+    for (key, value) in [
+        ("DeltaBytes", wire.delta),
+        ("PackBytes", wire.pack),
+        ("PlainBytes", wire.plain),
+        ("DeltaFiles", wire.delta_files),
+        ("PackFiles", wire.pack_files),
+        ("RefusedDecodings", wire.refused),
+    ] {
+        details.insert(key.into(), Detail::Number(value));
+    }
     details.insert(
         "RefusedExports".into(),
         Detail::Text(
