@@ -28,6 +28,11 @@ source "$(dirname "$0")/bench-common.sh"
 pairs=${BENCH_PAIRS:-"rebuild:libreoffice-core:4:7.4.7-1+deb12u13:4:7.4.7-1+deb12u14 major:firefox-esr:140.12.0esr-1~deb12u1:153.8.0esr-1~deb12u1"}
 debs="${FLATIPFS_CACHE:-$HOME/.cache/flatipfs}/bench/debs"
 mkdir -p "$debs"
+# The binaries measured, copied: later builds in the tree do not touch them.
+mkdir -p "$work/bin"
+cp "$bin/flatipfsd" "$bin/flatipfsctl" "$bin/flatipfs-stack" "$work/bin/"
+bin="$work/bin"
+export FLATIPFS_BIN_DIR="$bin"
 source "$here/scripts/two-stacks.sh"
 trap 'stop_two_stacks "$work"; rm -rf "$work"' EXIT
 apps="$here/target/test-apps"

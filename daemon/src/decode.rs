@@ -299,7 +299,17 @@ impl Decoder<'_> {
                 .filter(|s| missing.contains(s.path.as_str()))
                 .map(|s| s.length)
                 .sum();
-            if wanted == 0 || piece.size >= wanted {
+            if wanted == 0 {
+                continue;
+            }
+            // Too heavy for what it claims: refused (and counted) unfetched.
+            let output: u64 = piece.slices.iter().map(|s| s.length).sum();
+            if let Err(e) = codec::check_size(piece.size, output, self.limits) {
+                let path = piece.slices.first().map_or("", |s| s.path.as_str());
+                self.refused(path, "pack piece", &e.into());
+                continue;
+            }
+            if piece.size >= wanted {
                 continue;
             }
             if let Err(e) = self.piece(piece, files, missing, &mut partial).await {

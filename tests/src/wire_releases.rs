@@ -93,3 +93,77 @@ pub fn size_on_publisher(pair: &Pair, release: &str, path: &str) -> u64 {
         .unwrap()
         .len() as u64
 }
+
+/// `data` as one zstd frame (the `zstd` command); from a pipe, the frame
+/// does not declare its size.
+pub fn zstd_frame(data: &[u8], declare_size: bool) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::write(&input, data).unwrap();
+    if declare_size {
+        let out = Command::new("zstd")
+            .args(["-q", "-c", "-3"])
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        return out.stdout;
+    }
+    let mut child = Command::new("zstd")
+        .args(["-q", "-c", "-3", "--no-content-size", "--zstd=wlog=17"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Adds `data` on the publisher (pinned); its CID.
+pub fn add_on_publisher(pair: &Pair, data: &[u8]) -> String {
+    let file = pair.publisher.dir.join("wire-blob");
+    std::fs::write(&file, data).unwrap();
+    pair.publisher
+        .ipfs(
+            1,
+            &[
+                "add",
+                "-Q",
+                "--cid-version=1",
+                "--raw-leaves",
+                file.to_str().unwrap(),
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The bytes of `/ipfs/{path}` on the publisher.
+pub fn cat_on_publisher(pair: &Pair, path: &str) -> Vec<u8> {
+    pair.publisher
+        .ipfs_bytes(1, &["cat", &format!("/ipfs/{path}")])
+        .unwrap()
+}
+
+/// The manifest of `release` on the publisher.
+pub fn manifest_on_publisher(pair: &Pair, release: &str) -> Value {
+    serde_json::from_slice(&cat_on_publisher(pair, &format!("{release}/manifest"))).unwrap()
+}
+
+/// The CID of file `path` in `manifest`.
+pub fn file_cid(manifest: &Value, path: &str) -> String {
+    manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+        .unwrap_or_else(|| panic!("no {path} in the manifest"))["cid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
