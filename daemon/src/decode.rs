@@ -198,12 +198,12 @@ pub async fn run(
             continue;
         }
         let file = files[delta.path.as_str()];
-        match decoder.delta(delta, file).await {
-            Ok(()) => {
-                missing.remove(delta.path.as_str());
-            }
-            Err(e) => decoder.refused(&delta.path, "delta", &e),
+        // Verified or refused, the file is settled here: a refused one
+        // comes as plain blocks, not through another encoding.
+        if let Err(e) = decoder.delta(delta, file).await {
+            decoder.refused(&delta.path, "delta", &e);
         }
+        missing.remove(delta.path.as_str());
     }
     decoder.pack(encodings, &files, &mut missing, cancel).await;
 }

@@ -158,3 +158,111 @@ fn encodings_turned_off_publish_schema_1_and_clients_use_plain_blocks() {
     assert!(moved >= big.len() as u64, "plain blocks: {moved}");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 }
+
+#[test]
+fn a_daemon_killed_mid_decode_resumes_without_refetching_verified_files() {
+    use flatipfs_tests::ctl::state_if_installed;
+    use flatipfs_tests::stack::wait_for;
+    use flatipfs_tests::wire_releases::{add_on_publisher, zstd_frame};
+    use std::time::Duration;
+    const LIMIT: Duration = Duration::from_secs(120);
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    let client = &pair.client;
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
+    let scratch = tempfile::tempdir().unwrap();
+    let files = [
+        ("files/lib/libbig.so.1.2", text(30_000, 50, 0)),
+        ("files/share/data.txt", text(10_000, 10, 0)),
+        ("files/share/more.txt", text(12_000, 7, 0)),
+    ];
+    let v1 = app_with_files(&pair, scratch.path(), &files);
+    let release = publish(&pair, &v1, "1", &["--no-pack", "--no-deltas"])["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A pack of one piece per file; the last piece exists nowhere yet, so
+    // decoding stops there with the first two files verified.
+    let frames: Vec<Vec<u8>> = files.iter().map(|(_, d)| zstd_frame(d, true)).collect();
+    let first_two: Vec<String> = frames[..2]
+        .iter()
+        .map(|f| add_on_publisher(&pair, f))
+        .collect();
+    let blob = pair.publisher.dir.join("last-piece");
+    std::fs::write(&blob, &frames[2]).unwrap();
+    let last = pair
+        .publisher
+        .ipfs(
+            1,
+            &[
+                "add",
+                "-Q",
+                "--only-hash",
+                "--cid-version=1",
+                "--raw-leaves",
+                blob.to_str().unwrap(),
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string();
+    let cids = [first_two[0].clone(), first_two[1].clone(), last.clone()];
+    let handmade = pair.handmade(&release, |m| {
+        let pack: Vec<serde_json::Value> = files
+            .iter()
+            .zip(&frames)
+            .zip(&cids)
+            .map(|(((path, data), frame), cid)| {
+                serde_json::json!({"cid": cid, "size": frame.len(),
+                    "slices": [{"path": path, "offset": 0, "length": data.len()}]})
+            })
+            .collect();
+        m["schema"] = 2.into();
+        m["encodings"] = serde_json::json!({"codec": "zstd", "window_log": 28, "pack": pack});
+    });
+    pair.offer_release("org.test.Hello", &handmade);
+
+    ok_json(
+        client,
+        &["install", "--no-wait", "--json", "main", "org.test.Hello"],
+    );
+    let mut two = || Ok(wire_record(client, &handmade)["pack_files"] == 2);
+    wait_for("two files decoded", LIMIT, &mut two).unwrap();
+    client
+        .process("flatipfsd")
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let mut gone = || {
+        Ok(!client
+            .process("flatipfsd")
+            .map(|p| p.alive())
+            .unwrap_or(false))
+    };
+    wait_for("flatipfsd to die", LIMIT, &mut gone).unwrap();
+    let before = received(client);
+    assert_eq!(add_on_publisher(&pair, &frames[2]), last);
+    client.start_daemon().unwrap();
+    let mut installed =
+        || Ok(state_if_installed(client, "org.test.Hello").as_deref() == Some("installed"));
+    wait_for("the resumed fetch to complete", LIMIT, &mut installed).unwrap();
+    let moved = received(client) - before;
+    let wire = wire_record(client, &handmade);
+    assert_eq!(number(&wire, "pack_files"), 3, "{wire}");
+    assert_eq!(number(&wire, "refused"), 0, "{wire}");
+    let all: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert_eq!(
+        number(&wire, "pack"),
+        all,
+        "each piece fetched once: {wire}"
+    );
+    assert!(
+        moved < frames[2].len() as u64 + OVERHEAD && moved < frames[0].len() as u64,
+        "after the restart the client moved {moved} bytes; the last piece is {}",
+        frames[2].len()
+    );
+    let active = client.installation().join(&pair.app_ref).join("active");
+    for (path, data) in &files {
+        assert!(std::fs::read(active.join(path)).unwrap() == *data, "{path}");
+    }
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+}
