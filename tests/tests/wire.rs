@@ -55,11 +55,17 @@ fn an_install_comes_as_the_pack_and_an_update_as_deltas() {
 
     // Install: the runtime and the app come as their packs.
     let before = received(client);
-    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    let installed = ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
     let moved = received(client) - before;
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
     let release1 = first["release"].as_str().unwrap();
     let wire = wire_record(client, release1);
+    // What `install` reports is the daemon's count.
+    assert_eq!(installed["bytes"]["pack"], wire["pack"], "{installed}");
+    assert_eq!(
+        installed["bytes"]["pack_files"], wire["pack_files"],
+        "{installed}"
+    );
     assert!(number(&wire, "pack_files") >= 2, "{wire}");
     assert_eq!(number(&wire, "refused"), 0, "{wire}");
     let packs = number(encodings, "pack_bytes") + number(&runtime["encodings"], "pack_bytes");
