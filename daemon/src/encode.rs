@@ -76,6 +76,11 @@ pub enum EncodeError {
     NoCid(String),
 }
 
+/// Files smaller than this get no delta: a patch of a few bytes saves less
+/// than the round trip that fetches it (and a blob of up to 32 bytes would
+/// be inlined into its CID).
+pub const MIN_DELTA_FILE: u64 = 1024;
+
 /// One blob waiting to be added.
 struct Blob {
     name: String,
@@ -313,13 +318,13 @@ fn shape(path: &str) -> String {
 /// The files of the new release worth a delta, each with its base: the
 /// file at the same path if its content changed, else (a path the old
 /// release lacks) the old file of the same shape the new release lacks,
-/// closest in size. Unchanged files need nothing; files over `max` bytes
-/// get no delta.
+/// closest in size. Unchanged files need nothing; files under
+/// [`MIN_DELTA_FILE`] or over `max` bytes get no delta.
 pub fn pair_files<'a>(new: &'a [Entry], old: &'a [Entry], max: u64) -> Vec<(&'a Entry, &'a Entry)> {
     let files = |entries: &'a [Entry]| -> HashMap<&'a str, &'a Entry> {
         entries
             .iter()
-            .filter(|e| e.kind == EntryKind::File && e.size > 0 && e.size <= max)
+            .filter(|e| e.kind == EntryKind::File && e.size >= MIN_DELTA_FILE && e.size <= max)
             .map(|e| (e.path.as_str(), e))
             .collect()
     };
@@ -401,21 +406,24 @@ mod tests {
     #[test]
     fn changed_and_renamed_files_are_paired_with_their_base() {
         let old = vec![
-            file("files/lib/libfoo.so.1.2", 1000, "old-foo"),
-            file("files/lib/libbar.so", 500, "old-bar"),
-            file("files/same", 10, "same"),
-            file("files/lib/libqux.so.3", 10, "qux3"),
-            file("files/lib/libqux.so.4", 900, "qux4"),
+            file("files/lib/libfoo.so.1.2", 10_000, "old-foo"),
+            file("files/lib/libbar.so", 5000, "old-bar"),
+            file("files/same", 10_000, "same"),
+            file("files/lib/libqux.so.3", 1100, "qux3"),
+            file("files/lib/libqux.so.4", 9000, "qux4"),
+            file("files/tiny", 100, "tiny1"),
         ];
         let new = vec![
-            file("files/lib/libfoo.so.1.3", 1010, "new-foo"),
-            file("files/lib/libbar.so", 520, "new-bar"),
-            file("files/same", 10, "same"),
-            file("files/lib/libqux.so.5", 950, "qux5"),
-            file("files/brand-new", 10, "fresh"),
-            file("files/huge", 5000, "huge"),
+            file("files/lib/libfoo.so.1.3", 10_100, "new-foo"),
+            file("files/lib/libbar.so", 5200, "new-bar"),
+            file("files/same", 10_000, "same"),
+            file("files/lib/libqux.so.5", 9500, "qux5"),
+            file("files/brand-new", 10_000, "fresh"),
+            file("files/huge", 50_000, "huge"),
+            // Changed, but too small for a delta to pay.
+            file("files/tiny", 120, "tiny2"),
         ];
-        let pairs: Vec<(&str, &str)> = pair_files(&new, &old, 4096)
+        let pairs: Vec<(&str, &str)> = pair_files(&new, &old, 40_960)
             .into_iter()
             .map(|(n, o)| (n.path.as_str(), o.path.as_str()))
             .collect();

@@ -108,6 +108,8 @@ impl Pair {
     /// Makes one block of `path` (relative to the release root) unavailable
     /// on the publisher: the release is unpinned there and the block
     /// removed, so a client cannot finish fetching until [`Pair::give_back`].
+    /// The release's encodings (pack, deltas) are taken away too, or a
+    /// client would get the file through them.
     pub fn withhold(&self, release: &str, path: &str) -> Withheld {
         let node = &self.publisher;
         let file = node
@@ -118,6 +120,7 @@ impl Pair {
             .to_string();
         let refs = node.ipfs(1, &["refs", "-r", &file]).unwrap();
         let block = refs.lines().next().unwrap_or(&file).trim().to_string();
+        let encodings = crate::wire_releases::withhold_encodings(self, release);
         let data = node.ipfs_bytes(1, &["block", "get", &block]).unwrap();
         node.ipfs(1, &["pin", "rm", release]).unwrap();
         node.ipfs(1, &["block", "rm", &block]).unwrap();
@@ -125,6 +128,7 @@ impl Pair {
             release: release.to_string(),
             block,
             data,
+            encodings,
         }
     }
 
@@ -150,6 +154,7 @@ impl Pair {
             "the block came back as another CID"
         );
         node.ipfs(1, &["pin", "add", &withheld.release]).unwrap();
+        crate::wire_releases::give_back_encodings(self, &withheld.encodings);
     }
 
     /// A hand-made release root on the publisher: `release`'s `deploy/`
@@ -223,4 +228,5 @@ pub struct Withheld {
     pub release: String,
     pub block: String,
     data: Vec<u8>,
+    encodings: crate::wire_releases::WithheldEncodings,
 }

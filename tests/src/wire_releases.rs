@@ -167,3 +167,84 @@ pub fn file_cid(manifest: &Value, path: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The encodings of a release taken away from the publisher (their pins
+/// and blocks), so that a withheld block of the release cannot be routed
+/// around through a pack or a delta; see [`Pair::withhold`].
+#[derive(Default)]
+pub struct WithheldEncodings {
+    /// (pin CID, pin name) removed.
+    pins: Vec<(String, String)>,
+    /// (block CID, bytes) removed.
+    blocks: Vec<(String, Vec<u8>)>,
+}
+
+/// Takes the encodings of `release` away from the publisher.
+pub fn withhold_encodings(pair: &Pair, release: &str) -> WithheldEncodings {
+    let node = &pair.publisher;
+    let manifest = manifest_on_publisher(pair, release);
+    let encodings = &manifest["encodings"];
+    if encodings.is_null() {
+        return WithheldEncodings::default();
+    }
+    let mut blobs: Vec<String> = Vec::new();
+    for list in ["pack", "deltas"] {
+        for e in encodings[list].as_array().into_iter().flatten() {
+            blobs.push(e["cid"].as_str().unwrap().to_string());
+        }
+    }
+    let mut pins = Vec::new();
+    let listed = node
+        .ipfs(1, &["pin", "ls", "--type=recursive", "--names"])
+        .unwrap();
+    let wanted = format!(
+        "{}@{} encodings",
+        manifest["id"].as_str().unwrap(),
+        manifest["version"].as_str().unwrap()
+    );
+    for line in listed.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (cid, _, name) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+        if name.ends_with(&wanted) {
+            let cid = cid.unwrap().to_string();
+            node.ipfs(1, &["pin", "rm", &cid]).unwrap();
+            pins.push((cid, name.to_string()));
+        }
+    }
+    let mut blocks = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for blob in blobs {
+        let refs = node.ipfs(1, &["refs", "-r", "--unique", &blob]).unwrap();
+        for block in std::iter::once(blob.as_str()).chain(refs.lines().map(str::trim)) {
+            if block.is_empty() || !seen.insert(block.to_string()) {
+                continue;
+            }
+            let data = node.ipfs_bytes(1, &["block", "get", block]).unwrap();
+            let _ = node.ipfs(1, &["block", "rm", block]);
+            blocks.push((block.to_string(), data));
+        }
+    }
+    WithheldEncodings { pins, blocks }
+}
+
+/// Puts withheld encodings back on the publisher.
+pub fn give_back_encodings(pair: &Pair, withheld: &WithheldEncodings) {
+    let node = &pair.publisher;
+    let file = node.dir.join("withheld-encoding-block");
+    for (cid, data) in &withheld.blocks {
+        std::fs::write(&file, data).unwrap();
+        let codec = if cid.starts_with("bafk") {
+            "raw"
+        } else {
+            "dag-pb"
+        };
+        node.ipfs(
+            1,
+            &["block", "put", "--cid-codec", codec, file.to_str().unwrap()],
+        )
+        .unwrap();
+    }
+    for (cid, name) in &withheld.pins {
+        node.ipfs(1, &["pin", "add", "--name", name, cid]).unwrap();
+    }
+}
