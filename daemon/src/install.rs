@@ -965,6 +965,7 @@ fn remove_files(
     for d in &record.deployments {
         let _ = std::fs::remove_file(cached_manifest(manager, &d.release));
         let _ = std::fs::remove_file(verified_marker(manager, &d.release));
+        let _ = std::fs::remove_file(crate::decode::wire_path(manager, &d.release));
     }
     Ok(record.deployments.into_iter().map(|d| d.release).collect())
 }

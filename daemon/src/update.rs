@@ -763,6 +763,7 @@ async fn drop_deployment(manager: &Manager, id: &str, release: &str) -> Result<(
     )?;
     let _ = std::fs::remove_file(install::cached_manifest(manager, release));
     let _ = std::fs::remove_file(install::verified_marker(manager, release));
+    let _ = std::fs::remove_file(crate::decode::wire_path(manager, release));
     if let Ok((kubo, _)) = manager.kubo() {
         let ours = kubo.pins_named(fetch::PIN_PREFIX).await.unwrap_or_default();
         if ours.iter().any(|(cid, _)| cid == release) {
