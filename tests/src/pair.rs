@@ -159,7 +159,25 @@ impl Pair {
 
     /// A hand-made release root on the publisher: `release`'s `deploy/`
     /// with its manifest changed by `edit`; pinned there. Returns its CID.
+    /// The honest release's encodings (pack, deltas) are dropped first (a
+    /// schema 1 manifest): an edit of the entries would contradict them;
+    /// see [`Pair::handmade_keeping_encodings`].
     pub fn handmade(&self, release: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        self.handmade_keeping_encodings(release, |m| {
+            if let Some(fields) = m.as_object_mut() {
+                fields.remove("encodings");
+            }
+            m["schema"] = 1.into();
+            edit(m)
+        })
+    }
+
+    /// Like [`Pair::handmade`], the manifest's encodings kept for `edit`.
+    pub fn handmade_keeping_encodings(
+        &self,
+        release: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> String {
         let node = &self.publisher;
         let text = node
             .ipfs(1, &["cat", &format!("/ipfs/{release}/manifest")])

@@ -96,7 +96,7 @@ fn a_tampered_pack_is_detected_and_the_install_uses_plain_blocks() {
     corrupt[middle] ^= 0xff;
     corrupt[middle + 1] ^= 0xff;
     let corrupt_cid = add_on_publisher(&pair, &corrupt);
-    let handmade = pair.handmade(&release, |m| {
+    let handmade = pair.handmade_keeping_encodings(&release, |m| {
         let mut pieces = pack_of(m, &[(BIG, tampered.clone(), frame.len() as u64)]);
         let mut rest = honest.clone();
         rest["cid"] = corrupt_cid.clone().into();
@@ -153,7 +153,7 @@ fn a_tampered_delta_is_detected_and_the_update_uses_plain_blocks() {
     wrong[5] ^= 1;
     let frame = zstd_frame(&wrong, true);
     let tampered = add_on_publisher(&pair, &frame);
-    let handmade = pair.handmade(&release, |m| {
+    let handmade = pair.handmade_keeping_encodings(&release, |m| {
         for delta in m["encodings"]["deltas"].as_array_mut().unwrap() {
             if delta["path"] == BIG {
                 delta["cid"] = tampered.clone().into();
@@ -202,7 +202,7 @@ fn decoding_bombs_are_refused_before_memory_is_spent_and_plain_blocks_used() {
     // format's 2, over this client's 1): refused before it is fetched.
     let heavy_size = files[2].1.len() as u64 * 3 / 2;
     let heavy = add_on_publisher(&pair, &vec![7u8; heavy_size as usize]);
-    let handmade = pair.handmade(&release, |m| {
+    let handmade = pair.handmade_keeping_encodings(&release, |m| {
         m["encodings"]["pack"] = pack_of(
             m,
             &[
