@@ -14,6 +14,7 @@ packages=(
   polkitd                     # real polkit authority (pkaction, pkcheck too)
   fuse3                       # /dev/fuse tooling, fusermount3
   flatpak bubblewrap          # the real flatpak binary
+  ostree zstd                 # bench-wire.sh: `ostree static-delta show`, zstd for tests
   systemd                     # systemd-analyze (not as PID 1)
   libxml2-utils               # xmllint: policy validation against polkit's DTD
   util-linux passwd procps    # setpriv, findmnt, useradd, ps

@@ -182,6 +182,7 @@ pub async fn install(
     // Files of the release's export/ the daemon did not export, one
     // "path: reason" a line (known only when the install is followed).
     let mut refused = Vec::new();
+    let mut fetched = None;
     if no_wait {
         wait_runnable(manager, app_path.clone(), &job).await?;
     } else {
@@ -190,12 +191,19 @@ pub async fn install(
             .lines()
             .map(String::from)
             .collect();
+        let n = |k: &str| jobs::number(&details, k);
+        fetched = Some(json!({"delta": n("DeltaBytes"), "pack": n("PackBytes"),
+            "plain": n("PlainBytes"), "delta_files": n("DeltaFiles"),
+            "pack_files": n("PackFiles"), "refused_decodings": n("RefusedDecodings")}));
     }
     let app = app_proxy(manager, app_path).await?;
     let described = describe(&app).await?;
     if json {
         let mut out = json!(described);
         out["refused_exports"] = json!(refused);
+        if let Some(bytes) = &fetched {
+            out["bytes"] = bytes.clone();
+        }
         println!("{out}");
     } else {
         for line in &refused {
@@ -205,6 +213,18 @@ pub async fn install(
             "installed {} {} ({})",
             described.id, described.version, described.state
         );
+        if let Some(b) = &fetched {
+            println!(
+                "fetched: {} bytes as deltas ({} files), {} as pack ({} files), {} as plain blocks",
+                b["delta"], b["delta_files"], b["pack"], b["pack_files"], b["plain"]
+            );
+            if b["refused_decodings"].as_u64().unwrap_or(0) > 0 {
+                eprintln!(
+                    "warning: {} decoded files did not verify and came as plain blocks",
+                    b["refused_decodings"]
+                );
+            }
+        }
         println!("run it with: flatpak run {}", described.id);
     }
     Ok(())

@@ -195,6 +195,15 @@ struct PublishArgs {
     /// Branch of a deploy directory (default: master).
     #[arg(long)]
     branch: Option<String>,
+    /// Make no compressed pack of the release (default: as configured, on).
+    #[arg(long)]
+    no_pack: bool,
+    /// Make no deltas from earlier releases (default: as configured, on).
+    #[arg(long)]
+    no_deltas: bool,
+    /// Make deltas from this many earlier releases (default: as configured, 2).
+    #[arg(long, value_name = "K")]
+    delta_releases: Option<u32>,
     /// DEPLOY_DIR, or with --repo: the ref (app/ID/ARCH/BRANCH).
     target: String,
 }
@@ -366,6 +375,15 @@ async fn publish(
     }
     if let Some(b) = &args.branch {
         options.insert("branch", Value::from(b.as_str()));
+    }
+    if args.no_pack {
+        options.insert("pack", Value::from(false));
+    }
+    if args.no_deltas {
+        options.insert("deltas", Value::from(false));
+    }
+    if let Some(k) = args.delta_releases {
+        options.insert("delta-releases", Value::from(k));
     }
     if let Some(file) = &args.startup_set {
         let text = std::fs::read_to_string(file).map_err(|e| {

@@ -135,6 +135,14 @@ pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
             "release_bytes": n("ReleaseBytes"),
             "shared_bytes": n("SharedBytes"),
             "new_bytes": n("NewBytes"),
+            "encodings": {
+                "pack_pieces": n("PackPieces"),
+                "pack_bytes": n("PackBytes"),
+                "deltas": n("Deltas"),
+                "delta_bytes": n("DeltaBytes"),
+                "delta_target_bytes": n("DeltaTargetBytes"),
+                "seconds": n("EncodeMilliseconds") as f64 / 1000.0,
+            },
         });
         println!("{document}");
         return;
@@ -156,6 +164,15 @@ pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
             n("NewBytes")
         );
     }
+    println!(
+        "pack:     {} bytes in {} pieces; deltas: {} bytes for {} files of {} bytes; made in {:.1} s",
+        n("PackBytes"),
+        n("PackPieces"),
+        n("DeltaBytes"),
+        n("Deltas"),
+        n("DeltaTargetBytes"),
+        n("EncodeMilliseconds") as f64 / 1000.0
+    );
 }
 
 /// `flatipfsctl jobs`.

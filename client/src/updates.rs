@@ -135,9 +135,30 @@ pub async fn update(
                 json!({"app": id, "from": jobs::text(&d, "From"), "to": jobs::text(&d, "To"),
                        "release": jobs::text(&d, "Release"), "applied": applied,
                        "removed": split(&jobs::text(&d, "Removed")),
-                       "refused_exports": refused})
+                       "refused_exports": refused,
+                       "bytes": {"delta": jobs::number(&d, "DeltaBytes"),
+                                 "pack": jobs::number(&d, "PackBytes"),
+                                 "plain": jobs::number(&d, "PlainBytes"),
+                                 "delta_files": jobs::number(&d, "DeltaFiles"),
+                                 "pack_files": jobs::number(&d, "PackFiles"),
+                                 "refused_decodings": jobs::number(&d, "RefusedDecodings")}})
             );
             continue;
+        }
+        println!(
+            "fetched {id} {}: {} bytes as deltas ({} files), {} as pack ({} files), {} as plain blocks",
+            jobs::text(&d, "To"),
+            jobs::number(&d, "DeltaBytes"),
+            jobs::number(&d, "DeltaFiles"),
+            jobs::number(&d, "PackBytes"),
+            jobs::number(&d, "PackFiles"),
+            jobs::number(&d, "PlainBytes")
+        );
+        if jobs::number(&d, "RefusedDecodings") > 0 {
+            eprintln!(
+                "warning: {} decoded files did not verify and came as plain blocks",
+                jobs::number(&d, "RefusedDecodings")
+            );
         }
         for line in &refused {
             eprintln!("warning: not exported: {line}");

@@ -36,6 +36,57 @@ pub struct Config {
     pub updates: UpdatesConfig,
     /// Releases kept on this machine.
     pub retention: RetentionConfig,
+    /// The encodings made when publishing.
+    pub publish: PublishConfig,
+}
+
+/// The `[publish]` table: the encodings a publication makes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Make a compressed pack of each release.
+    pub pack: bool,
+    /// Make deltas from earlier releases.
+    pub deltas: bool,
+    /// From how many earlier releases (newest first).
+    pub delta_releases: usize,
+    /// zstd level, 1 to 22.
+    pub level: i32,
+    /// log2 of the largest window a frame may use (10 to 27).
+    pub window_log: u32,
+    /// Bytes a pack piece decodes to (64 KiB to 64 MiB).
+    pub piece_size: u64,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        let d = crate::encode::EncodeOptions::default();
+        PublishConfig {
+            pack: d.pack,
+            deltas: d.deltas,
+            delta_releases: d.delta_releases,
+            level: d.level,
+            window_log: d.window_log,
+            piece_size: d.piece_size,
+        }
+    }
+}
+
+impl PublishConfig {
+    /// The options `encode::make` takes, clamped to what clients accept.
+    pub fn encode_options(&self) -> crate::encode::EncodeOptions {
+        use flatipfs_format::encodings::{DEFAULT_MAX_WINDOW_LOG, MIN_WINDOW_LOG};
+        crate::encode::EncodeOptions {
+            pack: self.pack,
+            deltas: self.deltas,
+            delta_releases: self.delta_releases.min(crate::index::HISTORY),
+            level: self.level.clamp(1, 22),
+            window_log: self
+                .window_log
+                .clamp(MIN_WINDOW_LOG, DEFAULT_MAX_WINDOW_LOG),
+            piece_size: self.piece_size.clamp(64 << 10, 64 << 20),
+        }
+    }
 }
 
 /// The `[updates]` table.
@@ -127,6 +178,8 @@ pub struct FetchConfig {
     /// through to and the embedded Kubo node serves its blocks from
     /// (`local_store`); off with an external Kubo API.
     pub local_files: bool,
+    /// Use a release's encodings (deltas, pack) before plain blocks.
+    pub encodings: bool,
 }
 
 impl Default for FetchConfig {
@@ -140,6 +193,7 @@ impl Default for FetchConfig {
             retry_max_delay: Duration::from_secs(300),
             prefetch_concurrency: 4,
             local_files: true,
+            encodings: true,
         }
     }
 }
@@ -165,6 +219,11 @@ pub struct LimitsConfig {
     pub max_startup_ranges: usize,
     /// Most bytes a release's startup set covers, summed over its ranges.
     pub max_startup_bytes: u64,
+    /// log2 of the largest zstd window a pack piece or delta may ask for.
+    pub max_window_log: u32,
+    /// A pack piece or delta may weigh at most this many times the bytes it
+    /// produces (plus 1 KiB).
+    pub max_encoding_ratio: u64,
 }
 
 impl Default for LimitsConfig {
@@ -178,6 +237,8 @@ impl Default for LimitsConfig {
             max_export_files: 1000,
             max_startup_ranges: crate::release::DEFAULT_MAX_STARTUP_RANGES,
             max_startup_bytes: crate::release::DEFAULT_MAX_STARTUP_BYTES,
+            max_window_log: flatipfs_format::encodings::DEFAULT_MAX_WINDOW_LOG,
+            max_encoding_ratio: 2,
         }
     }
 }
@@ -248,6 +309,7 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             updates: UpdatesConfig::default(),
             retention: RetentionConfig::default(),
+            publish: PublishConfig::default(),
         }
     }
 }

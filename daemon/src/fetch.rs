@@ -1,8 +1,9 @@
 //! The background fetch of an installed release.
 //!
 //! While an app runs from its lazy mount, this makes the whole release
-//! local: first the startup set (bounded concurrency), then a recursive
-//! `pin/add` with progress. A fetch whose block count does not grow for
+//! local: first the startup set (bounded concurrency), then the files the
+//! release's encodings can produce (`decode`: deltas, pack), then a
+//! recursive `pin/add` with progress for the rest (plain blocks). A fetch whose block count does not grow for
 //! `fetch.stall_timeout` is cancelled and retried with exponential backoff;
 //! so is any failure, including Kubo being down. It ends when `files/stat
 //! --with-local` says every block is present, and the deployment is then
@@ -57,7 +58,14 @@ pub async fn run(
     let id = manifest.id.clone();
     let mut delay = manager.config().fetch.retry_delay;
     loop {
-        let attempt = attempt(&manager, &app, &manifest, &release, progress.as_ref());
+        let attempt = attempt(
+            &manager,
+            &app,
+            &manifest,
+            &release,
+            progress.as_ref(),
+            &cancel,
+        );
         let outcome = tokio::select! {
             outcome = attempt => outcome,
             _ = cancel.cancelled() => return false,
@@ -103,13 +111,14 @@ pub async fn run(
     }
 }
 
-/// One try: locality check, startup set, pin, locality check.
+/// One try: locality check, startup set, encodings, pin, locality check.
 async fn attempt(
     manager: &Manager,
     app: &LiveApp,
     manifest: &Manifest,
     release: &str,
     progress: Option<&Progress>,
+    cancel: &CancellationToken,
 ) -> Result<(), KuboError> {
     let (kubo, _) = manager.kubo()?;
     let config = manager.config();
@@ -147,6 +156,12 @@ async fn attempt(
     let startup = Instant::now();
     prefetch_startup_set(&kubo, manifest, config.fetch.prefetch_concurrency).await;
     let startup = startup.elapsed();
+    let decoding = Instant::now();
+    if manifest.encodings.is_some() {
+        status("fetching through deltas and the pack");
+        crate::decode::run(manager, &kubo, manifest, release, cancel).await;
+    }
+    let decoding = decoding.elapsed();
     status("fetching");
     if kubo.is_pinned(release).await? {
         // Pinned by this node's publisher: local already, and its pin is
@@ -154,6 +169,8 @@ async fn attempt(
         return Ok(());
     }
     let name = pin_name(&manifest.id, &manifest.version);
+    // What is still missing comes as plain blocks.
+    let before_walk = kubo.files_locality(&path).await?;
     let walk = Instant::now();
     kubo.pin_add_progress(release, &name, config.fetch.stall_timeout, |_, bytes| {
         report(bytes)
@@ -163,11 +180,21 @@ async fn attempt(
     let last_check = Instant::now();
     let locality = kubo.files_locality(&path).await?;
     let checks = checked + last_check.elapsed();
+    let plain = before_walk
+        .cumulative_size
+        .saturating_sub(before_walk.size_local.min(before_walk.cumulative_size));
+    crate::decode::add_wire(manager, release, |w| w.plain += plain);
+    let wire = crate::decode::load_wire(manager, release);
+    info!(
+        "fetch bytes {} {release}: delta {} ({} files), pack {} ({} files), plain blocks {}, refused decodings {}",
+        manifest.id, wire.delta, wire.delta_files, wire.pack, wire.pack_files, wire.plain, wire.refused
+    );
     // Where the time went (scripts/bench-fetch.sh reads this line).
     info!(
-        "fetch timing {}: startup set {:.2} s, pin walk {:.2} s, locality checks {:.2} s, whole attempt {:.2} s",
+        "fetch timing {}: startup set {:.2} s, decoding {:.2} s, pin walk {:.2} s, locality checks {:.2} s, whole attempt {:.2} s",
         manifest.id,
         startup.as_secs_f64(),
+        decoding.as_secs_f64(),
         walk.as_secs_f64(),
         checks.as_secs_f64(),
         started.elapsed().as_secs_f64()

@@ -322,7 +322,14 @@ pub async fn install(
     undo.armed = false;
     let text = |s: &str| Detail::Text(s.to_string());
     let final_info = app.snapshot();
+    let wire = crate::decode::load_wire(manager, &plan.release);
     Ok([
+        ("DeltaBytes".to_string(), Detail::Number(wire.delta)),
+        ("PackBytes".into(), Detail::Number(wire.pack)),
+        ("PlainBytes".into(), Detail::Number(wire.plain)),
+        ("DeltaFiles".into(), Detail::Number(wire.delta_files)),
+        ("PackFiles".into(), Detail::Number(wire.pack_files)),
+        ("RefusedDecodings".into(), Detail::Number(wire.refused)),
         ("AppId".to_string(), text(&id)),
         ("Version".into(), text(&plan.manifest.version)),
         ("Release".into(), text(&plan.release)),
@@ -964,6 +971,7 @@ fn remove_files(
     for d in &record.deployments {
         let _ = std::fs::remove_file(cached_manifest(manager, &d.release));
         let _ = std::fs::remove_file(verified_marker(manager, &d.release));
+        let _ = std::fs::remove_file(crate::decode::wire_path(manager, &d.release));
     }
     Ok(record.deployments.into_iter().map(|d| d.release).collect())
 }

@@ -10,9 +10,12 @@
 
 mod api;
 mod apps;
+mod codec;
 mod config;
+mod decode;
 mod deploy_data;
 mod durable;
+mod encode;
 mod fetch;
 mod flatpak;
 mod fuse;

@@ -178,6 +178,7 @@ impl Manager {
                 max_file_size: config.limits.max_file_size,
                 max_entries: config.limits.max_entries,
             },
+            encode: config.publish.encode_options(),
             lock: self.state_lock.clone(),
         })
     }

@@ -6,6 +6,10 @@
 //! in MFS, and only then replace the app's entry in the index and republish
 //! the index name with a higher sequence. Any failure before that last step
 //! leaves the index naming the previous release.
+//!
+//! Unless turned off, the release's encodings (a pack, deltas from earlier
+//! releases; `encode`) are made after `deploy/` is added and named by the
+//! manifest, which is then schema 2.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use tracing::info;
 
+use crate::encode::{self, EncodeError, EncodeOptions, EncodeReport};
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
 use crate::index::{IndexEntry, IndexLimits, StoreIndex};
 use crate::kubo::{AddOptions, AddPart, Client, KuboError};
@@ -56,6 +61,8 @@ pub enum PublishError {
     Kubo(#[from] KuboError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     #[error("{0}")]
     Internal(String),
 }
@@ -80,6 +87,16 @@ pub struct Request {
     pub branch: Option<String>,
     /// What the app reads at start-up, in order.
     pub startup_set: Vec<StartupItem>,
+    /// Overrides of the configured encodings (`[publish]`).
+    pub encodings: EncodingChoice,
+}
+
+/// A publication's choice of encodings; `None`: as configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodingChoice {
+    pub pack: Option<bool>,
+    pub deltas: Option<bool>,
+    pub delta_releases: Option<usize>,
 }
 
 /// One item of a startup set to publish: a file of the release (path
@@ -107,6 +124,8 @@ pub struct Outcome {
     pub shared_bytes: u64,
     /// Bytes a holder of the previous release must fetch.
     pub new_bytes: u64,
+    /// The encodings made, their sizes and the time spent.
+    pub encodings: EncodeReport,
 }
 
 /// Progress reports of a publication.
@@ -122,6 +141,8 @@ pub struct Publisher {
     pub store: Store,
     pub scratch: PathBuf,
     pub limits: Limits,
+    /// The encodings made by default (`[publish]`).
+    pub encode: EncodeOptions,
     /// Serializes changes to the state and the index.
     pub lock: Arc<Mutex<()>>,
 }
@@ -381,8 +402,35 @@ impl Publisher {
             // An empty file has nothing to read at start-up.
             .filter(|r| r.length > 0)
             .collect();
+        // 4b. The encodings: a pack, deltas from the releases before.
+        let choice = request.encodings;
+        let options = EncodeOptions {
+            pack: choice.pack.unwrap_or(self.encode.pack),
+            deltas: choice.deltas.unwrap_or(self.encode.deltas),
+            delta_releases: choice.delta_releases.unwrap_or(self.encode.delta_releases),
+            ..self.encode
+        };
+        let bases: Vec<String> = previous
+            .as_ref()
+            .map(|p| p.with_history().into_iter().map(|h| h.release).collect())
+            .unwrap_or_default();
+        if options.pack || (options.deltas && !bases.is_empty()) {
+            progress.status("making the pack and deltas");
+        }
+        let (encodings, encoded) = encode::make(
+            &self.kubo,
+            &manifest_entries,
+            &bases,
+            options,
+            &format!("flatipfs {}@{} encodings", metadata.id, version),
+        )
+        .await?;
         let manifest = Manifest {
-            schema: release::SCHEMA,
+            schema: if encodings.is_some() {
+                release::SCHEMA_ENCODINGS
+            } else {
+                release::SCHEMA
+            },
             id: metadata.id.clone(),
             kind: metadata.kind,
             arch: arch.clone(),
@@ -411,6 +459,7 @@ impl Publisher {
             },
             entries: manifest_entries,
             startup_set,
+            encodings,
         };
         manifest
             .validate(release::ManifestLimits {
@@ -541,6 +590,7 @@ impl Publisher {
             release_bytes,
             shared_bytes,
             new_bytes: release_bytes.saturating_sub(shared_bytes),
+            encodings: encoded,
         })
     }
 }

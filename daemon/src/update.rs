@@ -260,6 +260,18 @@ pub async fn update(
         job.set_status(&format!("fetching {id} {}", target.version));
         refused = download(manager, &app, &manifest, &target, local.is_some(), &job).await?;
     }
+    // How the release's bytes came: deltas, pack, plain blocks (`decode`).
+    let wire = crate::decode::load_wire(manager, &target.release);
+    for (key, value) in [
+        ("DeltaBytes", wire.delta),
+        ("PackBytes", wire.pack),
+        ("PlainBytes", wire.plain),
+        ("DeltaFiles", wire.delta_files),
+        ("PackFiles", wire.pack_files),
+        ("RefusedDecodings", wire.refused),
+    ] {
+        details.insert(key.into(), Detail::Number(value));
+    }
     details.insert(
         "RefusedExports".into(),
         Detail::Text(
@@ -752,6 +764,7 @@ async fn drop_deployment(manager: &Manager, id: &str, release: &str) -> Result<(
     let _ = std::fs::remove_file(install::cached_manifest(manager, release));
     let _ = std::fs::remove_file(install::verified_marker(manager, release));
     let _ = std::fs::remove_file(crate::local_store::marker(manager, release));
+    let _ = std::fs::remove_file(crate::decode::wire_path(manager, release));
     if let Ok((kubo, _)) = manager.kubo() {
         let ours = kubo.pins_named(fetch::PIN_PREFIX).await.unwrap_or_default();
         if ours.iter().any(|(cid, _)| cid == release) {

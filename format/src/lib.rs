@@ -7,12 +7,14 @@
 //! stores; this crate decides what is acceptable.
 //!
 //! - [`release`]: the release manifest and its validation;
+//! - [`encodings`]: the pack and deltas a schema 2 manifest names;
 //! - [`index`]: the store index a remote publishes under its IPNS name;
 //! - [`exports`]: what an app may export to the host (Flatpak's rules) and
 //!   the rewritten files written in place of a release's `export/`.
 //! - [`metadata`]: a release's Flatpak `metadata`, its checks against the
 //!   manifest, the sandbox permissions it grants and what an update widens.
 
+pub mod encodings;
 pub mod exports;
 pub mod index;
 pub mod metadata;

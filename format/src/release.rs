@@ -10,8 +10,14 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-/// The manifest schema this daemon writes and reads.
+pub use crate::encodings::{EncodingError, EncodingLimits, Encodings};
+
+/// The manifest schema of a release without encodings (still written for
+/// those, so older clients read them).
 pub const SCHEMA: u32 = 1;
+/// The manifest schema of a release with encodings (`encodings`); this
+/// daemon reads both.
+pub const SCHEMA_ENCODINGS: u32 = 2;
 /// The name of the manifest in a release root.
 pub const MANIFEST_NAME: &str = "manifest";
 /// The name of the deploy tree in a release root.
@@ -119,6 +125,9 @@ pub struct Manifest {
     pub totals: Totals,
     #[serde(default)]
     pub startup_set: Vec<StartupRange>,
+    /// Schema 2 only: the pack and deltas (`encodings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encodings: Option<Encodings>,
 }
 
 /// Limits a manifest must respect.
@@ -155,8 +164,12 @@ impl Default for ManifestLimits {
 /// Why a manifest is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
-    #[error("unsupported manifest schema {0} (this daemon reads {SCHEMA})")]
+    #[error("unsupported manifest schema {0} (this daemon reads {SCHEMA} and {SCHEMA_ENCODINGS})")]
     Schema(u32),
+    #[error("encodings in a schema {0} manifest (only schema {SCHEMA_ENCODINGS} has them)")]
+    EncodingsInSchema(u32),
+    #[error("encodings: {0}")]
+    Encodings(#[from] EncodingError),
     #[error("invalid app id {0:?}")]
     BadId(String),
     #[error("unsafe path {0:?} (absolute, empty, `.`/`..` component or NUL)")]
@@ -279,8 +292,11 @@ pub fn valid_cid_v1(cid: &str) -> bool {
 impl Manifest {
     /// Checks everything a client relies on; see the module docs.
     pub fn validate(&self, limits: ManifestLimits) -> Result<(), ManifestError> {
-        if self.schema != SCHEMA {
+        if self.schema != SCHEMA && self.schema != SCHEMA_ENCODINGS {
             return Err(ManifestError::Schema(self.schema));
+        }
+        if self.schema == SCHEMA && self.encodings.is_some() {
+            return Err(ManifestError::EncodingsInSchema(self.schema));
         }
         if !valid_app_id(&self.id) {
             return Err(ManifestError::BadId(self.id.clone()));
@@ -369,7 +385,11 @@ impl Manifest {
                 return Err(bad("only symlinks have a target"));
             }
         }
-        self.validate_startup_set(&files, limits)
+        self.validate_startup_set(&files, limits)?;
+        if let Some(encodings) = &self.encodings {
+            encodings.validate(&files, EncodingLimits::default())?;
+        }
+        Ok(())
     }
 
     /// Each range names a file of the manifest by its path and CID and lies
@@ -461,6 +481,7 @@ mod tests {
             entries,
             totals: Totals::default(),
             startup_set: vec![],
+            encodings: None,
         }
     }
 
@@ -474,6 +495,56 @@ mod tests {
         m.validate(LIMITS).unwrap();
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn schema_2_carries_encodings_and_schema_1_may_not() {
+        use crate::encodings::{PackPiece, Slice, CODEC_ZSTD};
+        let mut file = entry("files/a", EntryKind::File);
+        file.size = 100;
+        let mut m = manifest(vec![entry("files", EntryKind::Directory), file]);
+        let encodings = Encodings {
+            codec: CODEC_ZSTD.into(),
+            window_log: 20,
+            pack: vec![PackPiece {
+                cid: OTHER_CID.into(),
+                size: 40,
+                slices: vec![Slice {
+                    path: "files/a".into(),
+                    offset: 0,
+                    length: 100,
+                }],
+            }],
+            deltas: vec![],
+        };
+        m.encodings = Some(encodings.clone());
+        assert_eq!(m.validate(LIMITS), Err(ManifestError::EncodingsInSchema(1)));
+        m.schema = SCHEMA_ENCODINGS;
+        m.validate(LIMITS).unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+        // A schema 1 manifest as written before schema 2 existed still reads.
+        let mut old = m.clone();
+        old.schema = SCHEMA;
+        old.encodings = None;
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(!text.contains("encodings"));
+        serde_json::from_str::<Manifest>(&text)
+            .unwrap()
+            .validate(LIMITS)
+            .unwrap();
+        // The encodings are checked with the rest.
+        let mut bad = encodings;
+        bad.pack[0].slices[0].length = 50;
+        m.encodings = Some(bad);
+        assert!(matches!(
+            m.validate(LIMITS),
+            Err(ManifestError::Encodings(
+                EncodingError::PartialCoverage { .. }
+            ))
+        ));
+        m.schema = 3;
+        assert_eq!(m.validate(LIMITS), Err(ManifestError::Schema(3)));
     }
 
     #[test]

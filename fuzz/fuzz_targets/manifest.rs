@@ -1,4 +1,5 @@
-//! Any bytes as a release manifest: parsing and validation never panic, and
+//! Any bytes as a release manifest (schema 1, or schema 2 with its
+//! encodings): parsing and validation never panic, and
 //! a manifest that passes survives a round trip and passes again.
 
 #![no_main]

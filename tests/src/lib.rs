@@ -21,6 +21,7 @@ pub mod raw_metadata;
 pub mod stack;
 pub mod trees;
 pub mod users;
+pub mod wire_releases;
 
 pub use stack::{Stack, StackOptions};
 

@@ -108,6 +108,8 @@ impl Pair {
     /// Makes one block of `path` (relative to the release root) unavailable
     /// on the publisher: the release is unpinned there and the block
     /// removed, so a client cannot finish fetching until [`Pair::give_back`].
+    /// The release's encodings (pack, deltas) are taken away too, or a
+    /// client would get the file through them.
     pub fn withhold(&self, release: &str, path: &str) -> Withheld {
         let node = &self.publisher;
         let file = node
@@ -118,6 +120,7 @@ impl Pair {
             .to_string();
         let refs = node.ipfs(1, &["refs", "-r", &file]).unwrap();
         let block = refs.lines().next().unwrap_or(&file).trim().to_string();
+        let encodings = crate::wire_releases::withhold_encodings(self, release);
         let data = node.ipfs_bytes(1, &["block", "get", &block]).unwrap();
         node.ipfs(1, &["pin", "rm", release]).unwrap();
         node.ipfs(1, &["block", "rm", &block]).unwrap();
@@ -125,6 +128,7 @@ impl Pair {
             release: release.to_string(),
             block,
             data,
+            encodings,
         }
     }
 
@@ -150,11 +154,30 @@ impl Pair {
             "the block came back as another CID"
         );
         node.ipfs(1, &["pin", "add", &withheld.release]).unwrap();
+        crate::wire_releases::give_back_encodings(self, &withheld.encodings);
     }
 
     /// A hand-made release root on the publisher: `release`'s `deploy/`
     /// with its manifest changed by `edit`; pinned there. Returns its CID.
+    /// The honest release's encodings (pack, deltas) are dropped first (a
+    /// schema 1 manifest): an edit of the entries would contradict them;
+    /// see [`Pair::handmade_keeping_encodings`].
     pub fn handmade(&self, release: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        self.handmade_keeping_encodings(release, |m| {
+            if let Some(fields) = m.as_object_mut() {
+                fields.remove("encodings");
+            }
+            m["schema"] = 1.into();
+            edit(m)
+        })
+    }
+
+    /// Like [`Pair::handmade`], the manifest's encodings kept for `edit`.
+    pub fn handmade_keeping_encodings(
+        &self,
+        release: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> String {
         let node = &self.publisher;
         let text = node
             .ipfs(1, &["cat", &format!("/ipfs/{release}/manifest")])
@@ -223,4 +246,5 @@ pub struct Withheld {
     pub release: String,
     pub block: String,
     data: Vec<u8>,
+    encodings: crate::wire_releases::WithheldEncodings,
 }

@@ -54,6 +54,19 @@ pub fn publish_details(o: &Outcome) -> BTreeMap<String, Detail> {
     d.insert("ReleaseBytes".into(), Detail::Number(o.release_bytes));
     d.insert("SharedBytes".into(), Detail::Number(o.shared_bytes));
     d.insert("NewBytes".into(), Detail::Number(o.new_bytes));
+    let e = &o.encodings;
+    d.insert("PackPieces".into(), Detail::Number(e.pack_pieces));
+    d.insert("PackBytes".into(), Detail::Number(e.pack_bytes));
+    d.insert("Deltas".into(), Detail::Number(e.deltas));
+    d.insert("DeltaBytes".into(), Detail::Number(e.delta_bytes));
+    d.insert(
+        "DeltaTargetBytes".into(),
+        Detail::Number(e.delta_target_bytes),
+    );
+    d.insert(
+        "EncodeMilliseconds".into(),
+        Detail::Number((e.seconds * 1000.0) as u64),
+    );
     d
 }
 

@@ -113,10 +113,13 @@ pub(crate) fn publish_error(e: &PublishError) -> Error {
             ErrorKind::VerificationFailed
         }
         PublishError::Tree(_) => ErrorKind::VerificationFailed,
-        PublishError::Kubo(_) => ErrorKind::FetchFailed,
-        PublishError::Flatpak(_) | PublishError::Store(_) | PublishError::Internal(_) => {
-            ErrorKind::Internal
+        PublishError::Kubo(_) | PublishError::Encode(crate::encode::EncodeError::Kubo(_)) => {
+            ErrorKind::FetchFailed
         }
+        PublishError::Flatpak(_)
+        | PublishError::Store(_)
+        | PublishError::Encode(_)
+        | PublishError::Internal(_) => ErrorKind::Internal,
     };
     Error::new(kind, e.to_string())
 }

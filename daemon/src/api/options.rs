@@ -49,6 +49,29 @@ pub fn boolean(options: &HashMap<String, OwnedValue>, key: &str) -> Result<bool,
         .map(Option::unwrap_or_default)
 }
 
+/// A boolean option that may be absent.
+pub fn optional_boolean(
+    options: &HashMap<String, OwnedValue>,
+    key: &str,
+) -> Result<Option<bool>, Error> {
+    options
+        .get(key)
+        .map(|v| {
+            bool::try_from(v).map_err(|_| invalid(format!("option {key:?} must be a boolean (b)")))
+        })
+        .transpose()
+}
+
+/// An unsigned 32-bit option that may be absent.
+pub fn number(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<u32>, Error> {
+    options
+        .get(key)
+        .map(|v| {
+            u32::try_from(v).map_err(|_| invalid(format!("option {key:?} must be a number (u)")))
+        })
+        .transpose()
+}
+
 /// A list-of-strings option; absent is empty.
 pub fn string_list(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Vec<String>, Error> {
     strings(options, key)
@@ -123,6 +146,9 @@ pub fn publish_request(
             "branch",
             "startup-set",
             "startup-ranges",
+            "pack",
+            "deltas",
+            "delta-releases",
         ],
     )?;
     if !path.starts_with('/') || path.contains('\0') {
@@ -167,6 +193,18 @@ pub fn publish_request(
     plain("arch", &arch)?;
     plain("branch", &branch)?;
     let startup_set = startup_set(options)?;
+    let encodings = publish::EncodingChoice {
+        pack: optional_boolean(options, "pack")?,
+        deltas: optional_boolean(options, "deltas")?,
+        delta_releases: match number(options, "delta-releases")? {
+            Some(n) if n > 16 => {
+                return Err(invalid(format!(
+                    "delta-releases {n}: at most 16 (the store index keeps no more history)"
+                )))
+            }
+            n => n.map(|n| n as usize),
+        },
+    };
     let path = PathBuf::from(path);
     let source = match reference {
         Some(reference) => Source::Repo {
@@ -182,5 +220,6 @@ pub fn publish_request(
         arch,
         branch,
         startup_set,
+        encodings,
     })
 }

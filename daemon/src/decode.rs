@@ -1,0 +1,454 @@
+//! Fetching a release's files through its encodings: per file the cheapest
+//! verified path, a delta when a complete earlier release holds its base,
+//! else a pack piece, else nothing here (the pin walk that follows fetches
+//! plain blocks, as for a release without encodings).
+//!
+//! Every decoded file is added to this node's Kubo with the release's import
+//! profile and kept only if the CID Kubo returns is the manifest's; its
+//! blocks are then local (and held by the release's MFS copy), so the pin
+//! walk finds them and fetches nothing for it. A mismatch, a refused or
+//! failed decoding ([`crate::codec`] bounds every one) is logged and
+//! counted, and that file is left to plain blocks. Files already local are
+//! skipped, so a fetch resumed after cancel, SIGKILL or restart never
+//! fetches a verified file again. The bytes each path moved are counted per
+//! release in `<state>/releases/<release>.wire.json` (kept across restarts).
+//!
+//! The one hook for the fetch (`fetch.rs`) is [`run`]; what happens to a
+//! file once verified is [`accept_verified`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::codec::{self, DecodeError, DecodeLimits};
+use crate::kubo::{AddOptions, AddPart, Client, KuboError};
+use crate::manager::Manager;
+use crate::release::{Entry, EntryKind, Manifest};
+use flatipfs_format::encodings::{Delta, Encodings, PackPiece};
+
+/// Bytes moved per path for one release, and the decodings refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireBytes {
+    /// Encoded bytes fetched as deltas.
+    pub delta: u64,
+    /// Encoded bytes fetched as pack pieces.
+    pub pack: u64,
+    /// Bytes of the release fetched as plain blocks.
+    pub plain: u64,
+    /// Files produced (and verified) from deltas.
+    pub delta_files: u64,
+    /// Files produced (and verified) from pack pieces.
+    pub pack_files: u64,
+    /// Decodings refused or whose result did not verify.
+    pub refused: u64,
+}
+
+/// Why one encoding was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Kubo(#[from] KuboError),
+    #[error("the encoding {cid} is {got} bytes, the manifest says {expected}")]
+    EncodingSize {
+        cid: String,
+        got: u64,
+        expected: u64,
+    },
+    #[error("{path}: decoded to CID {got}, the manifest says {expected}")]
+    Mismatch {
+        path: String,
+        got: String,
+        expected: String,
+    },
+    #[error("{0}")]
+    Local(String),
+}
+
+/// Where the counters of `release` are kept.
+pub fn wire_path(manager: &Manager, release: &str) -> PathBuf {
+    manager
+        .config()
+        .state_directory
+        .join("releases")
+        .join(format!("{release}.wire.json"))
+}
+
+/// The counters of `release` so far (zero if none).
+pub fn load_wire(manager: &Manager, release: &str) -> WireBytes {
+    std::fs::read(wire_path(manager, release))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_wire(manager: &Manager, release: &str, wire: &WireBytes) {
+    let path = wire_path(manager, release);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(wire).expect("serializes"))?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        warn!("cannot record the bytes fetched for {release}: {e}");
+    }
+}
+
+/// Adds the counters of one step to `release`'s.
+pub fn add_wire(manager: &Manager, release: &str, step: impl FnOnce(&mut WireBytes)) {
+    let mut wire = load_wire(manager, release);
+    step(&mut wire);
+    save_wire(manager, release, &wire);
+}
+
+/// Whether this node's `add` reproduces the manifest's CIDs.
+fn same_profile(manifest: &Manifest) -> bool {
+    let p = &manifest.import;
+    p.chunker == "buzhash"
+        && p.cid_version == 1
+        && p.hash == "sha2-256"
+        && p.raw_leaves
+        && p.inline_limit.to_string() == crate::kubo::INLINE_LIMIT
+}
+
+/// Releases of the app complete on this machine (their blocks all local).
+fn complete_releases(manager: &Manager, id: &str) -> HashSet<String> {
+    manager
+        .store()
+        .load()
+        .ok()
+        .and_then(|s| s.apps.get(id).cloned())
+        .map(|a| {
+            a.deployments
+                .into_iter()
+                .filter(|d| d.complete)
+                .map(|d| d.release)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The decoding phase of one fetch attempt of `release`; see the module
+/// docs. Returns when every usable encoding was tried or `cancel` fired.
+pub async fn run(
+    manager: &Manager,
+    kubo: &Client,
+    manifest: &Manifest,
+    release: &str,
+    cancel: &CancellationToken,
+) {
+    let config = manager.config();
+    let Some(encodings) = &manifest.encodings else {
+        return;
+    };
+    if !config.fetch.encodings {
+        return;
+    }
+    if !same_profile(manifest) {
+        info!(app = %manifest.id, "encodings unused: the release's import profile is not this node's");
+        return;
+    }
+    let limits = DecodeLimits {
+        max_window_log: config
+            .limits
+            .max_window_log
+            .min(encodings.window_log.max(10)),
+        max_ratio: config.limits.max_encoding_ratio,
+    };
+    let files: HashMap<&str, &Entry> = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && e.size > 0)
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    // By CID, offline: resolving a path would fetch a one-block file whole.
+    let mut missing = HashSet::new();
+    for (path, file) in &files {
+        if cancel.is_cancelled() {
+            return;
+        }
+        if kubo.dag_stat(&[&file.cid]).await.is_err() {
+            missing.insert(*path);
+        }
+    }
+    if missing.is_empty() {
+        return;
+    }
+    let held = complete_releases(manager, &manifest.id);
+    let decoder = Decoder {
+        manager,
+        kubo,
+        release,
+        limits,
+        scratch: config.state_directory.join("tmp").join("decode"),
+    };
+    // Deltas first: the cheapest.
+    for delta in &encodings.deltas {
+        if cancel.is_cancelled() {
+            return;
+        }
+        if !held.contains(&delta.base_release) || !missing.contains(delta.path.as_str()) {
+            continue;
+        }
+        let file = files[delta.path.as_str()];
+        // Verified or refused, the file is settled here: a refused one
+        // comes as plain blocks, not through another encoding.
+        if let Err(e) = decoder.delta(delta, file).await {
+            decoder.refused(&delta.path, "delta", &e);
+        }
+        missing.remove(delta.path.as_str());
+    }
+    decoder.pack(encodings, &files, &mut missing, cancel).await;
+}
+
+struct Decoder<'a> {
+    manager: &'a Manager,
+    kubo: &'a Client,
+    release: &'a str,
+    limits: DecodeLimits,
+    scratch: PathBuf,
+}
+
+impl Decoder<'_> {
+    fn refused(&self, path: &str, what: &str, e: &WireError) {
+        warn!(release = %self.release, %path, "{what} refused, plain blocks instead: {e}");
+        add_wire(self.manager, self.release, |w| w.refused += 1);
+    }
+
+    /// Fetches an encoding of `size` bytes, after checking it may produce
+    /// `output` bytes; counted in `count` as it arrives.
+    async fn fetch(
+        &self,
+        cid: &str,
+        size: u64,
+        output: u64,
+        count: fn(&mut WireBytes, u64),
+    ) -> Result<Vec<u8>, WireError> {
+        codec::check_size(size, output, self.limits)?;
+        let bytes = self.kubo.cat_bounded(&format!("/ipfs/{cid}"), size).await?;
+        add_wire(self.manager, self.release, |w| count(w, bytes.len() as u64));
+        if bytes.len() as u64 != size {
+            return Err(WireError::EncodingSize {
+                cid: cid.to_string(),
+                got: bytes.len() as u64,
+                expected: size,
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn delta(&self, delta: &Delta, file: &Entry) -> Result<(), WireError> {
+        let encoded = self
+            .fetch(&delta.cid, delta.size, file.size, |w, n| w.delta += n)
+            .await?;
+        // The base is in a complete release: local, never fetched.
+        let base = self
+            .kubo
+            .cat_bounded(&format!("/ipfs/{}", delta.base_cid), delta.base_size)
+            .await?;
+        if base.len() as u64 != delta.base_size {
+            return Err(WireError::Local(format!(
+                "the base {} is not {} bytes",
+                delta.base_cid, delta.base_size
+            )));
+        }
+        let (limits, expected) = (self.limits, file.size);
+        let decoded = tokio::task::spawn_blocking(move || {
+            codec::decode(&encoded, Some(&base), expected, limits)
+        })
+        .await
+        .map_err(|e| WireError::Local(e.to_string()))??;
+        self.verify(
+            file,
+            AddPart::Bytes {
+                name: "file".into(),
+                data: decoded,
+            },
+        )
+        .await?;
+        add_wire(self.manager, self.release, |w| w.delta_files += 1);
+        Ok(())
+    }
+
+    /// Fetches the pieces worth fetching (those whose size is below the
+    /// plain bytes of the missing files they hold), in order; a file cut
+    /// into several pieces is assembled in a scratch file.
+    async fn pack(
+        &self,
+        encodings: &Encodings,
+        files: &HashMap<&str, &Entry>,
+        missing: &mut HashSet<&str>,
+        cancel: &CancellationToken,
+    ) {
+        // A large file being assembled: path and scratch file.
+        let mut partial: Option<(String, PathBuf)> = None;
+        for piece in &encodings.pack {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let wanted: u64 = piece
+                .slices
+                .iter()
+                .filter(|s| missing.contains(s.path.as_str()))
+                .map(|s| s.length)
+                .sum();
+            if wanted == 0 {
+                continue;
+            }
+            // Too heavy for what it claims: refused (and counted) unfetched.
+            let output: u64 = piece.slices.iter().map(|s| s.length).sum();
+            if let Err(e) = codec::check_size(piece.size, output, self.limits) {
+                let path = piece.slices.first().map_or("", |s| s.path.as_str());
+                self.refused(path, "pack piece", &e.into());
+                continue;
+            }
+            if piece.size >= wanted {
+                continue;
+            }
+            if let Err(e) = self.piece(piece, files, missing, &mut partial).await {
+                let path = piece.slices.first().map_or("", |s| s.path.as_str());
+                self.refused(path, "pack piece", &e);
+                // Whatever the piece was to produce goes to plain blocks.
+                for slice in &piece.slices {
+                    missing.remove(slice.path.as_str());
+                }
+                if let Some((_, scratch)) = partial.take() {
+                    let _ = std::fs::remove_file(scratch);
+                }
+            }
+        }
+        if let Some((_, scratch)) = partial {
+            let _ = std::fs::remove_file(scratch);
+        }
+    }
+
+    async fn piece(
+        &self,
+        piece: &PackPiece,
+        files: &HashMap<&str, &Entry>,
+        missing: &mut HashSet<&str>,
+        partial: &mut Option<(String, PathBuf)>,
+    ) -> Result<(), WireError> {
+        let output: u64 = piece.slices.iter().map(|s| s.length).sum();
+        let encoded = self
+            .fetch(&piece.cid, piece.size, output, |w, n| w.pack += n)
+            .await?;
+        let limits = self.limits;
+        let decoded =
+            tokio::task::spawn_blocking(move || codec::decode(&encoded, None, output, limits))
+                .await
+                .map_err(|e| WireError::Local(e.to_string()))??;
+        let mut at = 0usize;
+        for slice in &piece.slices {
+            // Validated: slices lie within their files and sum to `output`.
+            let bytes = &decoded[at..at + slice.length as usize];
+            at += slice.length as usize;
+            let Some(file) = files.get(slice.path.as_str()).copied() else {
+                continue;
+            };
+            if !missing.contains(slice.path.as_str()) {
+                continue;
+            }
+            if slice.offset == 0 && slice.length == file.size {
+                match self
+                    .verify(
+                        file,
+                        AddPart::Bytes {
+                            name: "file".into(),
+                            data: bytes.to_vec(),
+                        },
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        add_wire(self.manager, self.release, |w| w.pack_files += 1);
+                    }
+                    Err(e) => self.refused(&file.path, "pack slice", &e),
+                }
+                missing.remove(slice.path.as_str());
+                continue;
+            }
+            // Part of a large file: appended to its scratch file.
+            let scratch = match partial {
+                Some((path, scratch)) if *path == slice.path => scratch.clone(),
+                _ => {
+                    if slice.offset != 0 {
+                        // Its beginning was not fetched: plain blocks.
+                        continue;
+                    }
+                    std::fs::create_dir_all(&self.scratch)
+                        .map_err(|e| WireError::Local(e.to_string()))?;
+                    let scratch = self.scratch.join(&file.cid);
+                    std::fs::write(&scratch, b"").map_err(|e| WireError::Local(e.to_string()))?;
+                    *partial = Some((slice.path.clone(), scratch.clone()));
+                    scratch
+                }
+            };
+            append(&scratch, bytes).map_err(|e| WireError::Local(e.to_string()))?;
+            if slice.offset + slice.length == file.size {
+                *partial = None;
+                let opened = scratch.clone();
+                let result = self
+                    .verify(
+                        file,
+                        AddPart::File {
+                            name: "file".into(),
+                            open: Box::new(move || std::fs::File::open(opened)),
+                            size: file.size,
+                        },
+                    )
+                    .await;
+                let _ = std::fs::remove_file(&scratch);
+                match result {
+                    Ok(()) => add_wire(self.manager, self.release, |w| w.pack_files += 1),
+                    Err(e) => self.refused(&file.path, "pack slices", &e),
+                }
+                missing.remove(slice.path.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the decoded bytes with the release's import profile and accepts
+    /// them only if Kubo gives the manifest's CID.
+    async fn verify(&self, file: &Entry, part: AddPart) -> Result<(), WireError> {
+        let lines = self
+            .kubo
+            .add(vec![part], AddOptions { pin: false }, |_| {})
+            .await?;
+        let got = lines
+            .last()
+            .and_then(|l| l.hash.clone())
+            .unwrap_or_default();
+        if got != file.cid {
+            return Err(WireError::Mismatch {
+                path: file.path.clone(),
+                got,
+                expected: file.cid.clone(),
+            });
+        }
+        accept_verified(&file.path);
+        Ok(())
+    }
+}
+
+/// The hook for whoever keeps fully fetched files locally: `path` (relative
+/// to `deploy/`) arrived as verified bytes and its blocks are in Kubo.
+fn accept_verified(path: &str) {
+    tracing::debug!(%path, "verified from an encoding");
+}
+
+fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .write_all(bytes)
+}
