@@ -1,8 +1,11 @@
 //! A publisher and a client: two stacks, each with its own system bus,
-//! polkitd, Kubo node and flatipfsd, the client's node connected to the
-//! publisher's so that every block the client installs travels between them.
-//! The publisher's store index record is carried to the client's node after
-//! each publication (`name get` / `name put`), as IPNS would deliver it.
+//! polkitd, Kubo node and flatipfsd, on a private IPFS network of their own
+//! ([`crate::network`]) whose bootstrap node is a third stack's only node.
+//! Neither node knows the other: the client's node finds the publisher's
+//! store index record and its providers through routing, and every block it
+//! installs travels between them. After each publication the harness waits
+//! until the client's node resolves the new record
+//! ([`Pair::wait_until_client_resolves_index`]).
 
 use std::path::PathBuf;
 
@@ -22,6 +25,9 @@ pub struct Pair {
     pub app_ref: String,
     /// `runtime/org.test.Platform/ARCH/master`.
     pub runtime_ref: String,
+    /// The network's bootstrap node (a stack of one Kubo node, nothing
+    /// else); dropped last.
+    pub network: TestStack,
 }
 
 impl Pair {
@@ -42,8 +48,17 @@ impl Pair {
         let apps = fixtures::test_apps().unwrap();
         let app_ref = hello_ref(&apps).unwrap();
         let runtime_ref = app_ref.replace("app/org.test.Hello", "runtime/org.test.Platform");
+        let network = TestStack::up(&StackOptions {
+            kubo_nodes: 1,
+            daemon: false,
+            network_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let bootstrap = vec![network.kubo_node(1).unwrap().address.clone()];
         let publisher = TestStack::up(&StackOptions {
             kubo_nodes: 1,
+            bootstrap: bootstrap.clone(),
             ..Default::default()
         })
         .unwrap();
@@ -52,10 +67,10 @@ impl Pair {
             embedded_kubo: embedded,
             extra_config: client_config.to_string(),
             test_polkit_rules: true,
+            bootstrap,
             ..Default::default()
         })
         .unwrap();
-        client.connect_to(1, &publisher, 1).unwrap();
         let ipns = create_remote(&publisher, "main");
         let address = format!("/ipns/{ipns}");
         ctl::ok_json(&client, &["remote", "add", "main", &address, "--json"]);
@@ -66,14 +81,16 @@ impl Pair {
             apps,
             app_ref,
             runtime_ref,
+            network,
         }
     }
 
     /// Publishes `reference` from the fixture repository `repo` (`repo-v1`,
-    /// `repo-v2`) and tells the client's node; returns the release root.
+    /// `repo-v2`) and waits until the client's node resolves the new store
+    /// index; returns the release root.
     pub fn publish(&self, repo: &str, reference: &str) -> String {
         let release = publish_release(&self.publisher, &self.apps.join(repo), reference);
-        self.carry_index();
+        self.wait_until_client_resolves_index();
         release
     }
 
@@ -95,7 +112,7 @@ impl Pair {
                 &self.app_ref,
             ],
         );
-        self.carry_index();
+        self.wait_until_client_resolves_index();
         out["release"].as_str().unwrap().to_string()
     }
 
@@ -210,11 +227,17 @@ impl Pair {
         self.publisher.wait_kubo_usable().unwrap();
     }
 
-    /// Carries the current store index record to the client's node.
-    pub fn carry_index(&self) {
-        self.publisher
-            .carry_ipns_record_to(&self.ipns, 1, &self.client, 1)
-            .unwrap();
+    /// Waits (bounded) until the client's node resolves remote `main`'s
+    /// store index, through routing, to what the publisher published last:
+    /// what the client's daemon will then see.
+    pub fn wait_until_client_resolves_index(&self) {
+        self.wait_until_client_resolves(&self.ipns);
+    }
+
+    /// Like [`Pair::wait_until_client_resolves_index`], for any IPNS name
+    /// the publisher's node publishes.
+    pub fn wait_until_client_resolves(&self, name: &str) {
+        crate::network::wait_until_resolved(&self.publisher, 1, &self.client, 1, name).unwrap();
     }
 }
 
