@@ -221,10 +221,26 @@ impl Pair {
     }
 
     /// Starts the publisher's Kubo node again and waits until its daemon
-    /// can use it.
+    /// can use it and the network has healed: the client's node is
+    /// connected to it again (the restarted node finds it through the DHT;
+    /// nothing connects them by hand).
     pub fn start_publisher_node(&self) {
         self.publisher.start_kubo(1).unwrap();
         self.publisher.wait_kubo_usable().unwrap();
+        let id = crate::network::peer_id(&self.publisher.kubo_node(1).unwrap().repo).unwrap();
+        let mut connected = || {
+            Ok(self
+                .client
+                .ipfs(1, &["swarm", "peers"])?
+                .lines()
+                .any(|p| p.trim().ends_with(&id)))
+        };
+        crate::stack::wait_for(
+            "the client's node to reconnect to the restarted publisher through routing",
+            crate::network::RESOLVE_LIMIT,
+            &mut connected,
+        )
+        .unwrap();
     }
 
     /// Waits (bounded) until the client's node resolves remote `main`'s
