@@ -15,6 +15,7 @@ mod deploy_data;
 mod durable;
 mod fetch;
 mod flatpak;
+mod freshness;
 mod fuse;
 mod install;
 mod installation;
@@ -27,11 +28,13 @@ mod logging;
 mod manager;
 mod mounts;
 mod owner;
+mod peering;
 mod permissions;
 mod policy;
 mod publish;
 mod recording;
 mod remotes;
+mod republish;
 mod source;
 mod store;
 mod subprocess;
@@ -206,6 +209,7 @@ async fn run(args: Args) -> Result<()> {
     supervised::spawn_logged("the start-up restore", install::restore(manager.clone()));
     supervised::spawn_logged("the mount sweep", sweep_mounts(manager.clone()));
     tokio::spawn(api::forward_scheduler(connection.clone(), manager.clone()));
+    supervised::spawn_logged("the record republisher", republish::run(manager.clone()));
     supervised::spawn_logged(
         "the update scheduler",
         updates::run(

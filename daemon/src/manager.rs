@@ -153,6 +153,7 @@ impl Manager {
         Remotes {
             store: Store::new(&config.state_directory),
             lock: self.state_lock.clone(),
+            republish_interval: config.publishing.republish_interval,
         }
     }
 
@@ -170,6 +171,7 @@ impl Manager {
                 max_entries: config.limits.max_entries,
             },
             lock: self.state_lock.clone(),
+            records: config.publishing.clone(),
         })
     }
 
