@@ -15,6 +15,7 @@ impl Pair {
                 &[
                     "name",
                     "resolve",
+                    "--nocache",
                     "--dht-timeout=30s",
                     &format!("/ipns/{}", self.ipns),
                 ],

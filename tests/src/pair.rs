@@ -35,16 +35,22 @@ impl Pair {
     /// to its configuration), creates remote `main` on the publisher and
     /// trusts it on the client.
     pub fn up(client_config: &str) -> Pair {
-        Pair::start(client_config, false)
+        Pair::start("", client_config, false)
+    }
+
+    /// Like [`Pair::up`], the publisher's daemon also configured with
+    /// `publisher_config`.
+    pub fn up_configured(publisher_config: &str, client_config: &str) -> Pair {
+        Pair::start(publisher_config, client_config, false)
     }
 
     /// Like [`Pair::up`], the client's daemon running its own embedded
     /// Kubo node (the client's node 1).
     pub fn up_embedded(client_config: &str) -> Pair {
-        Pair::start(client_config, true)
+        Pair::start("", client_config, true)
     }
 
-    fn start(client_config: &str, embedded: bool) -> Pair {
+    fn start(publisher_config: &str, client_config: &str, embedded: bool) -> Pair {
         let apps = fixtures::test_apps().unwrap();
         let app_ref = hello_ref(&apps).unwrap();
         let runtime_ref = app_ref.replace("app/org.test.Hello", "runtime/org.test.Platform");
@@ -59,6 +65,7 @@ impl Pair {
         let publisher = TestStack::up(&StackOptions {
             kubo_nodes: 1,
             bootstrap: bootstrap.clone(),
+            extra_config: publisher_config.to_string(),
             ..Default::default()
         })
         .unwrap();

@@ -54,4 +54,18 @@ fn a_client_finds_the_publisher_through_routing_alone() {
         peers.lines().any(|p| p.trim().ends_with(&publisher_id)),
         "swarm peers of the client: {peers}"
     );
+
+    // The index names the publisher's node; the client's daemon made it a
+    // peering peer of its node, kept across a restart of the node.
+    let (_, index) = pair.current_index();
+    assert_eq!(index["peers"][0]["id"], publisher_id.as_str(), "{index}");
+    let peering = pair.client.ipfs(1, &["swarm", "peering", "ls"]).unwrap();
+    assert!(peering.contains(&publisher_id), "{peering}");
+    pair.client.stop_kubo(1).unwrap();
+    pair.client.start_kubo(1).unwrap();
+    let peering = pair.client.ipfs(1, &["swarm", "peering", "ls"]).unwrap();
+    assert!(
+        peering.contains(&publisher_id),
+        "peering lost on restart: {peering}"
+    );
 }
