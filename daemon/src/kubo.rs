@@ -658,6 +658,12 @@ impl Client {
             .await
     }
 
+    /// Closes the connections to the peer of `multiaddr` (`.../p2p/ID`).
+    pub async fn swarm_disconnect(&self, multiaddr: &str) -> Result<(), KuboError> {
+        self.call_unit("swarm/disconnect", &[("arg", multiaddr)])
+            .await
+    }
+
     /// A configuration value (`config KEY`), as JSON; `None` when unset.
     pub async fn config_get(&self, key: &str) -> Result<Option<serde_json::Value>, KuboError> {
         #[derive(Deserialize)]

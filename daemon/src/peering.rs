@@ -54,3 +54,23 @@ pub async fn keep(kubo: &Client, peers: &[IndexPeer]) -> Result<(), KuboError> {
     }
     Ok(())
 }
+
+/// Closes the node's connections to every peer the remotes' indexes name,
+/// so that Kubo's peering dials them again at once. A background fetch
+/// that stalls calls it: with Kubo 0.43.1, after a peer restarts, the
+/// connection to it can stay up while bitswap no longer sends it any want
+/// (measured: a peer holding the block, connected, never asked until the
+/// connection is made anew).
+pub async fn renew(kubo: &Client, peers: &[IndexPeer]) {
+    let own = kubo.id().await.map(|(id, _)| id).unwrap_or_default();
+    for peer in peers.iter().filter(|p| p.id != own) {
+        if let Some(addr) = peer.addrs.first() {
+            if let Err(e) = kubo
+                .swarm_disconnect(&format!("{addr}/p2p/{}", peer.id))
+                .await
+            {
+                tracing::debug!(peer = %peer.id, "no connection renewed: {e}");
+            }
+        }
+    }
+}

@@ -15,7 +15,6 @@ impl Pair {
                 &[
                     "name",
                     "resolve",
-                    "--nocache",
                     "--dht-timeout=30s",
                     &format!("/ipns/{}", self.ipns),
                 ],

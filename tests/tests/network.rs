@@ -57,6 +57,11 @@ fn a_client_finds_the_publisher_through_routing_alone() {
 
     // The index names the publisher's node; the client's daemon made it a
     // peering peer of its node, kept across a restart of the node.
+    let remotes = ok_json(&pair.client, &["remote", "list", "--json"]);
+    assert!(
+        remotes["remotes"][0]["last_seen"].as_u64() > Some(0),
+        "{remotes}"
+    );
     let (_, index) = pair.current_index();
     assert_eq!(index["peers"][0]["id"], publisher_id.as_str(), "{index}");
     let peering = pair.client.ipfs(1, &["swarm", "peering", "ls"]).unwrap();
