@@ -59,7 +59,7 @@ for id in "${ids[@]}"; do
   app_tree "$id" 1 "$work/trees/$id-1"
   pub "$ctl" --json publish --remote bench --version 1 "$work/trees/$id-1" >/dev/null
 done
-carry_index
+wait_for_index
 client "$ctl" remote add bench "$ipns" >/dev/null
 client "$ctl" policy none >/dev/null
 t0=$(now)
@@ -69,7 +69,7 @@ for id in "${ids[@]}"; do
   app_tree "$id" 2 "$work/trees/$id-2"
   pub "$ctl" --json publish --remote bench --version 2 "$work/trees/$id-2" >/dev/null
 done
-carry_index
+wait_for_index
 t0=$(now)
 for id in "${ids[@]}"; do client "$ctl" --json update "$id" >/dev/null; done
 t_update=$(since "$t0")

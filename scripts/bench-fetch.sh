@@ -60,7 +60,7 @@ ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import js
 pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
 pub "$bin/flatipfsctl" --json publish --remote bench "$work/large" >/dev/null
 pub "$bin/flatipfsctl" --json publish --remote bench "$work/small" >/dev/null
-carry_index
+wait_for_index
 echo "bench-fetch: published $(date +%T)" >&2
 client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
 client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null

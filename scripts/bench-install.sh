@@ -2,7 +2,7 @@
 # Install benchmark: ratios taken side by side in one run, through the daemon.
 #
 # A publisher stack and a client stack (each its own bus, polkitd, Kubo node
-# and flatipfsd; the client's node connected to the publisher's). The app is
+# and flatipfsd; on a private IPFS network, found through routing). The app is
 # a scipy wheel unpacked into files/ (the tree of bench-publish.sh) plus a
 # start script, on the test runtime. The client installs the runtime first,
 # then the app with `flatipfsctl install --no-wait`, and measures:
@@ -35,7 +35,7 @@ start_two_stacks "$work"
 ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
 pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
 pub "$bin/flatipfsctl" --json publish --remote bench "$tree" >/dev/null
-carry_index
+wait_for_index
 client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
 client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null
 

@@ -66,7 +66,7 @@ start_two_stacks "$work"
 ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
 pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
 pub "$bin/flatipfsctl" --json publish --remote bench --version 1 "$tree" >/dev/null
-carry_index
+wait_for_index
 client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
 client "$bin/flatipfsctl" --json install bench org.test.Platform >/dev/null
 
@@ -92,7 +92,7 @@ cp "$work/startup.list" "$here/target/bench-startup.list"
 ranges=$(grep -vc '^#' "$work/startup.list")
 startup_bytes=$(awk -F'\t' '!/^#/ { s += $3 } END { print s + 0 }' "$work/startup.list")
 pub "$bin/flatipfsctl" --json publish --remote bench --version 2 --startup-set "$work/startup.list" "$tree" >/dev/null
-carry_index
+wait_for_index
 client "$bin/flatipfsctl" --json uninstall $id >/dev/null
 client "$kubo" repo gc >/dev/null
 read -r ready2 run2 full2 < <(measure)

@@ -40,14 +40,14 @@ field() { python3 -c "import json, sys; print(json.loads(sys.stdin.read().strip(
 ipns=$(pub "$ctl" --json remote create bench | field name)
 pub "$ctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
 pub "$ctl" --json publish --remote bench --version "$old" "$work/old" >/dev/null
-carry_index
+wait_for_index
 client "$ctl" remote add bench "$ipns" >/dev/null
 client "$ctl" policy none >/dev/null
 client "$ctl" --json install bench org.bench.Package >/dev/null
 published=$(pub "$ctl" --json publish --remote bench --version "$new" "$work/new")
 new_bytes=$(echo "$published" | field new_bytes)
 release_bytes=$(echo "$published" | field release_bytes)
-carry_index
+wait_for_index
 
 received() { client "$kubo" stats bitswap --enc=json | python3 -c 'import json, sys; print(json.load(sys.stdin)["DataReceived"])'; }
 now() { date +%s.%N; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The flatipfs demo, from a fresh machine: sets everything up, starts two
 # private stacks (each a system bus, polkitd, a Kubo node and flatipfsd): a
-# publisher and a client whose Kubo node is connected to the publisher's.
+# publisher and a client on a private IPFS network (a third stack is its
+# bootstrap node); the client's node finds the publisher's only through routing.
 # The publisher publishes a sample app; the client installs it through its
 # daemon and runs it with `flatpak run`, served over FUSE from IPFS; then the
 # publisher publishes version 2, the client updates, runs it, rolls back and
@@ -18,7 +19,7 @@ bin="$here/target/debug"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 kubo=$(bash "$here/scripts/build-kubo.sh")
-for stack in publisher client; do
+for stack in publisher client network; do
   [ -f "$dir/$stack/pids" ] && "$bin/flatipfs-stack" down "$dir/$stack" || true
 done
 rm -rf "$dir"   # every demo starts from nothing
@@ -49,9 +50,9 @@ echo "$ipns"
 step "Publisher: flatipfsctl publish the runtime, then org.test.Hello version 1"
 pub "$ctl" publish --remote main --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master"
 pub "$ctl" publish --remote main --repo "$apps/repo-v1" "app/org.test.Hello/$arch/master"
-# The store index's signed IPNS record travels to the client's node (name
-# get / name put), as the IPNS network would deliver it.
-carry_index
+# Nothing is carried by hand: the client's node finds the store index's
+# IPNS record through the DHT of the private network.
+wait_for_index
 
 step "Client: flatipfsctl remote add main $ipns"
 client "$ctl" remote add main "$ipns"
@@ -69,7 +70,7 @@ client flatpak run org.test.Hello
 
 step "Publisher: flatipfsctl publish org.test.Hello version 2 (one file changed, one added)"
 pub "$ctl" publish --remote main --repo "$apps/repo-v2" "app/org.test.Hello/$arch/master"
-carry_index
+wait_for_index
 
 step "Client: flatipfsctl update --check, then update"
 client "$ctl" update --check

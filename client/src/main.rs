@@ -431,7 +431,8 @@ async fn status(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure> {
         .kubo_status()
         .await
         .map_err(|e| Failure::from_call(e.into()))?;
-    output::status(json, &version, &features, &kubo);
+    let remotes = manager.list_remotes().await.map_err(Failure::from_call)?;
+    output::status(json, &version, &features, &kubo, &remotes);
     Ok(())
 }
 

@@ -36,10 +36,28 @@ pub fn displayable(text: &str) -> Cow<'_, str> {
 }
 
 /// `flatipfsctl status`.
-pub fn status(json: bool, version: &str, features: &[String], kubo: &KuboStatus) {
+pub fn status(
+    json: bool,
+    version: &str,
+    features: &[String],
+    kubo: &KuboStatus,
+    remotes: &[flatipfs_dbus::proxy::RemoteEntry],
+) {
+    // Remotes whose store index record is expired or about to expire.
+    let warnings: Vec<(String, String)> = remotes
+        .iter()
+        .filter_map(|(name, _, d)| {
+            let warning = crate::jobs::text(d, "RecordWarning");
+            (!warning.is_empty()).then(|| (name.clone(), warning))
+        })
+        .collect();
     if json {
         let document = json!({
             "daemon": { "version": version, "features": features },
+            "warnings": warnings
+                .iter()
+                .map(|(remote, message)| json!({ "remote": remote, "message": message }))
+                .collect::<Vec<_>>(),
             "kubo": {
                 "reachable": kubo.reachable,
                 "usable": kubo.usable(),
@@ -76,6 +94,13 @@ pub fn status(json: bool, version: &str, features: &[String], kubo: &KuboStatus)
     } else {
         println!("Kubo:     {node}{at} not usable: {}", kubo.error);
     }
+    for (remote, message) in &warnings {
+        println!(
+            "Warning:  remote {}: {}",
+            displayable(remote),
+            displayable(message)
+        );
+    }
 }
 
 /// `flatipfsctl remote create`.
@@ -101,7 +126,23 @@ pub fn remotes(json: bool, remotes: &[flatipfs_dbus::proxy::RemoteEntry]) {
     if json {
         let list: Vec<_> = remotes
             .iter()
-            .map(|(name, ipns, d)| json!({ "name": name, "address": format!("/ipns/{ipns}"), "publishing": publishing(d) }))
+            .map(|(name, ipns, d)| {
+                let mut entry = json!({ "name": name, "address": format!("/ipns/{ipns}"), "publishing": publishing(d) });
+                for (key, field) in [
+                    ("RecordExpires", "record_expires"),
+                    ("HighestSequence", "highest_sequence"),
+                    ("LastSeen", "last_seen"),
+                ] {
+                    if d.contains_key(key) {
+                        entry[field] = json!(crate::jobs::number(d, key));
+                    }
+                }
+                let warning = crate::jobs::text(d, "RecordWarning");
+                if !warning.is_empty() {
+                    entry["record_warning"] = json!(warning);
+                }
+                entry
+            })
             .collect();
         println!("{}", json!({ "remotes": list }));
         return;

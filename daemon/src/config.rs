@@ -38,6 +38,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The encodings made when publishing.
     pub publish: PublishConfig,
+    /// The IPNS records of the remotes this daemon publishes.
+    pub publishing: PublishingConfig,
 }
 
 /// The `[publish]` table: the encodings a publication makes.
@@ -86,6 +88,57 @@ impl PublishConfig {
                 .clamp(MIN_WINDOW_LOG, DEFAULT_MAX_WINDOW_LOG),
             piece_size: self.piece_size.clamp(64 << 10, 64 << 20),
         }
+    }
+}
+
+/// The `[publishing]` table: how the store index records of the remotes
+/// this daemon publishes are kept alive.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishingConfig {
+    /// Each remote's record is signed and published again this often.
+    #[serde(with = "humantime_serde")]
+    pub republish_interval: Duration,
+    /// How long a record stays valid (its end of life) by default.
+    #[serde(with = "humantime_serde")]
+    pub record_lifetime: Duration,
+    /// How long resolvers may cache a record by default.
+    #[serde(with = "humantime_serde")]
+    pub record_ttl: Duration,
+    /// Per remote (by name): `record_lifetime`, `record_ttl`.
+    pub remote: std::collections::BTreeMap<String, RemoteRecordConfig>,
+}
+
+/// `[publishing.remote.NAME]`: one remote's record settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteRecordConfig {
+    #[serde(with = "humantime_serde")]
+    pub record_lifetime: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub record_ttl: Option<Duration>,
+}
+
+impl Default for PublishingConfig {
+    fn default() -> Self {
+        PublishingConfig {
+            republish_interval: Duration::from_secs(4 * 3600),
+            record_lifetime: Duration::from_secs(48 * 3600),
+            record_ttl: Duration::from_secs(60),
+            remote: Default::default(),
+        }
+    }
+}
+
+impl PublishingConfig {
+    /// `(lifetime, ttl)` of remote `name`'s record.
+    pub fn record(&self, name: &str) -> (Duration, Duration) {
+        let own = self.remote.get(name);
+        (
+            own.and_then(|r| r.record_lifetime)
+                .unwrap_or(self.record_lifetime),
+            own.and_then(|r| r.record_ttl).unwrap_or(self.record_ttl),
+        )
     }
 }
 
@@ -310,6 +363,7 @@ impl Default for Config {
             updates: UpdatesConfig::default(),
             retention: RetentionConfig::default(),
             publish: PublishConfig::default(),
+            publishing: PublishingConfig::default(),
         }
     }
 }
@@ -395,6 +449,11 @@ impl Config {
             ("fetch.stall_timeout", self.fetch.stall_timeout),
             ("fetch.retry_delay", self.fetch.retry_delay),
             ("updates.interval", self.updates.interval),
+            (
+                "publishing.republish_interval",
+                self.publishing.republish_interval,
+            ),
+            ("publishing.record_ttl", self.publishing.record_ttl),
         ] {
             if value.is_zero() {
                 return Err(inconsistent(&format!("{name} must be longer than 0s")));
@@ -415,6 +474,33 @@ impl Config {
             return Err(inconsistent(
                 "kubo.user must name an unprivileged system user, not root",
             ));
+        }
+        let interval = self.publishing.republish_interval;
+        for name in std::iter::once("").chain(self.publishing.remote.keys().map(String::as_str)) {
+            if !name.is_empty() && !crate::index::valid_remote_name(name) {
+                return Err(inconsistent(&format!(
+                    "publishing.remote.{name}: invalid remote name"
+                )));
+            }
+            let (lifetime, ttl) = self.publishing.record(name);
+            let key = if name.is_empty() {
+                "publishing".to_string()
+            } else {
+                format!("publishing.remote.{name}")
+            };
+            // Two republications may fail before the record expires.
+            if lifetime <= interval * 2 {
+                return Err(inconsistent(&format!(
+                    "{key}.record_lifetime ({}) must be longer than twice publishing.republish_interval ({})",
+                    humantime_serde::re::humantime::format_duration(lifetime),
+                    humantime_serde::re::humantime::format_duration(interval)
+                )));
+            }
+            if ttl.is_zero() || ttl > lifetime {
+                return Err(inconsistent(&format!(
+                    "{key}.record_ttl must be longer than 0s and at most the record's lifetime"
+                )));
+            }
         }
         if self.fetch.prefetch_concurrency == 0 {
             return Err(inconsistent(

@@ -75,6 +75,7 @@ pub async fn run(
             Err(e) => {
                 let config = manager.config();
                 warn!(app = %id, %release, "background fetch: {e}; retrying in {delay:?}");
+                renew_peering(&manager).await;
                 if app.snapshot().release == release {
                     app.update(|i| i.status = format!("fetch paused: {e}; retrying in {delay:?}"));
                 }
@@ -235,4 +236,17 @@ async fn prefetch_startup_set(kubo: &Client, manifest: &Manifest, concurrency: u
             break;
         }
     }
+}
+
+/// After a failed attempt: the connections to the remotes' peers are made
+/// anew ([`crate::peering::renew`]).
+async fn renew_peering(manager: &Manager) {
+    let Ok((kubo, _)) = manager.kubo() else {
+        return;
+    };
+    let peers: Vec<_> = match manager.store().load() {
+        Ok(state) => state.remotes.into_values().flat_map(|r| r.peers).collect(),
+        Err(_) => return,
+    };
+    crate::peering::renew(&kubo, &peers).await;
 }

@@ -247,16 +247,8 @@ pub async fn plan_remote(
         .map(|r| r.ipns.clone())
         .ok_or_else(|| InstallError::NoSuchRemote(remote.to_string()))?;
     let (kubo, _) = manager.kubo()?;
-    let config = manager.config();
     job.set_status(&format!("resolving remote {remote}"));
-    let index = source::fetch_index(
-        &kubo,
-        remote,
-        &ipns,
-        config.fetch.resolve_timeout,
-        config.fetch.document_timeout,
-    )
-    .await?;
+    let index = crate::freshness::fetch_index(manager, &kubo, remote, &ipns).await?;
     let entry = source::index_entry(&index, remote, id)?;
     job.set_status(&format!("fetching the manifest of {id} {}", entry.version));
     let expected = Expected {
@@ -1187,7 +1179,7 @@ mod tests {
             "main".to_string(),
             Remote {
                 ipns: ipns.into(),
-                added: 0,
+                ..Default::default()
             },
         )]
         .into()

@@ -739,22 +739,94 @@ impl Client {
         Ok(())
     }
 
-    /// Publishes `/ipfs/CID` under key `key` with IPNS sequence `sequence`.
-    pub async fn name_publish(&self, cid: &str, key: &str, sequence: u64) -> Result<(), KuboError> {
+    /// Publishes `/ipfs/CID` under key `key` with IPNS sequence
+    /// `sequence`, a record valid for `lifetime` that resolvers may cache
+    /// for `ttl`.
+    pub async fn name_publish(
+        &self,
+        cid: &str,
+        key: &str,
+        sequence: u64,
+        lifetime: Duration,
+        ttl: Duration,
+    ) -> Result<(), KuboError> {
         let path = format!("/ipfs/{cid}");
         let sequence = sequence.to_string();
+        let lifetime = format!("{}ms", lifetime.as_millis());
+        let ttl = format!("{}ms", ttl.as_millis());
         self.call_unit(
             "name/publish",
             &[
                 ("arg", &path),
                 ("key", key),
-                ("lifetime", "48h"),
-                ("ttl", "1m"),
+                ("lifetime", &lifetime),
+                ("ttl", &ttl),
                 ("sequence", &sequence),
                 ("allow-offline", "true"),
             ],
         )
         .await
+    }
+
+    /// The node's peer ID and the addresses it listens on (`id`), each
+    /// without its `/p2p/` suffix.
+    pub async fn id(&self) -> Result<(String, Vec<String>), KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Id {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(default)]
+            addresses: Option<Vec<String>>,
+        }
+        let id: Id = self.call("id", &[]).await?;
+        let suffix = format!("/p2p/{}", id.id);
+        let addrs = id
+            .addresses
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.strip_suffix(&suffix).map(str::to_string).unwrap_or(a))
+            .collect();
+        Ok((id.id, addrs))
+    }
+
+    /// Adds a peering peer to the running node (`swarm/peering/add`; not
+    /// kept across a restart, see [`Client::config_set_json`]).
+    pub async fn peering_add(&self, multiaddr: &str) -> Result<(), KuboError> {
+        self.call_unit("swarm/peering/add", &[("arg", multiaddr)])
+            .await
+    }
+
+    /// Closes the connections to the peer of `multiaddr` (`.../p2p/ID`).
+    pub async fn swarm_disconnect(&self, multiaddr: &str) -> Result<(), KuboError> {
+        self.call_unit("swarm/disconnect", &[("arg", multiaddr)])
+            .await
+    }
+
+    /// A configuration value (`config KEY`), as JSON; `None` when unset.
+    pub async fn config_get(&self, key: &str) -> Result<Option<serde_json::Value>, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            value: serde_json::Value,
+        }
+        match self.call::<Entry>("config", &[("arg", key)]).await {
+            Ok(entry) => Ok(Some(entry.value)),
+            Err(KuboError::Rpc { message, .. }) if message.contains("not found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets a configuration value (`config --json KEY VALUE`), written to
+    /// the repository's config file (kept across restarts).
+    pub async fn config_set_json(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), KuboError> {
+        let value = value.to_string();
+        self.call_unit("config", &[("arg", key), ("arg", &value), ("json", "true")])
+            .await
     }
 
     /// The content of the file at `path` (`/ipfs/…`), at most `limit` bytes.

@@ -18,6 +18,7 @@ mod durable;
 mod encode;
 mod fetch;
 mod flatpak;
+mod freshness;
 mod fuse;
 mod install;
 mod installation;
@@ -31,11 +32,13 @@ mod logging;
 mod manager;
 mod mounts;
 mod owner;
+mod peering;
 mod permissions;
 mod policy;
 mod publish;
 mod recording;
 mod remotes;
+mod republish;
 mod source;
 mod store;
 mod subprocess;
@@ -210,6 +213,7 @@ async fn run(args: Args) -> Result<()> {
     supervised::spawn_logged("the start-up restore", install::restore(manager.clone()));
     supervised::spawn_logged("the mount sweep", sweep_mounts(manager.clone()));
     tokio::spawn(api::forward_scheduler(connection.clone(), manager.clone()));
+    supervised::spawn_logged("the record republisher", republish::run(manager.clone()));
     supervised::spawn_logged(
         "the update scheduler",
         updates::run(

@@ -162,6 +162,7 @@ impl Manager {
         Remotes {
             store: Store::new(&config.state_directory),
             lock: self.state_lock.clone(),
+            republish_interval: config.publishing.republish_interval,
         }
     }
 
@@ -180,6 +181,7 @@ impl Manager {
             },
             encode: config.publish.encode_options(),
             lock: self.state_lock.clone(),
+            records: config.publishing.clone(),
         })
     }
 

@@ -19,11 +19,13 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 use crate::encode::{self, EncodeError, EncodeOptions, EncodeReport};
+use crate::config::PublishingConfig;
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
 use crate::index::{IndexEntry, IndexLimits, StoreIndex};
+use crate::index::{IndexPeer, MAX_PEER_ADDRS};
 use crate::kubo::{AddOptions, AddPart, Client, KuboError};
 use crate::release::{self, Entry, EntryKind, ImportProfile, Manifest, StartupRange, Totals};
-use crate::store::{PublishingRemote, Store, StoreError};
+use crate::store::{PublishingRemote, State, Store, StoreError};
 use crate::tree::{self, Limits, TreeError};
 
 /// The largest store index or manifest read back from IPFS.
@@ -145,6 +147,8 @@ pub struct Publisher {
     pub encode: EncodeOptions,
     /// Serializes changes to the state and the index.
     pub lock: Arc<Mutex<()>>,
+    /// Record lifetimes and TTLs (`[publishing]`).
+    pub records: PublishingConfig,
 }
 
 /// Whether `name` is a valid remote name (one rule for publishing and
@@ -182,29 +186,105 @@ impl Publisher {
             Some(key) => key,
             None => self.kubo.key_gen(&key_name).await?,
         };
-        let index = StoreIndex::empty(name);
+        let mut index = StoreIndex::empty(name);
+        index.peers = self.peers().await?;
         let index_cid = self
             .add_document(
                 "index.json",
                 &serde_json::to_vec_pretty(&index).expect("index serializes"),
             )
             .await?;
-        let sequence = 1;
-        state.publishing.insert(
-            name.to_string(),
-            PublishingRemote {
-                key: key.name.clone(),
-                ipns: key.id.clone(),
-                sequence,
-                index: index_cid.clone(),
-            },
-        );
-        self.store.save(&state)?;
-        self.kubo
-            .name_publish(&index_cid, &key.name, sequence)
-            .await?;
+        let mut remote = PublishingRemote {
+            key: key.name.clone(),
+            ipns: key.id.clone(),
+            sequence: 0,
+            index: index_cid.clone(),
+            ..Default::default()
+        };
+        self.publish_record(&mut state, name, &mut remote).await?;
         info!(remote = name, ipns = %key.id, "publishing remote created");
         Ok(key.id)
+    }
+
+    /// Signs and publishes `remote`'s record for its current index with the
+    /// next IPNS sequence (made durable before it is used, so that a crash
+    /// never makes the daemon reuse one), with the remote's lifetime and
+    /// TTL; records when it expires. The caller holds the state lock.
+    async fn publish_record(
+        &self,
+        state: &mut State,
+        name: &str,
+        remote: &mut PublishingRemote,
+    ) -> Result<(), PublishError> {
+        remote.sequence += 1;
+        state.publishing.insert(name.to_string(), remote.clone());
+        self.store.save(state)?;
+        let (lifetime, ttl) = self.records.record(name);
+        self.kubo
+            .name_publish(&remote.index, &remote.key, remote.sequence, lifetime, ttl)
+            .await?;
+        remote.published_at = now();
+        remote.expires = remote.published_at.saturating_add(lifetime.as_secs());
+        remote.republish_error = None;
+        state.publishing.insert(name.to_string(), remote.clone());
+        self.store.save(state)?;
+        Ok(())
+    }
+
+    /// Publishes again the record of every remote last published at least
+    /// `interval` ago (same index, next sequence, a fresh lifetime). A
+    /// failure is recorded on the remote (shown by `status`) and retried on
+    /// the next round. Returns how many records were published.
+    pub async fn republish_due(&self, interval: std::time::Duration) -> usize {
+        let _guard = self.lock.lock().await;
+        let mut state = match self.store.load() {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!("republishing: {e}");
+                return 0;
+            }
+        };
+        let due: Vec<String> = state
+            .publishing
+            .iter()
+            .filter(|(_, r)| now() >= r.published_at.saturating_add(interval.as_secs()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut done = 0;
+        for name in due {
+            let Some(mut remote) = state.publishing.get(&name).cloned() else {
+                continue;
+            };
+            match self.publish_record(&mut state, &name, &mut remote).await {
+                Ok(()) => {
+                    done += 1;
+                    info!(remote = %name, sequence = remote.sequence, expires = remote.expires, "store index record republished");
+                }
+                Err(e) => {
+                    tracing::warn!(remote = %name, "cannot republish the store index record: {e}");
+                    if let Some(r) = state.publishing.get_mut(&name) {
+                        r.republish_error = Some(e.to_string());
+                    }
+                    let _ = self.store.save(&state);
+                }
+            }
+        }
+        done
+    }
+
+    /// The peers the index names: this daemon's node (its peer ID and up
+    /// to [`MAX_PEER_ADDRS`] of its addresses a client can dial).
+    async fn peers(&self) -> Result<Vec<IndexPeer>, PublishError> {
+        let (id, addrs) = self.kubo.id().await?;
+        if !crate::index::valid_peer_id(&id) {
+            return Ok(Vec::new());
+        }
+        let addrs = addrs
+            .into_iter()
+            .filter(|a| crate::index::valid_multiaddr(a))
+            .take(MAX_PEER_ADDRS)
+            .collect();
+        Ok(vec![IndexPeer { id, addrs }])
     }
 
     /// Adds one small document, pinned; returns its CID.
@@ -522,6 +602,7 @@ impl Publisher {
             index = self.read_index(&remote.index).await?;
         }
         index.sequence += 1;
+        index.peers = self.peers().await?;
         let history = match index.apps.get(&metadata.id) {
             Some(old) => old.with_history(),
             None => Vec::new(),
@@ -546,21 +627,9 @@ impl Publisher {
                 &serde_json::to_vec_pretty(&index).expect("index serializes"),
             )
             .await?;
-        // The sequence is durable before it is used, so a crash never makes
-        // the daemon reuse one.
-        remote.sequence += 1;
-        state
-            .publishing
-            .insert(request.remote.clone(), remote.clone());
-        self.store.save(&state)?;
-        self.kubo
-            .name_publish(&index_cid, &remote.key, remote.sequence)
-            .await?;
         remote.index = index_cid;
-        state
-            .publishing
-            .insert(request.remote.clone(), remote.clone());
-        self.store.save(&state)?;
+        self.publish_record(&mut state, &request.remote, &mut remote)
+            .await?;
         drop(_guard);
 
         // 7. What the previous release already had.

@@ -35,6 +35,14 @@ pub struct Listed {
     pub ipns: String,
     /// This daemon publishes to it (else: installs from it).
     pub publishing: bool,
+    /// Publishing: when its record expires (0: unknown).
+    pub record_expires: u64,
+    /// Publishing: what is wrong with its record ([`crate::republish::warning`]).
+    pub record_warning: Option<String>,
+    /// Installing: the highest index sequence seen from it.
+    pub highest_sequence: u64,
+    /// Installing: when its index was last resolved (0: never).
+    pub last_seen: u64,
 }
 
 /// The IPNS key name in `address` (`/ipns/k51…` or `k51…`), if it is one:
@@ -66,6 +74,8 @@ pub struct Remotes {
     pub store: Store,
     /// Serializes read-modify-write of the state file.
     pub lock: Arc<Mutex<()>>,
+    /// `publishing.republish_interval`, for the record warnings.
+    pub republish_interval: std::time::Duration,
 }
 
 impl Remotes {
@@ -86,6 +96,7 @@ impl Remotes {
             Remote {
                 ipns: ipns.clone(),
                 added,
+                ..Default::default()
             },
         );
         self.store.save(&state)?;
@@ -114,12 +125,20 @@ impl Remotes {
                 name,
                 ipns: r.ipns,
                 publishing: false,
+                record_expires: 0,
+                record_warning: None,
+                highest_sequence: r.highest_sequence,
+                last_seen: r.last_seen,
             })
             .collect();
         out.extend(state.publishing.into_iter().map(|(name, r)| Listed {
+            record_warning: crate::republish::warning(&r, self.republish_interval),
             name,
             ipns: r.ipns,
             publishing: true,
+            record_expires: r.expires,
+            highest_sequence: 0,
+            last_seen: 0,
         }));
         Ok(out)
     }
@@ -152,6 +171,7 @@ mod tests {
         let remotes = Remotes {
             store: Store::new(dir.path()),
             lock: Default::default(),
+            republish_interval: std::time::Duration::from_secs(3600),
         };
         let name = "k51qzi5uqu5dlecrl0o05p1krwb4s4ymyvhneulogjz1hwixwmqqka0gic0wtm";
         remotes.add("main", &format!("/ipns/{name}")).await.unwrap();
@@ -162,13 +182,18 @@ mod tests {
         let again = Remotes {
             store: Store::new(dir.path()),
             lock: Default::default(),
+            republish_interval: std::time::Duration::from_secs(3600),
         };
         assert_eq!(
             again.list().unwrap(),
             vec![Listed {
                 name: "main".into(),
                 ipns: name.into(),
-                publishing: false
+                publishing: false,
+                record_expires: 0,
+                record_warning: None,
+                highest_sequence: 0,
+                last_seen: 0,
             }]
         );
         again.remove("main").await.unwrap();

@@ -72,11 +72,22 @@ impl Source {
 pub enum SourceError {
     #[error("{0}")]
     BadSource(String),
-    #[error("cannot resolve the store index /ipns/{name} of remote {remote:?}: {reason}")]
+    #[error(
+        "cannot resolve the store index /ipns/{name} of remote {remote:?}: {reason}{last_seen}"
+    )]
     ResolveFailed {
         remote: String,
         name: String,
         reason: String,
+        /// When the remote was last seen, for people (`; last seen …`);
+        /// filled in by [`crate::freshness`].
+        last_seen: String,
+    },
+    #[error("the store index of remote {remote:?} has sequence {sequence}, older than sequence {highest} already seen from it: a replayed or stale record, refused")]
+    Stale {
+        remote: String,
+        sequence: u64,
+        highest: u64,
     },
     #[error("cannot fetch {what}: {source}")]
     Fetch {
@@ -118,6 +129,7 @@ pub async fn fetch_index(
             remote: remote.to_string(),
             name: ipns.to_string(),
             reason: e.to_string(),
+            last_seen: String::new(),
         })?;
     let what = format!("the store index of remote {remote:?}");
     let cid = resolved

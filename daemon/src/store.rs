@@ -143,16 +143,27 @@ impl InstalledApp {
 }
 
 /// A remote apps are installed from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Remote {
     /// The store index's IPNS name (`k51…`).
     pub ipns: String,
     /// When it was added (seconds since the epoch).
     pub added: u64,
+    /// The highest store index sequence seen from it: an index with a
+    /// lower one is a replayed or stale record and is refused.
+    #[serde(default)]
+    pub highest_sequence: u64,
+    /// When its index was last resolved and accepted (seconds since the
+    /// epoch; 0: never).
+    #[serde(default)]
+    pub last_seen: u64,
+    /// The peers its index names, kept as peering peers of the node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<crate::index::IndexPeer>,
 }
 
 /// A remote whose store index this daemon signs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PublishingRemote {
     /// Name of the key in Kubo's keystore.
     pub key: String,
@@ -162,6 +173,16 @@ pub struct PublishingRemote {
     pub sequence: u64,
     /// CID of the store index last published.
     pub index: String,
+    /// When its record was last published (seconds since the epoch; 0:
+    /// unknown, before this was recorded).
+    #[serde(default)]
+    pub published_at: u64,
+    /// When that record expires (its end of life; 0: unknown).
+    #[serde(default)]
+    pub expires: u64,
+    /// Why the last republication failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish_error: Option<String>,
 }
 
 /// Failures reading or writing the state.
@@ -251,6 +272,7 @@ mod tests {
                 ipns: "k51".into(),
                 sequence: 3,
                 index: "bafy".into(),
+                ..Default::default()
             },
         );
         store.save(&state).unwrap();

@@ -338,15 +338,7 @@ async fn remote_target(
     let remotes = manager.store().load()?.remotes;
     let ipns = crate::install::trusted_remote_ipns(record, &remote, &remotes)?;
     let (kubo, _) = manager.kubo()?;
-    let config = manager.config();
-    let index = source::fetch_index(
-        &kubo,
-        &remote,
-        &ipns,
-        config.fetch.resolve_timeout,
-        config.fetch.document_timeout,
-    )
-    .await?;
+    let index = crate::freshness::fetch_index(manager, &kubo, &remote, &ipns).await?;
     let entry = source::index_entry(&index, &remote, &record.id)?;
     note_check(
         manager,
@@ -790,7 +782,6 @@ pub async fn refresh(
 ) -> Result<Vec<String>, InstallError> {
     let state = manager.store().load()?;
     let (kubo, _) = manager.kubo()?;
-    let config = manager.config();
     let mut by_remote: BTreeMap<String, Vec<InstalledApp>> = BTreeMap::new();
     for record in state.apps.values() {
         if record.phase != Phase::Ready || only.is_some_and(|o| !o.contains(&record.id)) {
@@ -815,15 +806,7 @@ pub async fn refresh(
         let Some(ipns) = state.remotes.get(&remote).map(|r| r.ipns.clone()) else {
             continue;
         };
-        let index = match source::fetch_index(
-            &kubo,
-            &remote,
-            &ipns,
-            config.fetch.resolve_timeout,
-            config.fetch.document_timeout,
-        )
-        .await
-        {
+        let index = match crate::freshness::fetch_index(manager, &kubo, &remote, &ipns).await {
             Ok(index) => index,
             Err(e) => {
                 warn!(%remote, "check: {e}; no update from it this time");

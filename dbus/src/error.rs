@@ -64,6 +64,9 @@ error_kinds! {
     PermissionsChanged => "org.flatipfs.Manager1.Error.PermissionsChanged",
     /// The source is not a trusted remote.
     Untrusted => "org.flatipfs.Manager1.Error.Untrusted",
+    /// A remote's store index is older (lower sequence) than one already
+    /// seen from it: a replayed or stale record, refused.
+    StaleIndex => "org.flatipfs.Manager1.Error.StaleIndex",
     /// Not enough disk space.
     NoSpace => "org.flatipfs.Manager1.Error.NoSpace",
     /// A FUSE mount could not be set up.

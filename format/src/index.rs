@@ -28,6 +28,84 @@ pub struct StoreIndex {
     /// AppStream catalog for software centres (CID), when published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appstream: Option<String>,
+    /// Nodes that serve this remote's releases: the publisher's first,
+    /// then its mirrors (at most [`MAX_PEERS`]). Clients keep them as
+    /// peering peers of their node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<IndexPeer>,
+}
+
+/// Most peers an index names.
+pub const MAX_PEERS: usize = 16;
+/// Most addresses of one peer.
+pub const MAX_PEER_ADDRS: usize = 8;
+/// Longest address, in bytes.
+pub const MAX_ADDR_LEN: usize = 256;
+
+/// A node that serves a remote's releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexPeer {
+    /// Its libp2p peer ID (`12D3KooW…` or `Qm…`).
+    pub id: String,
+    /// Where it listens: multiaddrs without `/p2p/` (at most [`MAX_PEER_ADDRS`]).
+    pub addrs: Vec<String>,
+}
+
+/// Whether `id` is a libp2p peer ID in its base58 form: an identity
+/// multihash of an ed25519 key (`12D3KooW…`, 52 characters) or a sha2-256
+/// one (`Qm…`, 46 characters).
+pub fn valid_peer_id(id: &str) -> bool {
+    const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    ((id.starts_with("12D3KooW") && id.len() == 52) || (id.starts_with("Qm") && id.len() == 46))
+        && id.chars().all(|c| BASE58.contains(c))
+}
+
+/// Whether `addr` is a plain multiaddr a node can be dialled at: at most
+/// [`MAX_ADDR_LEN`] bytes, made of known protocols with well-formed values
+/// (`/ip4/…`, `/ip6/…` or `/dns*/…`, then `/tcp/PORT` or `/udp/PORT`, then
+/// transport markers); no `/p2p/` part (the peer ID is separate), no relay.
+pub fn valid_multiaddr(addr: &str) -> bool {
+    if addr.len() > MAX_ADDR_LEN || !addr.starts_with('/') {
+        return false;
+    }
+    let mut parts = addr[1..].split('/');
+    let (mut host, mut port) = (false, false);
+    while let Some(protocol) = parts.next() {
+        let ok = match protocol {
+            "ip4" => parts
+                .next()
+                .is_some_and(|v| v.parse::<std::net::Ipv4Addr>().is_ok()),
+            "ip6" => parts
+                .next()
+                .is_some_and(|v| v.parse::<std::net::Ipv6Addr>().is_ok()),
+            "dns" | "dns4" | "dns6" => parts.next().is_some_and(|v| {
+                !v.is_empty()
+                    && v.len() <= 253
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            }),
+            "tcp" | "udp" => {
+                if !host || port {
+                    return false;
+                }
+                port = true;
+                parts.next().is_some_and(|v| v.parse::<u16>().is_ok())
+            }
+            "quic" | "quic-v1" | "webtransport" | "ws" | "wss" | "tls" | "noise" => port,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        if matches!(protocol, "ip4" | "ip6" | "dns" | "dns4" | "dns6") {
+            if host {
+                return false;
+            }
+            host = true;
+        }
+    }
+    host && port
 }
 
 /// The current release of one id.
@@ -173,6 +251,10 @@ pub enum IndexError {
     BadEntry { id: String, what: String },
     #[error("invalid appstream CID {0:?}: must be a CIDv1")]
     BadAppstream(String),
+    #[error("{0} peers, over the limit of {MAX_PEERS}")]
+    TooManyPeers(usize),
+    #[error("invalid peer {id:?}: {what}")]
+    BadPeer { id: String, what: String },
 }
 
 impl StoreIndex {
@@ -192,6 +274,30 @@ impl StoreIndex {
         if let Some(appstream) = &self.appstream {
             if !valid_cid_v1(appstream) {
                 return Err(IndexError::BadAppstream(appstream.clone()));
+            }
+        }
+        if self.peers.len() > MAX_PEERS {
+            return Err(IndexError::TooManyPeers(self.peers.len()));
+        }
+        for peer in &self.peers {
+            let bad = |what: String| IndexError::BadPeer {
+                id: peer.id.chars().take(64).collect(),
+                what,
+            };
+            if !valid_peer_id(&peer.id) {
+                return Err(bad("not a libp2p peer ID".into()));
+            }
+            if peer.addrs.len() > MAX_PEER_ADDRS {
+                return Err(bad(format!(
+                    "{} addresses, over the limit of {MAX_PEER_ADDRS}",
+                    peer.addrs.len()
+                )));
+            }
+            if let Some(addr) = peer.addrs.iter().find(|a| !valid_multiaddr(a)) {
+                return Err(bad(format!(
+                    "invalid address {:?}",
+                    addr.chars().take(80).collect::<String>()
+                )));
             }
         }
         for (id, entry) in &self.apps {
@@ -216,6 +322,7 @@ impl StoreIndex {
             sequence: 0,
             apps: BTreeMap::new(),
             appstream: None,
+            peers: Vec::new(),
         }
     }
 }
@@ -263,6 +370,81 @@ mod tests {
             Err(IndexError::BadEntry { what, .. }) => what,
             other => panic!("expected a refused entry, got {other:?}"),
         }
+    }
+
+    const PEER: &str = "12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp";
+
+    fn peer(addrs: &[&str]) -> IndexPeer {
+        IndexPeer {
+            id: PEER.into(),
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn peers_are_checked_and_bounded() {
+        let mut good = index(entry());
+        good.peers = vec![
+            peer(&["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/udp/4001/quic-v1"]),
+            peer(&["/dns4/mirror.example.org/tcp/4001"]),
+        ];
+        good.validate(LIMITS).unwrap();
+        let text = serde_json::to_string(&good).unwrap();
+        assert_eq!(serde_json::from_str::<StoreIndex>(&text).unwrap(), good);
+
+        let refused = |peers: Vec<IndexPeer>| {
+            let mut bad = index(entry());
+            bad.peers = peers;
+            bad.validate(LIMITS).unwrap_err()
+        };
+        assert_eq!(
+            refused(vec![peer(&[]); MAX_PEERS + 1]),
+            IndexError::TooManyPeers(MAX_PEERS + 1)
+        );
+        let many = vec!["/ip4/10.0.0.1/tcp/1"; MAX_PEER_ADDRS + 1];
+        assert!(matches!(
+            refused(vec![peer(&many)]),
+            IndexError::BadPeer { .. }
+        ));
+        for id in [
+            "",
+            "12D3KooW",
+            "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N0",
+            "12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE",
+            "bafzaajaiaejcb",
+            "12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDE\n",
+        ] {
+            let mut bad = peer(&[]);
+            bad.id = id.into();
+            assert!(
+                matches!(refused(vec![bad]), IndexError::BadPeer { .. }),
+                "{id:?}"
+            );
+        }
+        for addr in [
+            "",
+            "ip4/1.2.3.4/tcp/1",
+            "/ip4/1.2.3.4",
+            "/tcp/4001",
+            "/ip4/1.2.3.400/tcp/1",
+            "/ip4/1.2.3.4/tcp/70000",
+            "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp",
+            "/ip4/1.2.3.4/tcp/1/p2p-circuit",
+            "/unix/run/socket",
+            "/ip4/1.2.3.4/ip4/1.2.3.4/tcp/1",
+            "/dns4/a b/tcp/1",
+            "/ip4/1.2.3.4/tcp/1/",
+        ] {
+            assert!(
+                matches!(refused(vec![peer(&[addr])]), IndexError::BadPeer { .. }),
+                "{addr:?}"
+            );
+        }
+        let long = format!("/dns4/{}/tcp/1", "a".repeat(MAX_ADDR_LEN));
+        assert!(matches!(
+            refused(vec![peer(&[&long])]),
+            IndexError::BadPeer { .. }
+        ));
     }
 
     #[test]

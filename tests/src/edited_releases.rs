@@ -46,7 +46,7 @@ pub fn publish_deploy_dir(pair: &Pair, dir: &Path, version: &str) -> String {
             dir.to_str().unwrap(),
         ],
     );
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     out["release"].as_str().unwrap().to_string()
 }
 

@@ -51,6 +51,7 @@ pub fn node(dir: &Path, number: usize) -> KuboNode {
         number,
         repo: state.join("kubo"),
         api: format!("/unix{}", socket(&state).display()),
+        address: String::new(),
     }
 }
 

@@ -27,7 +27,7 @@ impl Pair {
 
     /// Publishes a hand-made store index under remote `main`'s name: the
     /// current one changed by `edit`, signed with the remote's key as the
-    /// daemon would, and carried to the client's node. Returns its CID.
+    /// daemon would, and resolved by the client's node. Returns its CID.
     pub fn publish_handmade_index(&self, edit: impl FnOnce(&mut Value)) -> String {
         let (_, mut index) = self.current_index();
         edit(&mut index);
@@ -52,7 +52,7 @@ impl Pair {
             ],
         )
         .unwrap();
-        self.carry_index();
+        self.wait_until_client_resolves_index();
         cid
     }
 

@@ -3,6 +3,8 @@
 //! - [`stack`]: starts and stops a private system bus, polkitd, Kubo nodes and
 //!   `flatipfsd` inside one directory (used by the tests and by the
 //!   `flatipfs-stack` command).
+//! - [`network`]: the private IPFS network (Kubo configuration, waiting
+//!   until a node resolves a name through routing).
 //! - [`paths`]: where the project's files and built binaries are.
 //! - [`users`]: test users and groups, and running commands as them.
 //! - [`process`]: starting detached processes and stopping exactly those.
@@ -14,6 +16,7 @@ pub mod embedded;
 pub mod fixtures;
 pub mod hostile;
 pub mod introspection;
+pub mod network;
 pub mod pair;
 pub mod paths;
 pub mod process;

@@ -1,8 +1,11 @@
 //! A publisher and a client: two stacks, each with its own system bus,
-//! polkitd, Kubo node and flatipfsd, the client's node connected to the
-//! publisher's so that every block the client installs travels between them.
-//! The publisher's store index record is carried to the client's node after
-//! each publication (`name get` / `name put`), as IPNS would deliver it.
+//! polkitd, Kubo node and flatipfsd, on a private IPFS network of their own
+//! ([`crate::network`]) whose bootstrap node is a third stack's only node.
+//! Neither node knows the other: the client's node finds the publisher's
+//! store index record and its providers through routing, and every block it
+//! installs travels between them. After each publication the harness waits
+//! until the client's node resolves the new record
+//! ([`Pair::wait_until_client_resolves_index`]).
 
 use std::path::PathBuf;
 
@@ -22,6 +25,9 @@ pub struct Pair {
     pub app_ref: String,
     /// `runtime/org.test.Platform/ARCH/master`.
     pub runtime_ref: String,
+    /// The network's bootstrap node (a stack of one Kubo node, nothing
+    /// else); dropped last.
+    pub network: TestStack,
 }
 
 impl Pair {
@@ -29,21 +35,37 @@ impl Pair {
     /// to its configuration), creates remote `main` on the publisher and
     /// trusts it on the client.
     pub fn up(client_config: &str) -> Pair {
-        Pair::start(client_config, false)
+        Pair::start("", client_config, false)
+    }
+
+    /// Like [`Pair::up`], the publisher's daemon also configured with
+    /// `publisher_config`.
+    pub fn up_configured(publisher_config: &str, client_config: &str) -> Pair {
+        Pair::start(publisher_config, client_config, false)
     }
 
     /// Like [`Pair::up`], the client's daemon running its own embedded
     /// Kubo node (the client's node 1).
     pub fn up_embedded(client_config: &str) -> Pair {
-        Pair::start(client_config, true)
+        Pair::start("", client_config, true)
     }
 
-    fn start(client_config: &str, embedded: bool) -> Pair {
+    fn start(publisher_config: &str, client_config: &str, embedded: bool) -> Pair {
         let apps = fixtures::test_apps().unwrap();
         let app_ref = hello_ref(&apps).unwrap();
         let runtime_ref = app_ref.replace("app/org.test.Hello", "runtime/org.test.Platform");
+        let network = TestStack::up(&StackOptions {
+            kubo_nodes: 1,
+            daemon: false,
+            network_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let bootstrap = vec![network.kubo_node(1).unwrap().address.clone()];
         let publisher = TestStack::up(&StackOptions {
             kubo_nodes: 1,
+            bootstrap: bootstrap.clone(),
+            extra_config: publisher_config.to_string(),
             ..Default::default()
         })
         .unwrap();
@@ -52,10 +74,10 @@ impl Pair {
             embedded_kubo: embedded,
             extra_config: client_config.to_string(),
             test_polkit_rules: true,
+            bootstrap,
             ..Default::default()
         })
         .unwrap();
-        client.connect_to(1, &publisher, 1).unwrap();
         let ipns = create_remote(&publisher, "main");
         let address = format!("/ipns/{ipns}");
         ctl::ok_json(&client, &["remote", "add", "main", &address, "--json"]);
@@ -66,14 +88,16 @@ impl Pair {
             apps,
             app_ref,
             runtime_ref,
+            network,
         }
     }
 
     /// Publishes `reference` from the fixture repository `repo` (`repo-v1`,
-    /// `repo-v2`) and tells the client's node; returns the release root.
+    /// `repo-v2`) and waits until the client's node resolves the new store
+    /// index; returns the release root.
     pub fn publish(&self, repo: &str, reference: &str) -> String {
         let release = publish_release(&self.publisher, &self.apps.join(repo), reference);
-        self.carry_index();
+        self.wait_until_client_resolves_index();
         release
     }
 
@@ -95,7 +119,7 @@ impl Pair {
                 &self.app_ref,
             ],
         );
-        self.carry_index();
+        self.wait_until_client_resolves_index();
         out["release"].as_str().unwrap().to_string()
     }
 
@@ -227,17 +251,39 @@ impl Pair {
     }
 
     /// Starts the publisher's Kubo node again and waits until its daemon
-    /// can use it.
+    /// can use it and the network has healed: the client's node is
+    /// connected to it again (the restarted node finds it through the DHT;
+    /// nothing connects them by hand).
     pub fn start_publisher_node(&self) {
         self.publisher.start_kubo(1).unwrap();
         self.publisher.wait_kubo_usable().unwrap();
+        let id = crate::network::peer_id(&self.publisher.kubo_node(1).unwrap().repo).unwrap();
+        let mut connected = || {
+            Ok(self
+                .client
+                .ipfs(1, &["swarm", "peers"])?
+                .lines()
+                .any(|p| p.trim().ends_with(&id)))
+        };
+        crate::stack::wait_for(
+            "the client's node to reconnect to the restarted publisher through routing",
+            crate::network::RESOLVE_LIMIT,
+            &mut connected,
+        )
+        .unwrap();
     }
 
-    /// Carries the current store index record to the client's node.
-    pub fn carry_index(&self) {
-        self.publisher
-            .carry_ipns_record_to(&self.ipns, 1, &self.client, 1)
-            .unwrap();
+    /// Waits (bounded) until the client's node resolves remote `main`'s
+    /// store index, through routing, to what the publisher published last:
+    /// what the client's daemon will then see.
+    pub fn wait_until_client_resolves_index(&self) {
+        self.wait_until_client_resolves(&self.ipns);
+    }
+
+    /// Like [`Pair::wait_until_client_resolves_index`], for any IPNS name
+    /// the publisher's node publishes.
+    pub fn wait_until_client_resolves(&self, name: &str) {
+        crate::network::wait_until_resolved(&self.publisher, 1, &self.client, 1, name).unwrap();
     }
 }
 

@@ -3,9 +3,10 @@
 //! `Stack::up(DIR)` starts, all inside DIR: a private system-style
 //! `dbus-daemon` whose configuration includes the project's bus policy; a real
 //! `polkitd` on that bus (with the project's polkit files installed where
-//! polkitd reads them); Kubo nodes (`--profile=test`, loopback) connected to
-//! each other; and `flatipfsd` configured for the first node (or for its own
-//! embedded node). `Stack::down(DIR)` stops exactly the processes it started,
+//! polkitd reads them); Kubo nodes on the private network of
+//! [`crate::network`] (loopback, a DHT like the public one), which know each
+//! other only through their bootstrap list; and `flatipfsd` configured for
+//! the first node (or for its own embedded node). `Stack::down(DIR)` stops exactly the processes it started,
 //! by pid and start time, and unmounts whatever is mounted under DIR.
 //! Two stacks in two directories share nothing but the polkit files.
 
@@ -35,6 +36,13 @@ pub struct StackOptions {
     pub extra_config: String,
     /// Also install the test-only polkit rules (`tests/fixtures/polkit`).
     pub test_polkit_rules: bool,
+    /// The bootstrap list (full `/p2p/` multiaddrs) of every node of this
+    /// stack, the embedded one included. Empty: node 1 is the network's
+    /// bootstrap node (it knows no one) and the others bootstrap from it.
+    pub bootstrap: Vec<String>,
+    /// Only Kubo nodes: no system bus, polkitd or daemon (a network's
+    /// bootstrap node).
+    pub network_only: bool,
 }
 
 impl Default for StackOptions {
@@ -45,6 +53,8 @@ impl Default for StackOptions {
             embedded_kubo: false,
             extra_config: String::new(),
             test_polkit_rules: false,
+            bootstrap: Vec::new(),
+            network_only: false,
         }
     }
 }
@@ -58,6 +68,10 @@ pub struct KuboNode {
     pub repo: PathBuf,
     /// RPC API multiaddr (fixed port, so a restarted node keeps it).
     pub api: String,
+    /// Swarm multiaddr with its peer ID (`/ip4/127.0.0.1/tcp/PORT/p2p/ID`),
+    /// what other nodes put in their bootstrap list.
+    #[serde(default)]
+    pub address: String,
 }
 
 /// A running stack; `down` (or drop, for tests) stops it.
@@ -130,19 +144,23 @@ impl Stack {
     }
 
     fn start_all(&mut self, options: &StackOptions) -> Result<()> {
-        install_polkit_files(options.test_polkit_rules)?;
-        self.start_bus()?;
-        self.start_polkit()?;
         let kubo = paths::kubo_binary()?;
+        if !options.network_only {
+            install_polkit_files(options.test_polkit_rules)?;
+            self.start_bus()?;
+            self.start_polkit()?;
+        }
         for number in 1..=options.kubo_nodes {
-            let node = self.init_kubo(&kubo, number)?;
+            let bootstrap = match (&options.bootstrap[..], self.kubo.first()) {
+                ([], None) => Vec::new(),
+                ([], Some(first)) => vec![first.address.clone()],
+                (list, _) => list.to_vec(),
+            };
+            let node = self.init_kubo(&kubo, number, &bootstrap)?;
             self.kubo.push(node);
             self.start_kubo(number)?;
         }
-        for node in self.kubo.iter().skip(1) {
-            connect_kubo(&kubo, node, &self.kubo[0])?;
-        }
-        if options.daemon {
+        if options.daemon && !options.network_only {
             let api = if options.embedded_kubo {
                 None
             } else {
@@ -156,6 +174,24 @@ impl Stack {
             };
             if options.embedded_kubo {
                 crate::embedded::ensure_kubo_user()?;
+                if !options.bootstrap.is_empty() {
+                    // The daemon takes over a repository it finds (and
+                    // gives it to its Kubo user): created here, it joins
+                    // the network.
+                    let node = crate::embedded::node(&self.dir, self.kubo.len() + 1);
+                    fs::create_dir_all(&node.repo)?;
+                    run_ok(
+                        Command::new(&kubo)
+                            .env("IPFS_PATH", &node.repo)
+                            .args(["init", "--profile=test"]),
+                    )?;
+                    crate::network::configure(
+                        &node.repo,
+                        &node.api,
+                        free_port()?,
+                        &options.bootstrap,
+                    )?;
+                }
             }
             self.write_config(&kubo, api.as_deref(), &options.extra_config)?;
             self.start_daemon()?;
@@ -163,7 +199,10 @@ impl Stack {
                 // The embedded node is the stack's next node: root reaches
                 // it through its socket (`ipfs` finds it in the repo's `api`).
                 let number = self.kubo.len() + 1;
-                self.kubo.push(crate::embedded::node(&self.dir, number));
+                let mut node = crate::embedded::node(&self.dir, number);
+                // Known once the daemon created its repository (or here, on a network).
+                node.address = crate::network::peer_address(&node.repo).unwrap_or_default();
+                self.kubo.push(node);
             }
         }
         Ok(())
@@ -203,6 +242,10 @@ impl Stack {
                 "export FLATIPFS_KUBO_PATH_{}={}",
                 node.number,
                 node.repo.display()
+            ));
+            lines.push(format!(
+                "export FLATIPFS_KUBO_PEER_{}={}",
+                node.number, node.address
             ));
         }
         lines
@@ -312,19 +355,26 @@ impl Stack {
         })
     }
 
-    fn init_kubo(&self, kubo: &Path, number: usize) -> Result<KuboNode> {
+    fn init_kubo(&self, kubo: &Path, number: usize, bootstrap: &[String]) -> Result<KuboNode> {
         let repo = self.dir.join(format!("kubo-{number}"));
-        let ipfs = |args: &[&str]| run_ok(Command::new(kubo).env("IPFS_PATH", &repo).args(args));
         if !repo.join("config").exists() {
-            ipfs(&["init", "--profile=test"])?;
+            run_ok(
+                Command::new(kubo)
+                    .env("IPFS_PATH", &repo)
+                    .args(["init", "--profile=test"]),
+            )?;
         }
         let api = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
-        ipfs(&["config", "Addresses.API", &api])?;
         // A fixed swarm port too: a restarted node keeps its address, and
-        // peers that keep it in their peering list reconnect by themselves.
-        let swarm = format!("[\"/ip4/127.0.0.1/tcp/{}\"]", free_port()?);
-        ipfs(&["config", "--json", "Addresses.Swarm", &swarm])?;
-        Ok(KuboNode { number, repo, api })
+        // peers that know it (bootstrap, peering) reconnect by themselves.
+        crate::network::configure(&repo, &api, free_port()?, bootstrap)?;
+        let address = crate::network::peer_address(&repo)?;
+        Ok(KuboNode {
+            number,
+            repo,
+            api,
+            address,
+        })
     }
 
     /// Starts (or restarts) node `number`; waits until its API answers.
@@ -333,7 +383,10 @@ impl Stack {
         let node = self.kubo_node(number)?;
         let _ = fs::remove_file(node.repo.join("api"));
         let mut command = Command::new(&kubo);
-        command.env("IPFS_PATH", &node.repo).arg("daemon");
+        command
+            .env("IPFS_PATH", &node.repo)
+            .env("IPFS_TELEMETRY", "off")
+            .arg("daemon");
         let name = format!("kubo-{number}");
         self.spawn(&name, command)?;
         wait_until(&name, || {
@@ -450,50 +503,6 @@ impl Stack {
         Ok(output.stdout)
     }
 
-    /// Moves the signed IPNS record of `name` from node `from` to node `to`
-    /// (`name get` / `name put`), as a second node would learn it.
-    pub fn carry_ipns_record(&self, name: &str, from: usize, to: usize) -> Result<()> {
-        self.carry_ipns_record_to(name, from, self, to)
-    }
-
-    /// Like [`Stack::carry_ipns_record`], to node `to` of another stack.
-    pub fn carry_ipns_record_to(
-        &self,
-        name: &str,
-        from: usize,
-        other: &Stack,
-        to: usize,
-    ) -> Result<()> {
-        let record = self.dir.join(format!("ipns-record-{name}"));
-        let kubo = paths::kubo_binary()?;
-        let output = Command::new(&kubo)
-            .env("IPFS_PATH", &self.kubo_node(from)?.repo)
-            .args(["name", "get", name])
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "ipfs name get {name}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        fs::write(&record, output.stdout)?;
-        other.ipfs(
-            to,
-            &["name", "put", "--force", name, record.to_str().unwrap()],
-        )?;
-        Ok(())
-    }
-
-    /// Connects node `number` of this stack to node `to` of `other`
-    /// (and keeps them peered), so that blocks travel between the stacks.
-    pub fn connect_to(&self, number: usize, other: &Stack, to: usize) -> Result<()> {
-        connect_kubo(
-            &paths::kubo_binary()?,
-            self.kubo_node(number)?,
-            other.kubo_node(to)?,
-        )
-    }
-
     /// The Flatpak configuration directory the daemon registers its
     /// installation in (`FLATPAK_CONFIG_DIR` for `flatpak` commands).
     pub fn flatpak_config_dir(&self) -> PathBuf {
@@ -602,34 +611,6 @@ fn install_polkit_files(test_rules: bool) -> Result<()> {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
         fs::rename(&tmp, &to)?;
     }
-    Ok(())
-}
-
-fn connect_kubo(kubo: &Path, node: &KuboNode, to: &KuboNode) -> Result<()> {
-    let out =
-        run_ok(
-            Command::new(kubo)
-                .env("IPFS_PATH", &to.repo)
-                .args(["id", "-f", "<id>\n<addrs>"]),
-        )?;
-    let mut lines = out.lines();
-    let id = lines
-        .next()
-        .context("ipfs id printed nothing")?
-        .trim()
-        .to_string();
-    let addr = lines
-        .map(str::trim)
-        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
-        .with_context(|| format!("kubo-{} has no loopback TCP address", to.number))?;
-    let full = if addr.contains("/p2p/") {
-        addr.to_string()
-    } else {
-        format!("{addr}/p2p/{id}")
-    };
-    let ipfs = |args: &[&str]| run_ok(Command::new(kubo).env("IPFS_PATH", &node.repo).args(args));
-    ipfs(&["swarm", "connect", &full])?;
-    ipfs(&["swarm", "peering", "add", &full])?;
     Ok(())
 }
 

@@ -56,7 +56,7 @@ fn a_release_of_thousands_of_small_files_is_fetched_completely() {
         ],
     );
     assert!(published["release"].is_string(), "{published}");
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
 
     let client = &pair.client;
     ok_json(client, &["install", "--json", "main", "org.test.Platform"]);

@@ -390,9 +390,7 @@ fn an_app_is_updated_only_from_the_publisher_it_was_installed_from() {
             &pair.app_ref,
         ],
     );
-    pair.publisher
-        .carry_ipns_record_to(&other, 1, client, 1)
-        .unwrap();
+    pair.wait_until_client_resolves(&other);
     ok_json(client, &["remote", "remove", "main", "--json"]);
     ok_json(
         client,

@@ -97,7 +97,7 @@ impl Deploy {
                 self.dir.to_str().unwrap(),
             ],
         );
-        pair.carry_index();
+        pair.wait_until_client_resolves_index();
         out["release"].as_str().unwrap().to_string()
     }
 }

@@ -111,12 +111,12 @@ fn only_current_releases_are_mounted_and_everything_survives_a_restart() {
     for n in 1..=APPS {
         publish(&pair, &app_tree(&trees, &id(n), "1", &arch), "1");
     }
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
 
     // One app installed and updated once: the daemon's threads then.
     ok_json(client, &["install", "--json", "main", &id(1)]);
     publish(&pair, &app_tree(&trees, &id(1), "2", &arch), "2");
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     ok_json(client, &["update", "--json", &id(1)]);
     // The runtime and app 1's current release; its previous one is kept
     // but not mounted.
@@ -129,7 +129,7 @@ fn only_current_releases_are_mounted_and_everything_survives_a_restart() {
     for n in 2..=APPS {
         publish(&pair, &app_tree(&trees, &id(n), "2", &arch), "2");
     }
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     // An instance of app 2 that runs across its update.
     let mut running = flatpak(
         client,

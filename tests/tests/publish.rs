@@ -8,6 +8,7 @@ use std::process::Command;
 
 use flatipfs_tests::ctl::{create_remote, flatipfsctl, last_json, ok_json, publish_repo};
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
+use flatipfs_tests::network::wait_until_resolved;
 use flatipfs_tests::users::{self, PLAIN_USER};
 use flatipfs_tests::{paths, Stack, StackOptions, TestStack};
 use serde_json::Value;
@@ -31,7 +32,7 @@ fn a_release_published_on_one_node_is_read_back_on_another() {
     let ipns = create_remote(&stack, "main");
 
     // A new remote publishes an empty index.
-    stack.carry_ipns_record(&ipns, 1, 2).unwrap();
+    wait_until_resolved(&stack, 1, &stack, 2, &ipns).unwrap();
     let empty = index_on(&stack, 2, &ipns);
     assert_eq!(empty["apps"], serde_json::json!({}));
 
@@ -42,8 +43,8 @@ fn a_release_published_on_one_node_is_read_back_on_another() {
     assert_eq!(published["sequence"], 2);
     let release = published["release"].as_str().unwrap();
 
-    // Node 2 learns the record, resolves the index and reads the release.
-    stack.carry_ipns_record(&ipns, 1, 2).unwrap();
+    // Node 2 finds the new record through routing, resolves the index and reads the release.
+    wait_until_resolved(&stack, 1, &stack, 2, &ipns).unwrap();
     let index = index_on(&stack, 2, &ipns);
     assert_eq!(index["apps"]["org.test.Hello"]["release"], release);
     assert_eq!(index["apps"]["org.test.Hello"]["kind"], "app");

@@ -60,7 +60,7 @@ fn publish_deploy(pair: &Pair, deploy: &Path, version: &str, startup: Option<&Pa
     }
     args.push(deploy.to_str().unwrap());
     let out = ok_json(&pair.publisher, &args);
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     out["release"].as_str().unwrap().to_string()
 }
 

@@ -602,6 +602,7 @@ pub(crate) fn map_install_error(e: &InstallError) -> Error {
     let kind = match e {
         InstallError::Source(SourceError::BadSource(_)) => ErrorKind::InvalidArgs,
         InstallError::Source(SourceError::ResolveFailed { .. }) => ErrorKind::ResolveFailed,
+        InstallError::Source(SourceError::Stale { .. }) => ErrorKind::StaleIndex,
         InstallError::Source(SourceError::Fetch { .. }) | InstallError::Kubo(_) => {
             ErrorKind::FetchFailed
         }

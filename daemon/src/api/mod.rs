@@ -211,7 +211,10 @@ impl ManagerObject {
     }
 
     /// Every remote: (name, IPNS name, details). Details: `Publishing` (b),
-    /// true for remotes this daemon publishes to. Needs no authorization.
+    /// true for remotes this daemon publishes to; for those
+    /// `RecordExpires` (t) and, when the record is expired or about to,
+    /// `RecordWarning` (s); for the others `HighestSequence` (t) and
+    /// `LastSeen` (t, 0: never). Needs no authorization.
     async fn list_remotes(
         &self,
     ) -> Result<Vec<(String, String, HashMap<String, OwnedValue>)>, Error> {
@@ -223,8 +226,24 @@ impl ManagerObject {
         Ok(listed
             .into_iter()
             .map(|r| {
-                let details =
+                let mut details =
                     HashMap::from([("Publishing".to_string(), OwnedValue::from(r.publishing))]);
+                if r.publishing {
+                    details.insert("RecordExpires".into(), OwnedValue::from(r.record_expires));
+                    if let Some(warning) = r.record_warning {
+                        details.insert(
+                            "RecordWarning".into(),
+                            OwnedValue::try_from(zbus::zvariant::Value::from(warning))
+                                .expect("a string has no fd"),
+                        );
+                    }
+                } else {
+                    details.insert(
+                        "HighestSequence".into(),
+                        OwnedValue::from(r.highest_sequence),
+                    );
+                    details.insert("LastSeen".into(), OwnedValue::from(r.last_seen));
+                }
                 (r.name, r.ipns, details)
             })
             .collect())

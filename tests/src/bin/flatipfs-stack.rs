@@ -4,6 +4,12 @@
 //!     eval "$(flatipfs-stack up /tmp/s)"   # prints the environment to export
 //!     flatipfsctl status
 //!     flatipfs-stack down /tmp/s
+//!
+//! The Kubo nodes form a private IPFS network ([`flatipfs_tests::network`]):
+//! with no `--bootstrap`, node 1 is its bootstrap node and the others know
+//! only node 1; with `--bootstrap ADDR` (repeatable, as printed in
+//! `FLATIPFS_KUBO_PEER_N` by another stack) every node joins that network.
+//! Nodes find each other, records and providers through routing alone.
 
 use std::path::PathBuf;
 
@@ -23,9 +29,17 @@ enum Cmd {
     /// Start a stack in DIR and print the environment to export.
     Up {
         dir: PathBuf,
-        /// Number of Kubo nodes, connected to each other.
+        /// Number of Kubo nodes (node 1 serves the daemon).
         #[arg(long, default_value_t = 2)]
         kubo_nodes: usize,
+        /// Bootstrap peer (full multiaddr with /p2p/) of every node, to
+        /// join another stack's network; repeatable.
+        #[arg(long)]
+        bootstrap: Vec<String>,
+        /// Only the Kubo nodes (a network's bootstrap node): no bus,
+        /// polkitd or daemon.
+        #[arg(long)]
+        network_only: bool,
         /// Let flatipfsd run its own embedded Kubo node.
         #[arg(long)]
         embedded_kubo: bool,
@@ -51,6 +65,8 @@ fn main() -> Result<()> {
             kubo_nodes,
             embedded_kubo,
             no_daemon,
+            bootstrap,
+            network_only,
         } => {
             let stack = Stack::up(
                 &dir,
@@ -58,6 +74,8 @@ fn main() -> Result<()> {
                     kubo_nodes,
                     daemon: !no_daemon,
                     embedded_kubo,
+                    bootstrap,
+                    network_only,
                     ..Default::default()
                 },
             )?;
