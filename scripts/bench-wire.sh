@@ -81,7 +81,7 @@ ctl="$bin/flatipfsctl"
 ipns=$(pub "$ctl" --json remote create bench | field name)
 pub "$ctl" --json remote create plain >/dev/null
 pub "$ctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
-carry_index
+wait_for_index
 client "$ctl" remote add bench "$ipns" >/dev/null
 client "$ctl" policy none >/dev/null
 
@@ -112,12 +112,12 @@ for spec in $pairs; do
 
   # flatipfs: publish the old release, install it completely.
   pub "$ctl" --json publish --remote bench --version 1 "$work/$name-old" >/dev/null
-  carry_index
+  wait_for_index
   client "$ctl" --json install bench "$id" >/dev/null
   # The new release: without encodings first (today's cost), then with.
   t0=$(now); pub "$ctl" --json publish --remote plain --version 2 --no-pack --no-deltas "$work/$name-new" >/dev/null; t_plain=$(since "$t0")
   t0=$(now); published=$(pub "$ctl" --json publish --remote bench --version 2 "$work/$name-new"); t_enc=$(since "$t0")
-  carry_index
+  wait_for_index
   before=$(received)
   updated=$(client "$ctl" --json update "$id")
   got_update=$(( $(received) - before ))

@@ -61,7 +61,7 @@ pub fn publish(pair: &Pair, dir: &Path, version: &str, extra: &[&str]) -> Value 
     args.extend_from_slice(extra);
     args.push(dir.to_str().unwrap());
     let out = ctl::ok_json(&pair.publisher, &args);
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     out
 }
 

@@ -147,7 +147,7 @@ fn a_fetched_app_is_kept_once_read_locally_and_still_served_to_peers() {
         ],
     );
     let release = published["release"].as_str().unwrap().to_string();
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     let repo = state_dir(client).join("kubo");
     let repo_before = du(&repo);
 

@@ -28,7 +28,7 @@ fn an_install_comes_as_the_pack_and_an_update_as_deltas() {
         &pair.apps.join("repo-v1"),
         &pair.runtime_ref,
     );
-    pair.carry_index();
+    pair.wait_until_client_resolves_index();
     let scratch = tempfile::tempdir().unwrap();
     let (big1, data1) = (text(40_000, 50, 0), text(20_000, 10, 0));
     let v1 = app_with_files(
