@@ -123,6 +123,10 @@ pub fn remotes(json: bool, remotes: &[flatipfs_dbus::proxy::RemoteEntry]) {
 pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
     let t = |k: &str| jobs::text(details, k);
     let n = |k: &str| jobs::number(details, k);
+    let warnings: Vec<String> = t("Warnings").lines().map(String::from).collect();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         let document = json!({
             "app": t("AppId"),
@@ -135,6 +139,7 @@ pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
             "release_bytes": n("ReleaseBytes"),
             "shared_bytes": n("SharedBytes"),
             "new_bytes": n("NewBytes"),
+            "warnings": warnings,
         });
         println!("{document}");
         return;

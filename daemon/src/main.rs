@@ -10,6 +10,8 @@
 
 mod api;
 mod apps;
+mod appstream;
+mod catalog;
 mod config;
 mod deploy_data;
 mod durable;

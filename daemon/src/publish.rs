@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
 use crate::index::{IndexEntry, IndexLimits, StoreIndex};
@@ -107,6 +107,8 @@ pub struct Outcome {
     pub shared_bytes: u64,
     /// Bytes a holder of the previous release must fetch.
     pub new_bytes: u64,
+    /// What the publisher should know (missing AppStream data or icons).
+    pub warnings: Vec<String>,
 }
 
 /// Progress reports of a publication.
@@ -265,6 +267,15 @@ impl Publisher {
         progress.status("reading the tree");
         let tree = tree::scan(&deploy_dir, self.limits)?;
         let metadata = flatpak::read_metadata(&tree)?;
+        let appstream = (metadata.kind == release::Kind::App)
+            .then(|| crate::appstream::collect(&tree, &metadata.id));
+        let warnings = appstream
+            .as_ref()
+            .map_or_else(Vec::new, |a| a.warnings.clone());
+        for w in &warnings {
+            progress.status(&format!("warning: {w}"));
+            warn!(id = %metadata.id, "publish: {w}");
+        }
         let entries: Vec<&tree::LocalEntry> = tree
             .entries
             .iter()
@@ -450,6 +461,28 @@ impl Publisher {
                 &format!("{stage}/{}", release::MANIFEST_NAME),
             )
             .await?;
+        if let Some(appstream) = &appstream {
+            let parts =
+                crate::appstream::release_parts(appstream, &version, manifest.totals.dag_bytes);
+            let lines = self
+                .kubo
+                .add(parts, AddOptions { pin: false }, |_| {})
+                .await?;
+            let dir = lines
+                .iter()
+                .rev()
+                .find(|l| l.name == flatipfs_format::appstream::RELEASE_DIR)
+                .and_then(|l| l.hash.clone())
+                .ok_or_else(|| {
+                    PublishError::Internal("Kubo returned no CID for appstream/".into())
+                })?;
+            self.kubo
+                .files_cp(
+                    &format!("/ipfs/{dir}"),
+                    &format!("{stage}/{}", flatipfs_format::appstream::RELEASE_DIR),
+                )
+                .await?;
+        }
         let release_cid = self.kubo.files_hash(&stage).await?;
         self.kubo
             .pin_add(
@@ -491,6 +524,9 @@ impl Publisher {
                 published: manifest.published,
             },
         );
+        // The catalog covers every app's current release, this one included.
+        index.appstream =
+            Some(crate::appstream::build_catalog(&self.kubo, &request.remote, &index).await?);
         let index_cid = self
             .add_document(
                 "index.json",
@@ -541,6 +577,7 @@ impl Publisher {
             release_bytes,
             shared_bytes,
             new_bytes: release_bytes.saturating_sub(shared_bytes),
+            warnings,
         })
     }
 }

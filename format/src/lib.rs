@@ -6,6 +6,7 @@
 //! (`fuzz/`) on its own. The daemon (`flatipfsd`) fetches, bounds and
 //! stores; this crate decides what is acceptable.
 //!
+//! - [`appstream`]: AppStream components, the per-remote catalog and icons;
 //! - [`release`]: the release manifest and its validation;
 //! - [`index`]: the store index a remote publishes under its IPNS name;
 //! - [`exports`]: what an app may export to the host (Flatpak's rules) and
@@ -13,6 +14,7 @@
 //! - [`metadata`]: a release's Flatpak `metadata`, its checks against the
 //!   manifest, the sandbox permissions it grants and what an update widens.
 
+pub mod appstream;
 pub mod exports;
 pub mod index;
 pub mod metadata;

@@ -54,6 +54,7 @@ pub fn publish_details(o: &Outcome) -> BTreeMap<String, Detail> {
     d.insert("ReleaseBytes".into(), Detail::Number(o.release_bytes));
     d.insert("SharedBytes".into(), Detail::Number(o.shared_bytes));
     d.insert("NewBytes".into(), Detail::Number(o.new_bytes));
+    d.insert("Warnings".into(), text(&o.warnings.join("\n")));
     d
 }
 
