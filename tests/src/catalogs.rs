@@ -147,3 +147,32 @@ pub fn ok_json_as(stack: &Stack, user: &str, args: &[&str]) -> Value {
     );
     ctl::last_json(&out)
 }
+
+/// `GetIcon` (remote `main`) as root on `stack`'s bus: the PNG, or the
+/// D-Bus error as text.
+pub fn get_icon(stack: &Stack, id: &str, size: u32) -> Result<Vec<u8>, String> {
+    let connection = zbus::blocking::connection::Builder::address(stack.bus_address.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    connection
+        .call_method(
+            Some("org.flatipfs.Manager1"),
+            "/org/flatipfs/Manager1",
+            Some("org.flatipfs.Manager1"),
+            "GetIcon",
+            &("main", id, size),
+        )
+        .map_err(|e| e.to_string())
+        .map(|reply| reply.body().deserialize::<Vec<u8>>().unwrap())
+}
+
+/// Refreshes (`update --check`); the catalog errors it reports.
+pub fn refresh_errors(stack: &Stack) -> Vec<String> {
+    ok_json(stack, &["update", "--check", "--json"])["catalog_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect()
+}

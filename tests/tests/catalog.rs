@@ -5,33 +5,14 @@
 //! data gets a minimal entry and its publisher a warning.
 
 use flatipfs_tests::catalogs::{
-    hello_deploy, offered, ok_json_as, publish_dir, publish_with_appstream, refresh,
+    get_icon, hello_deploy, offered, ok_json_as, publish_dir, publish_with_appstream, refresh,
 };
 use flatipfs_tests::ctl::{flatipfsctl, ok_json, run_hello};
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::users::{ensure_test_users, PLAIN_USER};
-use flatipfs_tests::Stack;
 use serde_json::Value;
 
 const NO_AUTOMATIC_UPDATES: &str = "\n[updates]\npolicy = \"none\"\n";
-
-/// `GetIcon` as root on `stack`'s bus.
-fn get_icon(stack: &Stack, id: &str, size: u32) -> Result<Vec<u8>, String> {
-    let connection = zbus::blocking::connection::Builder::address(stack.bus_address.as_str())
-        .unwrap()
-        .build()
-        .unwrap();
-    connection
-        .call_method(
-            Some("org.flatipfs.Manager1"),
-            "/org/flatipfs/Manager1",
-            Some("org.flatipfs.Manager1"),
-            "GetIcon",
-            &("main", id, size),
-        )
-        .map_err(|e| e.to_string())
-        .map(|reply| reply.body().deserialize::<Vec<u8>>().unwrap())
-}
 
 fn hello(apps: &[Value]) -> &Value {
     apps.iter()
