@@ -19,6 +19,11 @@ packages=(
   util-linux passwd procps    # setpriv, findmnt, useradd, ps
   libglib2.0-bin              # gdbus, for poking at the API by hand
   ca-certificates
+  # Flatpak's deploy triggers, run by the daemon after each install/update/uninstall
+  desktop-file-utils shared-mime-info gtk-update-icon-cache hicolor-icon-theme
+  # the GNOME Software plugin (gnome-software/) and its headless tests
+  gnome-software gnome-software-dev gcc make pkg-config
+  xvfb xauth dbus-x11 imagemagick xdotool
 )
 
 if [ "$(id -u)" -ne 0 ]; then

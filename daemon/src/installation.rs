@@ -241,6 +241,8 @@ impl Installation {
             )?;
             let export = ref_dir.join(deploy_id(release)).join("export");
             self.link_exports(&manifest.id, &export)?;
+            // As Flatpak after a deploy: the desktop's caches follow.
+            crate::triggers::run(&self.path);
         }
         let changed = self.path.join(".changed");
         fs::File::create(&changed).map_err(io(&changed))?;
@@ -333,6 +335,9 @@ impl Installation {
             let _ = fs::remove_dir(id_dir.join(arch));
             let _ = fs::remove_dir(&id_dir);
             self.prune_exports();
+            if kind == Kind::App {
+                crate::triggers::run(&self.path);
+            }
         }
         let changed = self.path.join(".changed");
         fs::File::create(&changed).map_err(io(&changed))?;

@@ -40,6 +40,7 @@ mod subprocess;
 mod supervised;
 mod tools;
 mod tree;
+mod triggers;
 mod unixfs;
 mod update;
 mod updates;

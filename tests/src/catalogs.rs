@@ -15,6 +15,9 @@ use crate::Stack;
 /// The colour of the test icons (RGBA), so a screenshot can be checked.
 pub const ICON_COLOUR: [u8; 4] = [0xe0, 0x40, 0x10, 0xff];
 
+/// The MIME type the AppStream test app's desktop file claims.
+pub const MIME_TYPE: &str = "application/x-flatipfs-test";
+
 /// A deploy directory of `org.test.Hello` from fixture repository `repo`
 /// with AppStream data naming it `name` and PNG icons; without
 /// `with_appstream`, only the desktop file is there.
@@ -44,6 +47,14 @@ pub fn hello_deploy(pair: &Pair, repo: &str, name: &str, with_appstream: bool) -
             ),
         )
         .unwrap();
+        // A MIME type, so that the desktop database shows the app.
+        for base in ["export", "files"] {
+            let desktop = dir.join(format!("{base}/share/applications/org.test.Hello.desktop"));
+            let mut text = std::fs::read_to_string(&desktop).unwrap();
+            assert!(!text.contains("\n[Desktop Action"), "{text}");
+            text.push_str(&format!("MimeType={MIME_TYPE};\n"));
+            std::fs::write(&desktop, text).unwrap();
+        }
         for size in [64u32, 128] {
             let png = flatipfs_format::appstream::solid_icon(size, ICON_COLOUR);
             for base in ["export/share/icons", "files/share/icons"] {
