@@ -720,6 +720,7 @@ list_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 		if (!load_installed (self, NULL, cancellable, &local_error))
 			g_debug ("flatipfs: %s", local_error->message);
 	}
+	g_debug ("flatipfs: %u apps listed", gs_app_list_length (list));
 	g_task_return_pointer (task, g_steal_pointer (&list), g_object_unref);
 }
 

@@ -19,6 +19,7 @@ pub mod pair;
 pub mod paths;
 pub mod process;
 pub mod raw_metadata;
+pub mod software_centre;
 pub mod stack;
 pub mod trees;
 pub mod users;
