@@ -449,6 +449,11 @@ app_from_installed (GsPluginFlatipfs *self, GVariant *props)
 	if (gs_app_get_summary (app) == NULL)
 		gs_app_set_summary (app, GS_APP_QUALITY_LOWEST,
 				    runtime ? "Runtime installed from IPFS" : "Installed from IPFS");
+	/* GNOME Software lists only apps with a description. */
+	if (gs_app_get_description (app) == NULL)
+		gs_app_set_description (app, GS_APP_QUALITY_LOWEST,
+					runtime ? "A runtime installed from IPFS by flatipfs."
+						: "An app installed from IPFS by flatipfs.");
 	gs_app_set_version (app, dict_str (props, "CurrentVersion"));
 	if (*remote != '\0') {
 		g_autofree gchar *origin_ui = g_strdup_printf ("%s (IPFS)", remote);

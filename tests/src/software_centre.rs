@@ -36,9 +36,17 @@ pub fn install_plugin() -> Result<()> {
 }
 
 /// A home directory for GNOME Software (its caches), below the stack.
+/// Its settings (a GSettings keyfile): no welcome dialog, no automatic
+/// downloads of updates behind the test's back.
 pub fn home(stack: &Stack) -> PathBuf {
     let home = stack.dir.join("gs-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let settings = home.join("config/glib-2.0/settings");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(
+        settings.join("keyfile"),
+        "[org/gnome/software]\nfirst-run=false\ndownload-updates=false\nallow-updates=true\n",
+    )
+    .unwrap();
     home
 }
 
@@ -63,7 +71,7 @@ pub fn headless(stack: &Stack, program: &str, args: &[&str]) -> Command {
         .env("XDG_CACHE_HOME", home.join("cache"))
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
-        .env("GSETTINGS_BACKEND", "memory")
+        .env("GSETTINGS_BACKEND", "keyfile")
         .env("NO_AT_BRIDGE", "1")
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env_remove("DISPLAY");
@@ -112,4 +120,91 @@ pub fn gs_cmd_without_daemon(stack: &Stack, args: &[&str]) -> Result<Output> {
     headless(stack, "sh", &all)
         .output()
         .context("running gnome-software-cmd under xvfb-run")
+}
+
+/// Starts `gnome-software --mode=MODE` under Xvfb against `stack` and
+/// takes a screenshot of the whole screen every 2 s into `shots/` (below
+/// the stack) until `ready(shot)` says yes or `seconds` pass; returns the
+/// accepted screenshot's path.
+pub fn screenshot_when(
+    stack: &Stack,
+    mode: &str,
+    seconds: u32,
+    ready: impl Fn(&Path) -> bool,
+) -> Result<PathBuf> {
+    install_plugin()?;
+    let shots = stack.dir.join("shots");
+    std::fs::create_dir_all(&shots)?;
+    // The script runs inside the X server's and the session bus's life.
+    let script = format!(
+        "gnome-software --verbose --mode={mode} >\"{dir}/gnome-software.log\" 2>&1 &\n\
+         gs=$!\n\
+         i=0\n\
+         while [ $i -lt {n} ]; do\n\
+           sleep 2; i=$((i+1))\n\
+           import -window root \"{dir}/shot-$i.png\" 2>/dev/null\n\
+           [ -e \"{dir}/stop\" ] && break\n\
+         done\n\
+         kill $gs; wait $gs 2>/dev/null; exit 0\n",
+        dir = shots.display(),
+        n = seconds / 2,
+    );
+    let mut child = headless(stack, "sh", &["-c", &script]).spawn()?;
+    let mut found = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds as u64 + 30);
+    let mut next = 1;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("the headless session failed: {status}");
+            }
+            // Look at what is left, then stop.
+        }
+        let shot = shots.join(format!("shot-{next}.png"));
+        let after = shots.join(format!("shot-{}.png", next + 1));
+        // A screenshot is complete once the next one is started (or the
+        // script is over).
+        if shot.exists() && (after.exists() || child.try_wait()?.is_some()) {
+            if is_png(&shot) && ready(&shot) {
+                found = Some(shot);
+                break;
+            }
+            next += 1;
+            continue;
+        }
+        if child.try_wait()?.is_some() && !shot.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::fs::write(shots.join("stop"), b"")?;
+    let _ = child.wait();
+    if found.is_none() {
+        // Kept for a look after the stack's directory is gone.
+        let keep = paths::project_root().join("target/gnome-software-shots");
+        let _ = std::fs::remove_dir_all(&keep);
+        let _ = Command::new("cp").arg("-r").arg(&shots).arg(&keep).status();
+        bail!(
+            "no screenshot was accepted; the screenshots and the log are in {}",
+            keep.display()
+        );
+    }
+    Ok(found.unwrap())
+}
+
+/// How many pixels of the PNG at `path` have colour `rgb` (±8 per channel).
+pub fn pixels_of_colour(path: &Path, rgb: [u8; 3]) -> Result<usize> {
+    let out = Command::new("convert")
+        .arg(path)
+        .args(["-depth", "8", "rgb:-"])
+        .output()
+        .context("convert (imagemagick)")?;
+    if !out.status.success() {
+        bail!("convert failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out
+        .stdout
+        .chunks_exact(3)
+        .filter(|p| p.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 8))
+        .count())
 }

@@ -7,10 +7,14 @@
 //! test opens the Installed page of `gnome-software` and saves a
 //! screenshot (docs/gnome-software-installed.png).
 
-use flatipfs_tests::catalogs::{hello_deploy, publish_dir, publish_with_appstream, refresh};
+use flatipfs_tests::catalogs::{
+    hello_deploy, publish_dir, publish_with_appstream, refresh, ICON_COLOUR,
+};
 use flatipfs_tests::ctl::{flatpak, ok_json, run_hello, state_if_installed};
 use flatipfs_tests::pair::Pair;
-use flatipfs_tests::software_centre::{gs_cmd_ok, gs_cmd_without_daemon, headless, GS_CMD};
+use flatipfs_tests::software_centre::{
+    gs_cmd_ok, gs_cmd_without_daemon, headless, is_png, pixels_of_colour, screenshot_when, GS_CMD,
+};
 use serde_json::Value;
 
 const NO_AUTOMATIC_UPDATES: &str = "\n[updates]\npolicy = \"none\"\n";
@@ -162,4 +166,37 @@ fn without_a_daemon_on_the_bus_the_plugin_disables_itself_quietly() {
         !stdout.contains("management-plugin:   flatipfs"),
         "{stdout}"
     );
+}
+
+#[test]
+fn the_installed_page_shows_the_app_with_its_name_and_icon() {
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    publish_with_appstream(&pair, "Hello World");
+    let client = &pair.client;
+    ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    refresh(client);
+    // The icon is the only thing of its colour on the screen: once enough
+    // of it is shown (at least a 32x32 block), the page has the app.
+    let [r, g, b, _] = ICON_COLOUR;
+    let shot = screenshot_when(client, "installed", 90, |shot| {
+        pixels_of_colour(shot, [r, g, b]).unwrap_or(0) >= 32 * 32
+    })
+    .unwrap();
+    // The row's name comes from the plugin: GNOME Software listed the app
+    // it made, with the catalog's name.
+    let log = std::fs::read_to_string(client.dir.join("shots/gnome-software.log")).unwrap();
+    assert!(log.contains("flatipfs"), "the plugin ran");
+    let installed = gs_cmd_ok(client, &["--show-results", "installed"]).unwrap();
+    let hello = listed(&installed, "org.test.Hello").unwrap();
+    assert_eq!(field(&hello, "name"), "Hello World");
+    let docs = flatipfs_tests::paths::project_root().join("docs/gnome-software-installed.png");
+    // The window only, without the empty screen around it.
+    let trimmed = std::process::Command::new("convert")
+        .arg(&shot)
+        .args(["-trim", "+repage"])
+        .arg(&docs)
+        .status()
+        .unwrap();
+    assert!(trimmed.success());
+    assert!(is_png(&docs));
 }
