@@ -61,5 +61,9 @@ if [ ! -x "$fuzz_root/bin/cargo-fuzz" ]; then
   cargo install cargo-fuzz --locked --quiet --root "$fuzz_root"
 fi
 
+# The GNOME Software plugin, into GNOME Software's plugin directory.
+make -s -C "$here/gnome-software" install
+echo "setup: GNOME Software plugin installed in $(pkg-config --variable=plugindir gnome-software)" >&2
+
 (cd "$here" && cargo build --workspace --all-targets --quiet)
 echo "setup: workspace built in $here/target/debug" >&2

@@ -208,3 +208,52 @@ pub fn pixels_of_colour(path: &Path, rgb: [u8; 3]) -> Result<usize> {
         .filter(|p| p.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) <= 8))
         .count())
 }
+
+/// `gnome-software-cmd ARGS` against `stack` run as test user `user` (its
+/// own X server, session bus and home, owned by it); every plugin error is
+/// made the command's (GS_SELF_TEST_PLUGIN_ERROR_FAIL_HARD).
+pub fn gs_cmd_as(stack: &Stack, user: &str, args: &[&str]) -> Result<Output> {
+    install_plugin()?;
+    let home = stack.dir.join(format!("gs-home-{user}"));
+    let settings = home.join("config/glib-2.0/settings");
+    std::fs::create_dir_all(&settings)?;
+    std::fs::write(
+        settings.join("keyfile"),
+        "[org/gnome/software]\nfirst-run=false\ndownload-updates=false\n",
+    )?;
+    let account = nix::unistd::User::from_name(user)?.with_context(|| format!("no user {user}"))?;
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{}:{}", account.uid, account.gid)])
+        .arg(&home)
+        .status()?;
+    if !chown.success() {
+        bail!("chown {} failed", home.display());
+    }
+    let mut command = crate::users::as_user(user, "xvfb-run")?;
+    command
+        .args([
+            "-a",
+            "dbus-run-session",
+            "--",
+            GS_CMD,
+            "--plugin-blocklist=packagekit",
+        ])
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus_address)
+        .env("FLATPAK_CONFIG_DIR", stack.flatpak_config_dir())
+        .env("GS_SELF_TEST_PLUGIN_ERROR_FAIL_HARD", "1")
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_RUNTIME_DIR", &home)
+        .env("GSETTINGS_BACKEND", "keyfile")
+        .env("NO_AT_BRIDGE", "1")
+        .env("TMPDIR", "/tmp")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("DISPLAY")
+        .current_dir(&home);
+    command
+        .output()
+        .context("running gnome-software-cmd as a test user")
+}

@@ -13,8 +13,10 @@ use flatipfs_tests::catalogs::{
 use flatipfs_tests::ctl::{flatpak, ok_json, run_hello, state_if_installed};
 use flatipfs_tests::pair::Pair;
 use flatipfs_tests::software_centre::{
-    gs_cmd_ok, gs_cmd_without_daemon, headless, is_png, pixels_of_colour, screenshot_when, GS_CMD,
+    gs_cmd_as, gs_cmd_ok, gs_cmd_without_daemon, headless, is_png, pixels_of_colour,
+    screenshot_when, GS_CMD,
 };
+use flatipfs_tests::users::{ensure_test_users, CHALLENGED_USER};
 use serde_json::Value;
 
 const NO_AUTOMATIC_UPDATES: &str = "\n[updates]\npolicy = \"none\"\n";
@@ -199,4 +201,82 @@ fn the_installed_page_shows_the_app_with_its_name_and_icon() {
         .unwrap();
     assert!(trimmed.success());
     assert!(is_png(&docs));
+}
+
+#[test]
+fn an_app_still_being_fetched_shows_that_it_runs_degraded() {
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    let v1 = publish_with_appstream(&pair, "Hello World");
+    let client = &pair.client;
+    refresh(client);
+    // One block of a file not read at start-up cannot be fetched.
+    let _withheld = pair.withhold(
+        v1["release"].as_str().unwrap(),
+        "deploy/files/share/hello/data.txt",
+    );
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+    let installed = ok_json(
+        client,
+        &["install", "--no-wait", "--json", "main", "org.test.Hello"],
+    );
+    assert_eq!(installed["state"], "degraded", "{installed}");
+    let listed_now = gs_cmd_ok(client, &["--show-results", "installed"]).unwrap();
+    let hello = listed(&listed_now, "org.test.Hello").unwrap_or_else(|| panic!("{listed_now}"));
+    assert_eq!(field(&hello, "state"), "installed");
+    let summary = field(&hello, "summary");
+    assert!(
+        summary.starts_with("Still being fetched from IPFS (") && summary.contains("it runs"),
+        "{hello}"
+    );
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+    assert_eq!(
+        state_if_installed(client, "org.test.Hello").as_deref(),
+        Some("degraded")
+    );
+}
+
+#[test]
+fn authorization_is_interactive_only_when_gnome_software_says_so() {
+    ensure_test_users().unwrap();
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    publish_with_appstream(&pair, "Hello World");
+    let client = &pair.client;
+    refresh(client);
+    // polkit asks this user for an admin's password (test rule).
+    let text = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let quiet = gs_cmd_as(
+        client,
+        CHALLENGED_USER,
+        &["action", "install", "org.test.Hello"],
+    )
+    .unwrap();
+    assert!(!quiet.status.success(), "{}", text(&quiet));
+    assert!(
+        text(&quiet).contains("Authentication is required to install the app"),
+        "not interactive: the daemon said a password would be needed: {}",
+        text(&quiet)
+    );
+    // Interactive: polkit is asked to interact (there is no agent here to
+    // ask the password, so it says no).
+    let asked = gs_cmd_as(
+        client,
+        CHALLENGED_USER,
+        &["--interactive", "action", "install", "org.test.Hello"],
+    )
+    .unwrap();
+    assert!(!asked.status.success(), "{}", text(&asked));
+    assert!(
+        !text(&asked).contains("Authentication is required"),
+        "interactive: {}",
+        text(&asked)
+    );
+    assert!(
+        text(&asked).contains("Not allowed to install the app")
+            && text(&asked).contains("no polkit agent answered"),
+        "{}",
+        text(&asked)
+    );
+    assert_eq!(state_if_installed(client, "org.test.Hello"), None);
 }
