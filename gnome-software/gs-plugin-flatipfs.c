@@ -307,6 +307,7 @@ static GsApp *
 app_for_id (GsPluginFlatipfs *self, const gchar *id, gboolean runtime)
 {
 	GsPlugin *plugin = GS_PLUGIN (self);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&self->lock);
 	GsApp *app = gs_plugin_cache_lookup (plugin, id);
 
 	if (app != NULL)
@@ -842,7 +843,7 @@ refresh_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
 
 	g_mutex_lock (&self->lock);
 	if (self->last_refresh != 0 &&
-	    (guint64) (now - self->last_refresh) < cache_age_secs * G_USEC_PER_SEC) {
+	    (guint64) (now - self->last_refresh) / G_USEC_PER_SEC < cache_age_secs) {
 		g_mutex_unlock (&self->lock);
 		g_task_return_boolean (task, TRUE);
 		return;

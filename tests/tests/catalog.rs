@@ -157,3 +157,26 @@ fn an_app_without_appstream_gets_a_minimal_entry_and_its_publisher_a_warning() {
     assert_eq!(app["summary"], "Hello");
     assert!(get_icon(&pair.client, "org.test.Hello", 64).is_err());
 }
+
+#[test]
+fn the_scheduler_s_checks_fetch_the_catalog_too() {
+    let pair = Pair::up("\n[updates]\npolicy = \"check\"\ninterval = \"2s\"\njitter = \"1s\"\n");
+    publish_with_appstream(&pair, "Hello World");
+    // No Refresh asked for: the automatic checks bring the catalog.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let out = flatipfsctl(&pair.client, None, &["remote", "ls", "main", "--json"]);
+        if out.status.success() {
+            let apps = flatipfs_tests::ctl::last_json(&out)["apps"].clone();
+            if apps.as_array().is_some_and(|a| !a.is_empty()) {
+                assert_eq!(apps[0]["name"], "Hello World", "{apps}");
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no catalog after 90 s of automatic checks: {out:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
