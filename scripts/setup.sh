@@ -20,6 +20,11 @@ packages=(
   util-linux passwd procps    # setpriv, findmnt, useradd, ps
   libglib2.0-bin              # gdbus, for poking at the API by hand
   ca-certificates
+  # Flatpak's deploy triggers, run by the daemon after each install/update/uninstall
+  desktop-file-utils shared-mime-info gtk-update-icon-cache hicolor-icon-theme
+  # the GNOME Software plugin (gnome-software/) and its headless tests
+  gnome-software gnome-software-dev gcc make pkg-config
+  xvfb xauth dbus-x11 imagemagick xdotool
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -56,6 +61,10 @@ if [ ! -x "$fuzz_root/bin/cargo-fuzz" ]; then
   echo "setup: installing cargo-fuzz into $fuzz_root" >&2
   cargo install cargo-fuzz --locked --quiet --root "$fuzz_root"
 fi
+
+# The GNOME Software plugin, into GNOME Software's plugin directory.
+make -s -C "$here/gnome-software" install
+echo "setup: GNOME Software plugin installed in $(pkg-config --variable=plugindir gnome-software)" >&2
 
 (cd "$here" && cargo build --workspace --all-targets --quiet)
 echo "setup: workspace built in $here/target/debug" >&2

@@ -24,6 +24,7 @@ macro_rules! eprintln {
 }
 
 mod apps;
+mod catalog;
 mod exit;
 mod jobs;
 mod output;
@@ -78,6 +79,11 @@ enum Command {
     Uninstall { app_id: String },
     /// List installed apps and runtimes.
     List,
+    /// Search the apps trusted remotes offer (id, name, summary, description).
+    Search {
+        #[arg(required = true)]
+        words: Vec<String>,
+    },
     /// Show one installed app.
     Info { app_id: String },
     /// Run an app with `flatpak run`, warning while it is still being fetched.
@@ -171,6 +177,8 @@ enum RemoteCommand {
     Remove { name: String },
     /// List remotes (installed from, and published to).
     List,
+    /// List the apps a remote offers (from its catalog, fetched on refresh).
+    Ls { name: String },
 }
 
 #[derive(clap::Args)]
@@ -273,6 +281,10 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             output::remotes(cli.json, &remotes);
             Ok(())
         }
+        Command::Remote {
+            command: RemoteCommand::Ls { name },
+        } => catalog::list(cli.json, &manager, name).await,
+        Command::Search { words } => catalog::search(cli.json, &manager, &words.join(" ")).await,
         Command::Publish(args) => publish(cli.json, &manager, args).await,
         Command::Install { no_wait, source } => {
             apps::install(cli.json, &manager, source, *no_wait).await

@@ -164,6 +164,10 @@ pub fn remotes(json: bool, remotes: &[flatipfs_dbus::proxy::RemoteEntry]) {
 pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
     let t = |k: &str| jobs::text(details, k);
     let n = |k: &str| jobs::number(details, k);
+    let warnings: Vec<String> = t("Warnings").lines().map(String::from).collect();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
         let document = json!({
             "app": t("AppId"),
@@ -184,6 +188,7 @@ pub fn published(json: bool, details: &HashMap<String, OwnedValue>) {
                 "delta_target_bytes": n("DeltaTargetBytes"),
                 "seconds": n("EncodeMilliseconds") as f64 / 1000.0,
             },
+            "warnings": warnings,
         });
         println!("{document}");
         return;

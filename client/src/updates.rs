@@ -212,7 +212,11 @@ async fn check(json: bool, manager: &ManagerProxy<'_>, ids: &[String]) -> Result
     if !ids.is_empty() {
         options.insert("apps", Value::from(ids.to_vec()));
     }
-    manager_job(json, manager, "Refresh", &(options,)).await?;
+    let details = manager_job(json, manager, "Refresh", &(options,)).await?;
+    let catalog_errors: Vec<String> = jobs::text(&details, "CatalogErrors")
+        .lines()
+        .map(String::from)
+        .collect();
     let mut rows = Vec::new();
     for path in manager.list_apps().await.map_err(Failure::from_call)? {
         let Ok(app) = app_proxy(manager, path).await else {
@@ -230,8 +234,14 @@ async fn check(json: bool, manager: &ManagerProxy<'_>, ids: &[String]) -> Result
             .iter()
             .map(|(id, v, a)| json!({"id": id, "version": v, "available": a}))
             .collect();
-        println!("{}", json!({ "apps": apps }));
+        println!(
+            "{}",
+            json!({ "apps": apps, "catalog_errors": catalog_errors })
+        );
     } else {
+        for e in &catalog_errors {
+            eprintln!("warning: {e}");
+        }
         for (id, version, available) in &rows {
             if available.is_empty() {
                 println!("{id}\t{version}\tup to date");

@@ -229,6 +229,8 @@ impl Installation {
     pub fn activate(&self, manifest: &Manifest, release: &str) -> Result<(), InstallationError> {
         let _lock = self.lock()?;
         let ref_dir = self.ref_dir(manifest);
+        let switched = fs::read_link(ref_dir.join("active")).ok().as_deref()
+            != Some(Path::new(&deploy_id(release)));
         replace_symlink(Path::new(&deploy_id(release)), &ref_dir.join("active"))?;
         if manifest.kind == Kind::App {
             let app_dir = ref_dir
@@ -240,7 +242,12 @@ impl Installation {
                 &app_dir.join("current"),
             )?;
             let export = ref_dir.join(deploy_id(release)).join("export");
-            self.link_exports(&manifest.id, &export)?;
+            let relinked = self.link_exports(&manifest.id, &export)?;
+            // As Flatpak after a deploy: the desktop's caches follow (not
+            // when a start-up activates what was active already).
+            if switched || relinked {
+                crate::triggers::run(&self.path);
+            }
         }
         let changed = self.path.join(".changed");
         fs::File::create(&changed).map_err(io(&changed))?;
@@ -333,6 +340,9 @@ impl Installation {
             let _ = fs::remove_dir(id_dir.join(arch));
             let _ = fs::remove_dir(&id_dir);
             self.prune_exports();
+            if kind == Kind::App {
+                crate::triggers::run(&self.path);
+            }
         }
         let changed = self.path.join(".changed");
         fs::File::create(&changed).map_err(io(&changed))?;
@@ -346,7 +356,8 @@ impl Installation {
     /// dangling or `app` is the more specific owner (its id is the longer
     /// prefix of the name: `org.a.App.Plugin` wins its own files back from
     /// `org.a.App`); anything that is not a link is never replaced.
-    fn link_exports(&self, app: &str, export: &Path) -> Result<(), InstallationError> {
+    /// Returns whether any link was made or removed.
+    fn link_exports(&self, app: &str, export: &Path) -> Result<bool, InstallationError> {
         let exports = self.path.join("exports");
         let mut wanted = Vec::new();
         collect_files(export, Path::new(""), &mut wanted);
@@ -370,6 +381,7 @@ impl Installation {
             }
             ok
         });
+        let mut changed = false;
         for rel in &wanted {
             let link = exports.join(rel);
             let depth = rel.components().count();
@@ -403,16 +415,17 @@ impl Installation {
                 }
             }
             replace_symlink(&target, &link)?;
+            changed = true;
         }
         let mut present = Vec::new();
         collect_links(&exports, Path::new(""), &mut present);
         for (rel, target) in present {
             if export_owner(&target) == Some(app) && !wanted.contains(&rel) {
-                let _ = fs::remove_file(exports.join(&rel));
+                changed |= fs::remove_file(exports.join(&rel)).is_ok();
             }
         }
         self.prune_exports();
-        Ok(())
+        Ok(changed)
     }
 
     /// Removes export links whose target is gone, and emptied directories.

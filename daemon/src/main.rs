@@ -11,6 +11,8 @@
 mod api;
 mod apps;
 mod codec;
+mod appstream;
+mod catalog;
 mod config;
 mod decode;
 mod deploy_data;
@@ -45,6 +47,7 @@ mod subprocess;
 mod supervised;
 mod tools;
 mod tree;
+mod triggers;
 mod unixfs;
 mod update;
 mod updates;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Mutex;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::encode::{self, EncodeError, EncodeOptions, EncodeReport};
 use crate::config::PublishingConfig;
@@ -128,6 +128,8 @@ pub struct Outcome {
     pub new_bytes: u64,
     /// The encodings made, their sizes and the time spent.
     pub encodings: EncodeReport,
+    /// What the publisher should know (missing AppStream data or icons).
+    pub warnings: Vec<String>,
 }
 
 /// Progress reports of a publication.
@@ -366,6 +368,15 @@ impl Publisher {
         progress.status("reading the tree");
         let tree = tree::scan(&deploy_dir, self.limits)?;
         let metadata = flatpak::read_metadata(&tree)?;
+        let appstream = (metadata.kind == release::Kind::App)
+            .then(|| crate::appstream::collect(&tree, &metadata.id));
+        let warnings = appstream
+            .as_ref()
+            .map_or_else(Vec::new, |a| a.warnings.clone());
+        for w in &warnings {
+            progress.status(&format!("warning: {w}"));
+            warn!(id = %metadata.id, "publish: {w}");
+        }
         let entries: Vec<&tree::LocalEntry> = tree
             .entries
             .iter()
@@ -579,6 +590,28 @@ impl Publisher {
                 &format!("{stage}/{}", release::MANIFEST_NAME),
             )
             .await?;
+        if let Some(appstream) = &appstream {
+            let parts =
+                crate::appstream::release_parts(appstream, &version, manifest.totals.dag_bytes);
+            let lines = self
+                .kubo
+                .add(parts, AddOptions { pin: false }, |_| {})
+                .await?;
+            let dir = lines
+                .iter()
+                .rev()
+                .find(|l| l.name == flatipfs_format::appstream::RELEASE_DIR)
+                .and_then(|l| l.hash.clone())
+                .ok_or_else(|| {
+                    PublishError::Internal("Kubo returned no CID for appstream/".into())
+                })?;
+            self.kubo
+                .files_cp(
+                    &format!("/ipfs/{dir}"),
+                    &format!("{stage}/{}", flatipfs_format::appstream::RELEASE_DIR),
+                )
+                .await?;
+        }
         let release_cid = self.kubo.files_hash(&stage).await?;
         self.kubo
             .pin_add(
@@ -621,6 +654,9 @@ impl Publisher {
                 published: manifest.published,
             },
         );
+        // The catalog covers every app's current release, this one included.
+        index.appstream =
+            Some(crate::appstream::build_catalog(&self.kubo, &request.remote, &index).await?);
         let index_cid = self
             .add_document(
                 "index.json",
@@ -660,6 +696,7 @@ impl Publisher {
             shared_bytes,
             new_bytes: release_bytes.saturating_sub(shared_bytes),
             encodings: encoded,
+            warnings,
         })
     }
 }

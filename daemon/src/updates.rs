@@ -192,6 +192,9 @@ pub async fn check_all(manager: &Arc<Manager>, launcher: &Launcher) {
             Vec::new()
         }
     };
+    for problem in crate::catalog::refresh_all(manager, None).await {
+        warn!("automatic check: {problem}");
+    }
     if let Err(e) = update::record_automatic_check(manager, now()).await {
         warn!("cannot record the automatic check: {e}");
     }

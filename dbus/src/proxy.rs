@@ -38,6 +38,18 @@ pub trait Manager {
     /// Every remote: (name, IPNS name, details).
     fn list_remotes(&self) -> Result<Vec<RemoteEntry>, Error>;
 
+    /// What a remote ("" for all) offers, from its cached catalog.
+    fn list_available(&self, remote: &str) -> Result<Vec<HashMap<String, OwnedValue>>, Error>;
+
+    /// Apps of every trusted remote matching all words.
+    fn search_available(&self, words: &str) -> Result<Vec<HashMap<String, OwnedValue>>, Error>;
+
+    /// A remote's cached catalog (AppStream XML).
+    fn get_catalog(&self, remote: &str) -> Result<String, Error>;
+
+    /// A cached icon (PNG).
+    fn get_icon(&self, remote: &str, id: &str, size: u32) -> Result<Vec<u8>, Error>;
+
     /// Publish a release as a job (action `publish`).
     fn publish(
         &self,

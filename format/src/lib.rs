@@ -6,6 +6,7 @@
 //! (`fuzz/`) on its own. The daemon (`flatipfsd`) fetches, bounds and
 //! stores; this crate decides what is acceptable.
 //!
+//! - [`appstream`]: AppStream components, the per-remote catalog and icons;
 //! - [`release`]: the release manifest and its validation;
 //! - [`encodings`]: the pack and deltas a schema 2 manifest names;
 //! - [`index`]: the store index a remote publishes under its IPNS name;
@@ -15,6 +16,7 @@
 //!   manifest, the sandbox permissions it grants and what an update widens.
 
 pub mod encodings;
+pub mod appstream;
 pub mod exports;
 pub mod index;
 pub mod metadata;

@@ -10,6 +10,7 @@
 //! - [`process`]: starting detached processes and stopping exactly those.
 //! - [`embedded`]: the daemon's embedded Kubo node (user, socket, process).
 
+pub mod catalogs;
 pub mod ctl;
 pub mod edited_releases;
 pub mod embedded;
@@ -21,6 +22,7 @@ pub mod pair;
 pub mod paths;
 pub mod process;
 pub mod raw_metadata;
+pub mod software_centre;
 pub mod stack;
 pub mod trees;
 pub mod users;

@@ -126,7 +126,18 @@ fn leaves(dir: &Path) -> BTreeSet<String> {
     tree(dir)
         .into_iter()
         .filter(|p| !dir.join(p).symlink_metadata().unwrap().is_dir())
+        .filter(|p| !written_by_triggers(p))
         .collect()
+}
+
+/// What Flatpak's deploy triggers, run by the daemon, write into the
+/// exports farm (caches of the desktop database, icon theme and MIME
+/// database; `daemon/src/triggers.rs`), which are not exports.
+fn written_by_triggers(path: &str) -> bool {
+    path.ends_with("/mimeinfo.cache")
+        || path.ends_with("/icon-theme.cache")
+        || path.ends_with("/index.theme")
+        || (path.starts_with("share/mime/") && !path.starts_with("share/mime/packages/"))
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {

@@ -67,6 +67,7 @@ pub fn publish_details(o: &Outcome) -> BTreeMap<String, Detail> {
         "EncodeMilliseconds".into(),
         Detail::Number((e.seconds * 1000.0) as u64),
     );
+    d.insert("Warnings".into(), text(&o.warnings.join("\n")));
     d
 }
 

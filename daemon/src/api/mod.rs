@@ -18,7 +18,7 @@ use tracing::warn;
 use zbus::interface;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 use crate::manager::Manager;
 use crate::policy::{Denied, Gate};
@@ -96,6 +96,55 @@ pub(crate) fn remote_error(e: &RemoteError) -> Error {
 }
 
 /// The D-Bus error for a publishing failure.
+/// The D-Bus error of a catalog failure.
+pub(crate) fn catalog_error(e: &crate::catalog::CatalogError) -> Error {
+    use crate::catalog::CatalogError as C;
+    let kind = match e {
+        C::NoSuchRemote(_) | C::NotCached(_) | C::NoIcon { .. } => ErrorKind::NotFound,
+        C::Invalid { .. } => ErrorKind::VerificationFailed,
+        C::Fetch { .. } => ErrorKind::FetchFailed,
+        C::Io { .. } => ErrorKind::Internal,
+    };
+    Error::new(kind, e.to_string())
+}
+
+/// One app a remote offers, as a dictionary (`ListAvailable`).
+fn available_app(a: &crate::catalog::Available) -> HashMap<String, OwnedValue> {
+    let s = |v: &str| OwnedValue::try_from(Value::from(v)).expect("plain");
+    let c = &a.component;
+    let mut m = HashMap::new();
+    m.insert("Remote".to_string(), s(&a.remote));
+    m.insert("Id".to_string(), s(&c.id));
+    m.insert("Name".to_string(), s(&c.name));
+    m.insert("Summary".to_string(), s(&c.summary));
+    m.insert("Description".to_string(), s(&c.description.join("\n")));
+    m.insert(
+        "License".to_string(),
+        s(c.license.as_deref().unwrap_or_default()),
+    );
+    m.insert(
+        "Version".to_string(),
+        s(c.version.as_deref().unwrap_or_default()),
+    );
+    m.insert(
+        "DownloadSize".to_string(),
+        OwnedValue::from(c.download_size.unwrap_or(0)),
+    );
+    m.insert(
+        "Installed".to_string(),
+        OwnedValue::from(a.installed.is_some()),
+    );
+    m.insert(
+        "InstalledVersion".to_string(),
+        s(a.installed.as_deref().unwrap_or_default()),
+    );
+    m.insert(
+        "IconSizes".to_string(),
+        OwnedValue::try_from(Value::from(c.icons.clone())).expect("plain"),
+    );
+    m
+}
+
 pub(crate) fn publish_error(e: &PublishError) -> Error {
     use crate::flatpak::FlatpakError;
     let kind = match e {
@@ -387,6 +436,47 @@ impl ManagerObject {
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
     }
 
+    /// What the trusted remotes offer, from their cached catalogs (see
+    /// `Refresh`): one dictionary per app (`AvailableApp` keys: `Remote`,
+    /// `Id`, `Name`, `Summary`, `Description` (paragraphs joined by
+    /// newlines), `License`, `Version`, `DownloadSize` (t, 0: unknown),
+    /// `Installed` (b), `InstalledVersion`, `IconSizes` (au)). `remote`:
+    /// one remote, or "" for all. Needs no authorization. `NotFound` for an
+    /// unknown remote or one whose catalog was never fetched.
+    async fn list_available(
+        &self,
+        remote: String,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        let remote = (!remote.is_empty()).then_some(remote.as_str());
+        crate::catalog::list(&self.manager, remote)
+            .map(|list| list.iter().map(available_app).collect())
+            .map_err(|e| catalog_error(&e))
+    }
+
+    /// Apps of every trusted remote matching all of `words` (id, name,
+    /// summary, description; ignoring case), best first; dictionaries as
+    /// `ListAvailable`. Needs no authorization.
+    async fn search_available(
+        &self,
+        words: String,
+    ) -> Result<Vec<HashMap<String, OwnedValue>>, Error> {
+        crate::catalog::search(&self.manager, &words)
+            .map(|list| list.iter().map(available_app).collect())
+            .map_err(|e| catalog_error(&e))
+    }
+
+    /// The cached catalog of `remote` as an AppStream collection (written by
+    /// the daemon from the validated catalog). Needs no authorization.
+    async fn get_catalog(&self, remote: String) -> Result<String, Error> {
+        crate::catalog::catalog_xml(&self.manager, &remote).map_err(|e| catalog_error(&e))
+    }
+
+    /// The cached icon (PNG, `size`x`size`, re-encoded by the daemon) of app
+    /// `id` in `remote`'s catalog. Needs no authorization.
+    async fn get_icon(&self, remote: String, id: String, size: u32) -> Result<Vec<u8>, Error> {
+        crate::catalog::icon(&self.manager, &remote, &id, size).map_err(|e| catalog_error(&e))
+    }
+
     /// Updates every app installed from a remote, as one job (`Type`
     /// `update-all`). Options: `download-only` (b), `cached-only` (b).
     /// Polkit action `update`. Updates that grant an app new permissions
@@ -420,7 +510,10 @@ impl ManagerObject {
     /// job (`Type` `refresh`); apps' `AvailableVersion` follow. Options:
     /// `apps` (as, default all). Polkit action `refresh`. `Busy` while the
     /// same user's previous refresh still runs. `Details`:
-    /// `Available` (s, `ID VERSION` pairs, comma-separated).
+    /// `Available` (s, `ID VERSION` pairs, comma-separated),
+    /// `CatalogErrors` (s, one line per remote whose catalog was refused or
+    /// could not be fetched; its previous catalog stays cached). Every
+    /// trusted remote's catalog is refreshed.
     async fn refresh(
         &self,
         options: HashMap<String, OwnedValue>,
@@ -447,6 +540,7 @@ impl ManagerObject {
             crate::update::refresh(&manager, only.as_deref())
                 .await
                 .map_err(|e| install_error(&e))?;
+            let catalog_errors = crate::catalog::refresh_all(&manager, None).await;
             let state = manager
                 .store()
                 .load()
@@ -460,10 +554,16 @@ impl ManagerObject {
                         .map(|v| format!("{} {}", a.id, v.version))
                 })
                 .collect();
-            Ok([(
-                "Available".to_string(),
-                crate::jobs::Detail::Text(available.join(", ")),
-            )]
+            Ok([
+                (
+                    "Available".to_string(),
+                    crate::jobs::Detail::Text(available.join(", ")),
+                ),
+                (
+                    "CatalogErrors".to_string(),
+                    crate::jobs::Detail::Text(catalog_errors.join("\n")),
+                ),
+            ]
             .into_iter()
             .collect())
         };
