@@ -26,11 +26,12 @@ macro_rules! eprintln {
 mod apps;
 mod exit;
 mod jobs;
+mod manual;
 mod output;
 mod startup;
 mod updates;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use flatipfs_dbus::proxy::ManagerProxy;
 use flatipfs_dbus::Error;
 use std::collections::HashMap;
@@ -201,7 +202,20 @@ struct PublishArgs {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let cli = Cli::parse();
+    // `flatipfsctl --generate-docs DIR` (scripts/package.sh) is no part of
+    // the clap definition, so that no completion offers it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, flag, dir] = &args[..] {
+        if flag == "--generate-docs" {
+            let dir = std::path::Path::new(dir);
+            if let Err(e) = manual::generate(cli_command(), dir) {
+                eprintln!("flatipfsctl: cannot write into {}: {e}", dir.display());
+                std::process::exit(exit::FAILURE);
+            }
+            std::process::exit(exit::OK);
+        }
+    }
+    let cli = Cli::from_arg_matches(&cli_command().get_matches()).unwrap_or_else(|e| e.exit());
     let result = run(&cli).await;
     let code = match result {
         Ok(()) => exit::OK,
@@ -211,6 +225,11 @@ async fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The command line definition, `--help` ending with the exit codes.
+fn cli_command() -> clap::Command {
+    Cli::command().after_help(exit::help_text())
 }
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
