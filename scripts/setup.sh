@@ -18,6 +18,7 @@ packages=(
   libxml2-utils               # xmllint: policy validation against polkit's DTD
   util-linux passwd procps    # setpriv, findmnt, useradd, ps
   libglib2.0-bin              # gdbus, for poking at the API by hand
+  pkexec tmux                 # pkttyagent (flatipfsctl's password prompt) and a terminal to drive it
   ca-certificates
 )
 

@@ -23,6 +23,7 @@ macro_rules! eprintln {
     };
 }
 
+mod agent;
 mod apps;
 mod exit;
 mod jobs;
@@ -447,7 +448,8 @@ pub(crate) fn interactive_flags() -> enumflags2::BitFlags<MethodFlags> {
 }
 
 /// Calls a polkit-gated method, allowing interactive authorization when a
-/// person is at the terminal (so a polkit agent may ask for a password).
+/// person is at the terminal, with a text agent of our own that may ask for
+/// a password (`agent`).
 async fn call_mutating<B, R>(
     manager: &ManagerProxy<'_>,
     method: &str,
@@ -457,6 +459,7 @@ where
     B: serde::Serialize + zbus::zvariant::DynamicType,
     R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
 {
+    let _agent = agent::Agent::start().await;
     manager
         .inner()
         .call_with_flags::<_, _, R>(method, interactive_flags(), body)

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod process;
 pub mod raw_metadata;
 pub mod stack;
+pub mod terminal;
 pub mod trees;
 pub mod users;
 
