@@ -8,6 +8,7 @@
 //! - [`process`]: starting detached processes and stopping exactly those.
 //! - [`embedded`]: the daemon's embedded Kubo node (user, socket, process).
 
+pub mod container;
 pub mod ctl;
 pub mod edited_releases;
 pub mod embedded;
