@@ -91,12 +91,20 @@ pub struct Container {
     /// The container's root directory as the host sees it.
     pub root: PathBuf,
     dir: tempfile::TempDir,
+    /// Held until after teardown (fields drop after `drop`).
+    _lock: Flock<File>,
 }
 
 impl Container {
     /// Boots a fresh overlay of [`debian_root`] as machine `name`.
     pub fn boot(name: &str) -> Result<Container> {
         let lower = debian_root()?;
+        // nspawn names its cgroups `payload` and `supervisor` below ours
+        // here: one container at a time.
+        let lock = File::create("/run/flatipfs-tests-container.lock")?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .context("cannot lock the container slot")?;
         let dir = tempfile::Builder::new()
             .prefix("flatipfs-container-")
             .tempdir_in("/var/tmp")?;
@@ -146,6 +154,7 @@ impl Container {
             nspawn,
             root,
             dir,
+            _lock: lock,
         };
         let start = Instant::now();
         let pid = container.nspawn.id();

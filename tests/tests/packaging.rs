@@ -92,11 +92,9 @@ fn package() -> &'static PathBuf {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
         flatipfs_tests::require_root();
-        let out = tempfile::Builder::new()
-            .prefix("flatipfs-deb-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        // Replaced by each run, never left in /tmp.
+        let out = paths::project_root().join("target/debian-test");
+        let _ = std::fs::remove_dir_all(&out);
         let run = Command::new("bash")
             .arg(paths::project_root().join("scripts/package.sh"))
             .arg(&out)
@@ -339,6 +337,17 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
         &["flatipfsctl", "status"],
     )
     .unwrap();
+    // The daemon mounts the current releases again in the background after
+    // it owns its bus name, and reads need its Kubo node, which restarts
+    // with it: the app runs again once both are back, with no one's help.
+    let again = c
+        .wait_ok(
+            "the app after the restart",
+            KUBO_START,
+            &["flatpak", "run", "org.test.Hello"],
+        )
+        .unwrap();
+    assert_eq!(again.trim(), "Hello from org.test.Hello version 1");
     assert_eq!(run(), "Hello from org.test.Hello version 1");
 
     // The timer triggers an update (made to fire 2 s after it starts).
