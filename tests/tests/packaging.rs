@@ -281,6 +281,25 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
         ])
         .unwrap();
     assert_eq!(json(&as_user)["kubo"]["usable"], true, "{as_user}");
+    // The installed polkit actions gate that user (no terminal, no session:
+    // a password would be needed and cannot be asked for).
+    let refused = c
+        .exec(&[
+            "runuser",
+            "-u",
+            "tester",
+            "--",
+            "flatipfsctl",
+            "remote",
+            "add",
+            "evil",
+            "/ipns/k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8",
+            "--json",
+        ])
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    let listed = c.ok(&["flatipfsctl", "remote", "list", "--json"]).unwrap();
+    assert!(!listed.contains("evil"), "{listed}");
 
     // An app from the publisher on the host.
     let id = publisher.ipfs(1, &["id", "-f", "<id>\n<addrs>"]).unwrap();
@@ -385,6 +404,18 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
         "{update_log}"
     );
     assert_eq!(run(), "Hello from org.test.Hello version 2");
+
+    // Installing the package again (an upgrade's path) restarts the daemon;
+    // the app comes back.
+    c.ok(&["dpkg", "-i", "/root/flatipfs.deb"]).unwrap();
+    let again = c
+        .wait_ok(
+            "the app after reinstalling the package",
+            KUBO_START,
+            &["flatpak", "run", "org.test.Hello"],
+        )
+        .unwrap();
+    assert_eq!(again.trim(), "Hello from org.test.Hello version 2");
 
     // Removal stops the daemon and leaves no mount; purge removes its state only.
     c.ok(&["dpkg", "-r", "flatipfs"]).unwrap();
