@@ -19,6 +19,9 @@ packages=(
   libxml2-utils               # xmllint: policy validation against polkit's DTD
   util-linux passwd procps    # setpriv, findmnt, useradd, ps
   libglib2.0-bin              # gdbus, for poking at the API by hand
+  pkexec tmux                 # pkttyagent (flatipfsctl's password prompt) and a terminal to drive it
+  dpkg-dev lintian            # scripts/package.sh: dpkg-shlibdeps, the package's lint
+  debootstrap systemd-container  # the booted-container test of the package (systemd-nspawn)
   ca-certificates
   # Flatpak's deploy triggers, run by the daemon after each install/update/uninstall
   desktop-file-utils shared-mime-info gtk-update-icon-cache hicolor-icon-theme

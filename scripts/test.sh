@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the machine (scripts/setup.sh) and runs the whole test suite:
 # formatting, clippy, unit tests and the integration tests against real
-# components (dbus-daemon, polkitd, Kubo, FUSE, flatpak, systemd-analyze).
+# components (dbus-daemon, polkitd, Kubo, FUSE, flatpak, systemd-analyze, tmux
+# and pkttyagent, a Debian 12 container booted with systemd-nspawn).
 # Must run as root. Then every fuzz target runs for a bounded time
 # (scripts/fuzz.sh; FUZZ_SECONDS per target, default 25: four targets, 100 s in all; keep the total within 2 minutes).
 set -euo pipefail

@@ -277,6 +277,7 @@ where
     R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
 {
     let app = find(manager, id).await?;
+    let _agent = crate::agent::Agent::start().await;
     app.inner()
         .call_with_flags::<_, _, R>(method, crate::interactive_flags(), body)
         .await

@@ -22,6 +22,38 @@ pub const BUSY: i32 = 7;
 /// them and ask again with `--allow-new-permissions`.
 pub const PERMISSIONS_CHANGED: i32 = 8;
 
+/// Every exit code with what it means, for `--help` and the man page
+/// (docs/flatipfsctl.md has the same table).
+pub const CODES: &[(i32, &str)] = &[
+    (OK, "success"),
+    (FAILURE, "failure (the message says what)"),
+    (USAGE, "invalid command line, or an unreadable local file"),
+    (NOT_FOUND, "an app, remote, job or release does not exist"),
+    (
+        NOT_AUTHORIZED,
+        "not authorized (polkit refused, or a password was needed and not given)",
+    ),
+    (
+        NOTHING_TO_DO,
+        "nothing to do (already installed, not installed, no newer release)",
+    ),
+    (UNREACHABLE, "flatipfsd cannot be reached on the system bus"),
+    (BUSY, "another job runs for the same app"),
+    (
+        PERMISSIONS_CHANGED,
+        "the update would give the app new permissions; nothing was changed",
+    ),
+];
+
+/// [`CODES`] as the text `--help` ends with.
+pub fn help_text() -> String {
+    let mut text = String::from("Exit status:\n");
+    for (code, meaning) in CODES {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text
+}
+
 /// A failed command: what to print and how to exit.
 #[derive(Debug)]
 pub struct Failure {

@@ -23,15 +23,17 @@ macro_rules! eprintln {
     };
 }
 
+mod agent;
 mod apps;
 mod catalog;
 mod exit;
 mod jobs;
+mod manual;
 mod output;
 mod startup;
 mod updates;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use flatipfs_dbus::proxy::ManagerProxy;
 use flatipfs_dbus::Error;
 use std::collections::HashMap;
@@ -218,7 +220,20 @@ struct PublishArgs {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let cli = Cli::parse();
+    // `flatipfsctl --generate-docs DIR` (scripts/package.sh) is no part of
+    // the clap definition, so that no completion offers it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, flag, dir] = &args[..] {
+        if flag == "--generate-docs" {
+            let dir = std::path::Path::new(dir);
+            if let Err(e) = manual::generate(cli_command(), dir) {
+                eprintln!("flatipfsctl: cannot write into {}: {e}", dir.display());
+                std::process::exit(exit::FAILURE);
+            }
+            std::process::exit(exit::OK);
+        }
+    }
+    let cli = Cli::from_arg_matches(&cli_command().get_matches()).unwrap_or_else(|e| e.exit());
     let result = run(&cli).await;
     let code = match result {
         Ok(()) => exit::OK,
@@ -228,6 +243,11 @@ async fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The command line definition, `--help` ending with the exit codes.
+fn cli_command() -> clap::Command {
+    Cli::command().after_help(exit::help_text())
 }
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
@@ -459,7 +479,8 @@ pub(crate) fn interactive_flags() -> enumflags2::BitFlags<MethodFlags> {
 }
 
 /// Calls a polkit-gated method, allowing interactive authorization when a
-/// person is at the terminal (so a polkit agent may ask for a password).
+/// person is at the terminal, with a text agent of our own that may ask for
+/// a password (`agent`).
 async fn call_mutating<B, R>(
     manager: &ManagerProxy<'_>,
     method: &str,
@@ -469,6 +490,7 @@ where
     B: serde::Serialize + zbus::zvariant::DynamicType,
     R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
 {
+    let _agent = agent::Agent::start().await;
     manager
         .inner()
         .call_with_flags::<_, _, R>(method, interactive_flags(), body)

@@ -589,6 +589,40 @@ mod tests {
         Config::parse(Path::new("/etc/flatipfs/flatipfsd.toml"), text)
     }
 
+    /// The Debian package's commented `/etc/flatipfs/flatipfsd.toml` parses,
+    /// sets only the bundled Kubo binary, and every value it shows commented
+    /// out (`#key = value`) is the true default.
+    #[test]
+    fn the_packaged_default_file_shows_the_defaults() {
+        let text = include_str!("../../packaging/debian/flatipfsd.toml");
+        let mut expected = Config::default();
+        expected.kubo.binary = PathBuf::from("/usr/libexec/flatipfs/ipfs");
+        assert_eq!(parse(text).unwrap(), expected);
+        let mut uncommented = 0;
+        let all: String = text
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => {
+                    uncommented += 1;
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        assert!(uncommented >= 25, "{uncommented}");
+        assert_eq!(parse(&all).unwrap(), expected);
+    }
+
+    /// The package's `installations.d/flatipfs.conf` is what the daemon
+    /// writes with the default configuration (so it never rewrites it).
+    #[test]
+    fn the_packaged_installation_entry_is_the_daemons() {
+        assert_eq!(
+            Config::default().installation().registration(),
+            include_str!("../../packaging/debian/installations.d-flatipfs.conf")
+        );
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         assert_eq!(parse("").unwrap(), Config::default());

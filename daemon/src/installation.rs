@@ -138,11 +138,7 @@ impl Installation {
             .config_dir
             .join("installations.d")
             .join(format!("{}.conf", self.id));
-        let text = format!(
-            "# Written by flatipfsd: apps installed from IPFS.\n[Installation \"{}\"]\nPath={}\nDisplayName=flatipfs (IPFS)\n",
-            self.id,
-            self.path.display()
-        );
+        let text = self.registration();
         if fs::read_to_string(&conf).ok().as_deref() != Some(text.as_str()) {
             write_atomic(&conf, text.as_bytes(), 0o644)?;
         }
@@ -159,6 +155,16 @@ impl Installation {
             "file:///nonexistent",
         ])
         .await
+    }
+
+    /// The text of `installations.d/<id>.conf` (the Debian package ships
+    /// the default one, `packaging/debian/installations.d-flatipfs.conf`).
+    pub fn registration(&self) -> String {
+        format!(
+            "# Written by flatipfsd: apps installed from IPFS.\n[Installation \"{}\"]\nPath={}\nDisplayName=flatipfs (IPFS)\n",
+            self.id,
+            self.path.display()
+        )
     }
 
     async fn flatpak(&self, args: &[&str]) -> Result<(), InstallationError> {

@@ -32,6 +32,7 @@ mod local_files;
 mod local_store;
 mod logging;
 mod manager;
+mod manual;
 mod mounts;
 mod owner;
 mod peering;
@@ -58,7 +59,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use flatipfs_dbus::{BUS_NAME, MANAGER_PATH};
 // The formats live in their own crate (pure, fuzzed); `crate::release` and
 // `crate::index` keep naming them inside the daemon.
@@ -113,6 +114,19 @@ const EMBEDDED_START_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[tokio::main]
 async fn main() {
+    // `flatipfsd --generate-man DIR` (scripts/package.sh) is no part of the
+    // clap definition, so that `--help` does not list it.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, flag, dir] = &raw[..] {
+        if flag == "--generate-man" {
+            let dir = std::path::Path::new(dir);
+            if let Err(e) = manual::generate(Args::command(), dir) {
+                eprintln!("flatipfsd: cannot write into {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+            return;
+        }
+    }
     let args = Args::parse();
     if let Err(e) = run(args).await {
         eprintln!("flatipfsd: error: {e:#}");

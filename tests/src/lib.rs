@@ -11,6 +11,7 @@
 //! - [`embedded`]: the daemon's embedded Kubo node (user, socket, process).
 
 pub mod catalogs;
+pub mod container;
 pub mod ctl;
 pub mod edited_releases;
 pub mod embedded;
@@ -24,6 +25,7 @@ pub mod process;
 pub mod raw_metadata;
 pub mod software_centre;
 pub mod stack;
+pub mod terminal;
 pub mod trees;
 pub mod users;
 pub mod wire_releases;
