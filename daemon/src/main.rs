@@ -10,9 +10,9 @@
 
 mod api;
 mod apps;
-mod codec;
 mod appstream;
 mod catalog;
+mod codec;
 mod config;
 mod decode;
 mod deploy_data;

@@ -18,8 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::encode::{self, EncodeError, EncodeOptions, EncodeReport};
 use crate::config::PublishingConfig;
+use crate::encode::{self, EncodeError, EncodeOptions, EncodeReport};
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
 use crate::index::{IndexEntry, IndexLimits, StoreIndex};
 use crate::index::{IndexPeer, MAX_PEER_ADDRS};

@@ -15,8 +15,8 @@
 //! - [`metadata`]: a release's Flatpak `metadata`, its checks against the
 //!   manifest, the sandbox permissions it grants and what an update widens.
 
-pub mod encodings;
 pub mod appstream;
+pub mod encodings;
 pub mod exports;
 pub mod index;
 pub mod metadata;
