@@ -232,7 +232,13 @@ impl Decoder<'_> {
         count: fn(&mut WireBytes, u64),
     ) -> Result<Vec<u8>, WireError> {
         codec::check_size(size, output, self.limits)?;
-        let bytes = self.kubo.cat_bounded(&format!("/ipfs/{cid}"), size).await?;
+        // A stalled encoding falls back to plain blocks, whose walk has its
+        // own stall timeout and retry (with the peers' connections renewed).
+        let stall = self.manager.config().fetch.stall_timeout;
+        let bytes = self
+            .kubo
+            .cat_bounded_stalling(&format!("/ipfs/{cid}"), size, stall)
+            .await?;
         add_wire(self.manager, self.release, |w| count(w, bytes.len() as u64));
         if bytes.len() as u64 != size {
             return Err(WireError::EncodingSize {

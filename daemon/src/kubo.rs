@@ -864,6 +864,43 @@ impl Client {
         Ok(out)
     }
 
+    /// Like [`Client::cat_bounded`], but fails with [`KuboError::Stalled`]
+    /// when no bytes arrive for `stall` (a block nobody serves, or a peer
+    /// bitswap stopped asking): the caller then takes another way.
+    pub async fn cat_bounded_stalling(
+        &self,
+        path: &str,
+        limit: u64,
+        stall: Duration,
+    ) -> Result<Vec<u8>, KuboError> {
+        let stalled = || KuboError::Stalled {
+            what: format!("cat {path}"),
+            after: stall,
+        };
+        let length = limit.saturating_add(1).to_string();
+        let args = [("arg", path), ("length", length.as_str())];
+        let call = self.send_timed("cat", &args, None, LONG_CALL);
+        let mut response = tokio::time::timeout(stall, call)
+            .await
+            .map_err(|_| stalled())??;
+        let mut out = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(stall, self.next_chunk(&mut response, "cat"))
+            .await
+            .map_err(|_| stalled())??
+        {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                out.truncate(
+                    usize::try_from(limit)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(1),
+                );
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// `length` bytes of file `cid` from `offset` (fewer at the end of the
     /// file). Missing blocks are fetched; the caller bounds the time.
     pub async fn cat_range(
