@@ -224,9 +224,10 @@ impl Runner {
     /// left by an older flatipfsd (owned by root), or files an
     /// administrator's `ipfs` command run as root added (a key imported, the
     /// config rewritten). Only what differs is changed. Block files (under
-    /// `blocks/`, possibly hundreds of thousands) are not looked at one by
-    /// one: Kubo only needs to read them, which it can whoever owns them;
-    /// the directories holding them are checked.
+    /// `blocks/`, possibly hundreds of thousands) are looked at one by one
+    /// only when `blocks/` itself is not the user's (a repository created
+    /// as root, whose block files `ipfs` made mode 0600): otherwise the
+    /// directories holding them are checked.
     fn own(&self, root: &Path) -> Result<(), NodeError> {
         let chown_error = |path: &Path, source| NodeError::Chown {
             path: path.to_owned(),
@@ -234,6 +235,9 @@ impl Runner {
         };
         let (uid, gid) = (self.uid.as_raw(), self.gid.as_raw());
         let blocks = root.join("blocks");
+        let blocks_too = std::fs::symlink_metadata(&blocks)
+            .map(|m| m.uid() != uid || m.gid() != gid)
+            .unwrap_or(false);
         let mut changed = 0usize;
         let mut fix = |path: &Path, meta: &std::fs::Metadata| -> Result<(), NodeError> {
             if meta.uid() != uid || meta.gid() != gid {
@@ -254,7 +258,7 @@ impl Runner {
                     .file_type()
                     .map_err(|e| chown_error(&path, e))?
                     .is_dir();
-                if !is_dir && path.starts_with(&blocks) {
+                if !is_dir && !blocks_too && path.starts_with(&blocks) {
                     continue;
                 }
                 let meta = child.metadata().map_err(|e| chown_error(&path, e))?;

@@ -86,7 +86,12 @@ fn wait_all_local(stack: &Stack) {
         let names: Vec<String> = std::fs::read_dir(&releases)?
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        let manifests = names.iter().filter(|n| n.ends_with(".json")).count();
+        // `<release>.json` is a cached manifest; `<release>.wire.json`
+        // counts the bytes that came as deltas, pack and plain blocks.
+        let manifests = names
+            .iter()
+            .filter(|n| n.ends_with(".json") && !n.ends_with(".wire.json"))
+            .count();
         let local = names.iter().filter(|n| n.ends_with(".local")).count();
         Ok(manifests > 0 && local == manifests)
     })
