@@ -154,29 +154,32 @@ fn json(text: &str) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// Puts the publisher's current store index record into the container's
-/// node (IPNS over a two-node network, as `Pair::carry_index` does).
-fn carry_index(publisher: &Stack, container: &Container, ipns: &str) {
-    let record = Command::new(paths::kubo_binary().unwrap())
-        .env("IPFS_PATH", &publisher.kubo_node(1).unwrap().repo)
-        .args(["name", "get", ipns])
-        .output()
+/// Waits until the container's node resolves the publisher's current
+/// store index record through routing (its DHT, joined through its
+/// bootstrap list), with no cache.
+fn wait_until_resolved(publisher: &Stack, container: &Container, ipns: &str) {
+    let path = format!("/ipns/{ipns}");
+    let want = publisher
+        .ipfs(1, &["name", "resolve", "--offline", "--nocache", &path])
         .unwrap();
-    assert!(record.status.success(), "{record:?}");
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &record.stdout).unwrap();
-    container.copy_in(file.path(), "/root/ipns-record").unwrap();
-    container
-        .ok(&[
+    let mut last = String::new();
+    for _ in 0..120 {
+        match container.ok(&[
             IPFS,
             API,
+            "--timeout=10s",
             "name",
-            "put",
-            "--force",
-            ipns,
-            "/root/ipns-record",
-        ])
-        .unwrap();
+            "resolve",
+            "--nocache",
+            &path,
+        ]) {
+            Ok(got) if got.trim() == want.trim() => return,
+            Ok(got) => last = got,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("the container's node did not resolve {path} to {want} through routing: {last}");
 }
 
 const IPFS: &str = "/usr/libexec/flatipfs/ipfs";
@@ -310,10 +313,21 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
         .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
         .unwrap();
     let full = format!("{addr}/p2p/{peer}");
-    c.ok(&[IPFS, API, "swarm", "connect", &full]).unwrap();
-    c.ok(&[IPFS, API, "swarm", "peering", "add", &full])
+    // The container's node joins the publisher's network the way a machine
+    // joins the public one: a bootstrap list, then routing (the LAN DHT
+    // keeps loopback addresses). No peer connected, no record carried.
+    let bootstrap = format!("[\"{full}\"]");
+    c.ok(&[IPFS, API, "config", "--json", "Bootstrap", &bootstrap])
         .unwrap();
-    carry_index(&publisher, &c, &ipns);
+    for (key, value) in [
+        ("Routing.Type", "\"dhtserver\""),
+        ("Routing.LoopbackAddressesOnLanDHT", "true"),
+    ] {
+        c.ok(&[IPFS, API, "config", "--json", key, value]).unwrap();
+    }
+    c.ok(&["systemctl", "restart", "flatipfsd.service"])
+        .unwrap();
+    wait_until_resolved(&publisher, &c, &ipns);
     c.ok(&[
         "flatipfsctl",
         "remote",
@@ -371,7 +385,7 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
 
     // The timer triggers an update (made to fire 2 s after it starts).
     publish_release(&publisher, &apps.join("repo-v2"), &app_ref);
-    carry_index(&publisher, &c, &ipns);
+    wait_until_resolved(&publisher, &c, &ipns);
     let dropin = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         dropin.path(),
