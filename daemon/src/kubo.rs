@@ -840,28 +840,9 @@ impl Client {
     /// larger than its caller allows is never buffered. A result longer
     /// than `limit` means the file is larger; the caller decides.
     pub async fn cat_bounded(&self, path: &str, limit: u64) -> Result<Vec<u8>, KuboError> {
-        let length = limit.saturating_add(1).to_string();
-        let mut response = self
-            .send_timed(
-                "cat",
-                &[("arg", path), ("length", &length)],
-                None,
-                LONG_CALL,
-            )
-            .await?;
-        let mut out = Vec::new();
-        while let Some(chunk) = self.next_chunk(&mut response, "cat").await? {
-            out.extend_from_slice(&chunk);
-            if out.len() as u64 > limit {
-                out.truncate(
-                    usize::try_from(limit)
-                        .unwrap_or(usize::MAX)
-                        .saturating_add(1),
-                );
-                break;
-            }
-        }
-        Ok(out)
+        // The whole call is bounded by LONG_CALL already: no stall bound of
+        // its own.
+        self.cat_bounded_stalling(path, limit, LONG_CALL).await
     }
 
     /// Like [`Client::cat_bounded`], but fails with [`KuboError::Stalled`]
