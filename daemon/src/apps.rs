@@ -88,11 +88,20 @@ pub enum AppEvent {
     Removed(String),
 }
 
+/// How one release is mounted on its deploy's `files/`: a FUSE slot, its
+/// local tree (`trees`), or the tree stacked on the slot (the release became
+/// local while mounted).
+struct Mounted {
+    path: PathBuf,
+    slot: Option<Slot>,
+    tree: Option<PathBuf>,
+}
+
 /// One installed app at run time.
 pub struct LiveApp {
     pub info: watch::Sender<AppInfo>,
-    /// Mounted releases: root CID → where, and its slot in the pool.
-    mounts: Mutex<BTreeMap<String, (PathBuf, Slot)>>,
+    /// Mounted releases, by root CID.
+    mounts: Mutex<BTreeMap<String, Mounted>>,
     /// Background fetches, by release root CID.
     fetches: Mutex<BTreeMap<String, CancellationToken>>,
 }
@@ -121,10 +130,56 @@ impl LiveApp {
 
     /// Records that `release` is mounted on `path` as `slot`.
     pub fn add_mount(&self, release: &str, path: PathBuf, slot: Slot) {
-        self.mounts
-            .lock()
-            .expect("not poisoned")
-            .insert(release.to_string(), (path, slot));
+        self.mounts.lock().expect("not poisoned").insert(
+            release.to_string(),
+            Mounted {
+                path,
+                slot: Some(slot),
+                tree: None,
+            },
+        );
+    }
+
+    /// Records that `release` is mounted on `path` from its local `tree`.
+    pub fn add_tree_mount(&self, release: &str, path: PathBuf, tree: PathBuf) {
+        self.mounts.lock().expect("not poisoned").insert(
+            release.to_string(),
+            Mounted {
+                path,
+                slot: None,
+                tree: Some(tree),
+            },
+        );
+    }
+
+    /// Binds `tree` over the FUSE mount of `release` (the slot stays
+    /// served underneath for whoever opened files or started a sandbox
+    /// before); returns whether it did (not if `release` is not mounted or
+    /// has its tree already).
+    pub fn stack_tree(&self, release: &str, tree: &std::path::Path) -> std::io::Result<bool> {
+        let mut mounts = self.mounts.lock().expect("not poisoned");
+        let Some(mounted) = mounts.get_mut(release) else {
+            return Ok(false);
+        };
+        if mounted.tree.is_some() {
+            return Ok(false);
+        }
+        crate::trees::bind(tree, &mounted.path)?;
+        mounted.tree = Some(tree.to_owned());
+        Ok(true)
+    }
+
+    /// Whether a sandbox runs `release` (a lock on `.ref` of its slot or its
+    /// tree).
+    fn in_use(&self, pool: Option<&Pool>, release: &str) -> bool {
+        let mounts = self.mounts.lock().expect("not poisoned");
+        let Some(mounted) = mounts.get(release) else {
+            return false;
+        };
+        mounted
+            .slot
+            .is_some_and(|slot| pool.is_none_or(|pool| pool.in_use(slot)))
+            || mounted.tree.as_deref().is_some_and(crate::trees::in_use)
     }
 
     /// Whether `release` is mounted by this daemon.
@@ -149,16 +204,16 @@ impl LiveApp {
     /// its slot is served until the last sandbox using it is gone.
     pub fn unmount(&self, pool: Option<&Pool>, release: &str) {
         let taken = self.mounts.lock().expect("not poisoned").remove(release);
-        if let Some((path, slot)) = taken {
-            detach(pool, path, slot);
+        if let Some(mounted) = taken {
+            detach(pool, mounted);
         }
     }
 
     /// Unmounts every release of the app (lazily).
     pub fn unmount_all(&self, pool: Option<&Pool>) {
         let taken = std::mem::take(&mut *self.mounts.lock().expect("not poisoned"));
-        for (_, (path, slot)) in taken {
-            detach(pool, path, slot);
+        for (_, mounted) in taken {
+            detach(pool, mounted);
         }
     }
 
@@ -192,13 +247,16 @@ impl LiveApp {
     }
 }
 
-/// Lazily unmounts `path` and retires its slot (served until no sandbox
-/// uses it).
-fn detach(pool: Option<&Pool>, path: PathBuf, slot: Slot) {
-    if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
-        warn!(path = %path.display(), "cannot unmount: {e}");
+/// Lazily unmounts `mounted` (each of its layers) and retires its slot
+/// (served until no sandbox uses it).
+fn detach(pool: Option<&Pool>, mounted: Mounted) {
+    let Mounted { path, slot, tree } = mounted;
+    for _ in 0..(usize::from(slot.is_some()) + usize::from(tree.is_some())) {
+        if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            warn!(path = %path.display(), "cannot unmount: {e}");
+        }
     }
-    if let Some(pool) = pool {
+    if let (Some(pool), Some(slot)) = (pool, slot) {
         pool.retire(slot);
     }
 }
@@ -267,9 +325,7 @@ impl Apps {
     /// holds, every mounted release but the current one that no sandbox
     /// runs; and stops serving retired slots no sandbox uses.
     pub fn sweep(&self) {
-        let Some(pool) = self.pool() else {
-            return;
-        };
+        let pool = self.pool();
         for app in self.list() {
             let info = app.snapshot();
             if self.holder(&info.id).is_some() || info.release.is_empty() {
@@ -279,19 +335,15 @@ impl Apps {
                 if release == info.release {
                     continue;
                 }
-                let slot = app
-                    .mounts
-                    .lock()
-                    .expect("not poisoned")
-                    .get(&release)
-                    .map(|m| m.1);
-                if slot.is_some_and(|slot| !pool.in_use(slot)) {
+                if !app.in_use(pool.as_deref(), &release) {
                     info!(app = %info.id, %release, "unmounting a release no one uses");
-                    app.unmount(Some(&pool), &release);
+                    app.unmount(pool.as_deref(), &release);
                 }
             }
         }
-        pool.sweep();
+        if let Some(pool) = pool {
+            pool.sweep();
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<LiveApp>> {

@@ -508,27 +508,7 @@ impl Pool {
 
     /// Whether a sandbox uses `slot` now (a lock on its `.ref`).
     pub fn in_use(&self, slot: Slot) -> bool {
-        let path = self.path.join(slot.0.to_string()).join(".ref");
-        let Ok(file) = std::fs::File::open(&path) else {
-            return false;
-        };
-        let mut lock = nix::libc::flock {
-            l_type: nix::libc::F_WRLCK as i16,
-            l_whence: nix::libc::SEEK_SET as i16,
-            l_start: 0,
-            l_len: 0,
-            l_pid: 0,
-        };
-        match nix::fcntl::fcntl(
-            file.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock),
-        ) {
-            Ok(_) => lock.l_type != nix::libc::F_UNLCK as i16,
-            Err(e) => {
-                warn!(path = %path.display(), "cannot probe the in-use lock: {e}");
-                true
-            }
-        }
+        locked(&self.path.join(slot.0.to_string()).join(".ref"))
     }
 
     /// Stops serving `slot` (its bind mounts must be gone: a sandbox still
@@ -572,6 +552,37 @@ impl Pool {
                 warn!(path = %self.path.display(), "cannot unmount: {e}");
             }
             drop(session);
+        }
+    }
+}
+
+/// Whether someone holds a lock on `path` (bwrap's read lock on a running
+/// app's `files/.ref`), probed with `F_OFD_GETLK`.
+pub fn locked(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a symlink, never blocking on a FIFO a release made.
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    let mut lock = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(
+        file.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock),
+    ) {
+        Ok(_) => lock.l_type != nix::libc::F_UNLCK as i16,
+        Err(e) => {
+            warn!(path = %path.display(), "cannot probe the in-use lock: {e}");
+            true
         }
     }
 }

@@ -748,7 +748,8 @@ pub(crate) async fn deploy_release(
     Ok((files, local.refused))
 }
 
-/// Mounts `files/` of `release` at `files` for `app`.
+/// Mounts `files/` of `release` at `files` for `app`: from its local tree
+/// (`trees`) if it has one, else through the FUSE pool.
 pub(crate) async fn mount(
     manager: &Manager,
     app: &LiveApp,
@@ -756,6 +757,17 @@ pub(crate) async fn mount(
     release: &str,
     files: &std::path::Path,
 ) -> Result<(), InstallError> {
+    if let Some(tree) = crate::trees::complete(&manager.config().state_directory, release) {
+        match crate::trees::bind(&tree, files) {
+            Ok(()) => {
+                app.add_tree_mount(release, files.to_owned(), tree);
+                return Ok(());
+            }
+            Err(e) => {
+                warn!(app = %manifest.id, %release, "cannot mount its local tree, mounting it through FUSE: {e}")
+            }
+        }
+    }
     let pool = manager.pool()?;
     let slot = pool.attach(manifest, files)?;
     app.add_mount(release, files.to_owned(), slot);
@@ -1036,6 +1048,9 @@ async fn restore_inner(manager: &Arc<Manager>) -> Result<(), InstallError> {
             warn!(app = %id, "cannot remove leftovers: {e}");
         }
     }
+    // Trees of releases no record keeps (a sandbox ran them at uninstall).
+    let releases = keep.values().flatten().cloned().collect();
+    crate::trees::prune(&manager.config().state_directory, &releases);
     // Runtimes first: an app that clients see again can run.
     let mut records: Vec<&InstalledApp> = state.apps.values().collect();
     records.sort_by_key(|r| (r.kind != Kind::Runtime, r.id.clone()));
@@ -1082,7 +1097,13 @@ async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(),
             }
             if !deployment.complete {
                 unfinished.push((manifest, deployment.release.clone()));
-            } else if !crate::local_store::marker(manager, &deployment.release).exists() {
+            } else if !crate::local_store::marker(manager, &deployment.release).exists()
+                || crate::trees::complete(
+                    &manager.config().state_directory,
+                    &deployment.release,
+                )
+                .is_none()
+            {
                 crate::local_store::spawn(
                     manager.clone(),
                     manifest,

@@ -119,6 +119,43 @@ impl LocalStore {
             .ok()
     }
 
+    /// The name in the store of `cid`'s executable variant `<cid>.x` (a
+    /// 0755 copy of the 0644 file: one inode has one mode), made from the
+    /// verified file if it is not there yet (`copy_file_range`: a reflink
+    /// where the filesystem can); `None` if `cid` is not local. Like every
+    /// name here, it exists only complete.
+    pub fn executable(&self, cid: &str) -> std::io::Result<Option<String>> {
+        if self.path(cid).is_none() {
+            return Ok(None);
+        }
+        let name = format!("{cid}.x");
+        let variant = self.dir.join(&name);
+        if variant.exists() {
+            return Ok(Some(name));
+        }
+        let Some(mut source) = self.open(cid) else {
+            return Ok(None);
+        };
+        let n = PART.fetch_add(1, Ordering::Relaxed);
+        let part = self.dir.join(format!("{name}.{n}.part"));
+        let copied = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .open(&part)?;
+            std::io::copy(&mut source, &mut file)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+            file.sync_all()?;
+            crate::durable::rename(&part, &variant)
+        })();
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+        Ok(Some(name))
+    }
+
     /// Creates the store (root's, 0755) and removes unfinished `.part` files.
     pub fn prepare(&self) -> Result<(), LocalError> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
@@ -227,8 +264,11 @@ pub async fn make_local(manager: &Manager, manifest: &Manifest, release: &str) {
     };
     let _one = ONE_AT_A_TIME.lock().await;
     for attempt in 1..=ATTEMPTS {
-        if marker(manager, release).exists() || !kept(manager, release) {
+        if !kept(manager, release) {
             return;
+        }
+        if marker(manager, release).exists() {
+            break;
         }
         // At start-up the node may not answer yet.
         while manager.kubo().is_err() {
@@ -237,13 +277,16 @@ pub async fn make_local(manager: &Manager, manifest: &Manifest, release: &str) {
         match run(manager, &store, manifest, release).await {
             Ok((local, all)) => {
                 info!(app = %manifest.id, %release, local, files = all, "release kept as local files");
-                return;
+                break;
             }
             Err(e) => {
                 warn!(app = %manifest.id, %release, attempt, "cannot keep the release as local files: {e}");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
+    }
+    if marker(manager, release).exists() && kept(manager, release) {
+        crate::trees::settle(manager, &store, manifest, release).await;
     }
 }
 
@@ -325,15 +368,22 @@ fn kept(manager: &Manager, release: &str) -> bool {
 /// Removes local files that no kept release (from its cached manifest) and
 /// no slot the pool still serves names; returns how many. Needs no Kubo.
 pub fn prune(manager: &Manager) -> Result<usize, LocalError> {
-    let Some(store) = manager.local_store() else {
-        return Ok(0);
-    };
     let state = match manager.store().load() {
         Ok(state) => state,
         Err(e) => {
             warn!("cannot read the state to prune local files: {e}");
             return Ok(0);
         }
+    };
+    // Trees first (their hard links are the files' other names).
+    let releases: HashSet<String> = state
+        .apps
+        .values()
+        .flat_map(|a| a.deployments.iter().map(|d| d.release.clone()))
+        .collect();
+    crate::trees::prune(&manager.config().state_directory, &releases);
+    let Some(store) = manager.local_store() else {
+        return Ok(0);
     };
     let mut keep: HashSet<String> = manager
         .apps
@@ -361,7 +411,8 @@ pub fn prune(manager: &Manager) -> Result<usize, LocalError> {
     for entry in entries {
         let entry = entry.map_err(io(store.dir()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".part") && !keep.contains(&name) {
+        let cid = name.strip_suffix(".x").unwrap_or(&name);
+        if !name.ends_with(".part") && !keep.contains(cid) {
             std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
             removed += 1;
         }

@@ -48,6 +48,7 @@ mod subprocess;
 mod supervised;
 mod tools;
 mod tree;
+mod trees;
 mod triggers;
 mod unixfs;
 mod update;

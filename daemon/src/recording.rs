@@ -347,6 +347,15 @@ impl Recordings {
         }
     }
 
+    /// Whether a recording of `id` has its mount stacked on the app's now.
+    pub fn is_recording(&self, id: &str) -> bool {
+        self.active
+            .lock()
+            .expect("not poisoned")
+            .get(id)
+            .is_some_and(|a| a.mount.is_some())
+    }
+
     /// Ends every recording (the daemon is stopping).
     pub fn shutdown(&self) {
         for (_, active) in std::mem::take(&mut *self.active.lock().expect("not poisoned")) {

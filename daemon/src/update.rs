@@ -741,6 +741,7 @@ async fn drop_deployment(manager: &Manager, id: &str, release: &str) -> Result<(
         app.stop_fetch(release);
         app.unmount(manager.apps.pool().as_deref(), release);
     }
+    crate::trees::remove(&manager.config().state_directory, release);
     let keep: Vec<String> = record
         .deployments
         .iter()
