@@ -480,6 +480,7 @@ impl Pool {
                     | MsFlags::MS_NODEV,
                 None::<&str>,
             )
+            .and_then(|()| crate::trees::private(target))
             .inspect_err(|_| {
                 let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
             })

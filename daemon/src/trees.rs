@@ -23,7 +23,9 @@
 //! synced, renamed to `<release>`, `trees/` synced; only a tree under its
 //! final name is trusted and mounted; leftovers are removed at start-up.
 //!
-//! Mounted ([`bind`]) read-only, `nosuid,nodev`. A release mounted through
+//! Mounted ([`bind`]) read-only, `nosuid,nodev`, private (so are the FUSE
+//! bind mounts, `fuse::Pool::attach`: nothing mounted on or unmounted from
+//! a deploy's `files/` propagates into a running sandbox's copy). A release mounted through
 //! FUSE when its tree appears gets the tree's bind mount stacked on top of
 //! the FUSE one (`apps::LiveApp::stack_tree`): processes that hold files of
 //! the FUSE mount open, and sandboxes started before, keep reading through
@@ -349,10 +351,24 @@ pub fn bind(tree: &Path, target: &Path) -> std::io::Result<()> {
             | MsFlags::MS_NODEV,
         None::<&str>,
     )
+    .and_then(|()| private(target))
     .inspect_err(|_| {
         let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
     })?;
     Ok(())
+}
+
+/// Makes the mount on `target` private: what is mounted on it later (a
+/// tree stacked on a FUSE mount) or unmounted from it never propagates into
+/// the mount namespaces of sandboxes, which keep what they started with.
+pub fn private(target: &Path) -> nix::Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
 }
 
 /// Whether a sandbox runs `tree` now (bwrap's lock on its `.ref`).
