@@ -95,6 +95,9 @@ struct Mounted {
     path: PathBuf,
     slot: Option<Slot>,
     tree: Option<PathBuf>,
+    /// How many mounts are stacked on `path` (the FUSE slot's bind mount
+    /// is gone once the tree replaced it: its slot stays served).
+    layers: usize,
 }
 
 /// One installed app at run time.
@@ -136,6 +139,7 @@ impl LiveApp {
                 path,
                 slot: Some(slot),
                 tree: None,
+                layers: 1,
             },
         );
     }
@@ -148,15 +152,17 @@ impl LiveApp {
                 path,
                 slot: None,
                 tree: Some(tree),
+                layers: 1,
             },
         );
     }
 
-    /// Binds `tree` over the FUSE mount of `release` (the slot stays
-    /// served underneath for whoever opened files or started a sandbox
-    /// before); returns whether it did (not if `release` is not mounted or
-    /// has its tree already).
-    pub fn stack_tree(&self, release: &str, tree: &std::path::Path) -> std::io::Result<bool> {
+    /// Puts `tree` in place of the FUSE mount of `release`
+    /// (`trees::replace`; the slot stays served for whoever opened files
+    /// or started a sandbox before, until the release is unmounted);
+    /// returns whether it did (not if `release` is not mounted or has its
+    /// tree already).
+    pub fn switch_to_tree(&self, release: &str, tree: &std::path::Path) -> std::io::Result<bool> {
         let mut mounts = self.mounts.lock().expect("not poisoned");
         let Some(mounted) = mounts.get_mut(release) else {
             return Ok(false);
@@ -164,7 +170,9 @@ impl LiveApp {
         if mounted.tree.is_some() {
             return Ok(false);
         }
-        crate::trees::bind(tree, &mounted.path)?;
+        if !crate::trees::replace(tree, &mounted.path)? {
+            mounted.layers += 1;
+        }
         mounted.tree = Some(tree.to_owned());
         Ok(true)
     }
@@ -250,8 +258,10 @@ impl LiveApp {
 /// Lazily unmounts `mounted` (each of its layers) and retires its slot
 /// (served until no sandbox uses it).
 fn detach(pool: Option<&Pool>, mounted: Mounted) {
-    let Mounted { path, slot, tree } = mounted;
-    for _ in 0..(usize::from(slot.is_some()) + usize::from(tree.is_some())) {
+    let Mounted {
+        path, slot, layers, ..
+    } = mounted;
+    for _ in 0..layers {
         if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
             warn!(path = %path.display(), "cannot unmount: {e}");
         }

@@ -25,12 +25,13 @@
 //!
 //! Mounted ([`bind`]) read-only, `nosuid,nodev`, private (so are the FUSE
 //! bind mounts, `fuse::Pool::attach`: nothing mounted on or unmounted from
-//! a deploy's `files/` propagates into a running sandbox's copy). A release mounted through
-//! FUSE when its tree appears gets the tree's bind mount stacked on top of
-//! the FUSE one (`apps::LiveApp::stack_tree`): processes that hold files of
+//! a deploy's `files/` propagates into a running sandbox's copy). A release
+//! mounted through FUSE when its tree appears has the tree put in place of
+//! its FUSE mount ([`replace`]: mounted beneath it, then the FUSE mount
+//! detached; `apps::LiveApp::switch_to_tree`): processes that hold files of
 //! the FUSE mount open, and sandboxes started before, keep reading through
 //! the FUSE slot, which is served until the release is unmounted; new opens
-//! on the host see the tree. At start-up a release with a tree is mounted
+//! see the tree. At start-up a release with a tree is mounted
 //! from it directly (no FUSE). A tree is removed when no record keeps its
 //! release and no sandbox runs it (a lock on its `.ref`): by uninstall,
 //! retention and vacuum ([`prune`]).
@@ -322,7 +323,7 @@ pub async fn settle(
         info!(app = %manifest.id, %release, "recording: its tree is mounted at the next start");
         return;
     }
-    match app.stack_tree(release, &tree) {
+    match app.switch_to_tree(release, &tree) {
         Ok(true) => info!(app = %manifest.id, %release, "now read from its local tree"),
         Ok(false) => {}
         Err(e) => {
@@ -356,6 +357,90 @@ pub fn bind(tree: &Path, target: &Path) -> std::io::Result<()> {
         let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
     })?;
     Ok(())
+}
+
+/// Puts `tree` in place of the FUSE mount on `target`: the tree is
+/// mounted beneath it (`open_tree`, `mount_setattr` read-only, `nosuid`,
+/// `nodev`, private, `move_mount(MOVE_MOUNT_BENEATH)`), then the FUSE mount
+/// is detached, so a lookup there always finds one of the two and, after,
+/// only the tree (one mount, as after a restart). Processes that opened
+/// files through FUSE, and sandboxes holding a copy of it, keep it (its
+/// slot stays served until the release is unmounted). Returns whether the
+/// FUSE mount is gone (`false`: the kernel has no `MOVE_MOUNT_BENEATH`,
+/// the tree is stacked on top instead).
+pub fn replace(tree: &Path, target: &Path) -> std::io::Result<bool> {
+    use nix::libc;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_BENEATH: libc::c_uint = 0x200;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (tree_c, target_c, empty) = (c(tree)?, c(target)?, CString::default());
+    // SAFETY: plain syscalls on NUL-terminated strings and a local struct.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            tree_c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the syscall just returned this descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: libc::MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: as above.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if set < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target_c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH,
+        )
+    };
+    if moved < 0 {
+        let e = std::io::Error::last_os_error();
+        warn!(path = %target.display(), "cannot mount the tree beneath the FUSE mount ({e}): stacking it on top");
+        bind(tree, target)?;
+        return Ok(false);
+    }
+    nix::mount::umount2(target, MntFlags::MNT_DETACH)?;
+    Ok(true)
 }
 
 /// Makes the mount on `target` private: what is mounted on it later (a
