@@ -8,7 +8,8 @@
 # that each keeps one previous release. Then, on the client's flatipfsd:
 #
 #  - resident memory (VmRSS) and threads (/proc/PID/status);
-#  - FUSE mounts below the stack (mountinfo) and releases kept;
+#  - mounts below the stack (mountinfo: FUSE ones, bind mounts of local
+#    trees, once every current release is on its tree) and releases kept;
 #  - ListApps latency: median of 50 calls (busctl, the bare method), and of
 #    10 `flatipfsctl --json list` (ListApps and every app's properties);
 #  - restart: time from SIGTERM to a new daemon whose ListApps shows every
@@ -75,18 +76,24 @@ for id in "${ids[@]}"; do client "$ctl" --json update "$id" >/dev/null; done
 t_update=$(since "$t0")
 client flatpak run "${ids[-1]}" | grep -q "version 2"
 sleep 8   # the daemon's sweep unmounts what no job or sandbox uses (every 3 s)
+# Every release kept is made local and gets its local tree, which replaces
+# its FUSE mount (trees.rs): wait until no deploy is mounted through FUSE.
+fuse_deploys() { awk -v d="$work/client/state/installation/" 'index($5, d) == 1 && / - fuse/' /proc/self/mountinfo | wc -l; }
+t0=$(now)
+for _ in $(seq 3000); do [ "$(fuse_deploys)" = 0 ] && break; sleep 0.1; done
+t_local=$(since "$t0")
 
-measure() { # prints: rss_kB threads mounts
+measure() { # prints: rss_kB threads fuse_mounts other_mounts
   local pid
   pid=$("$bin/flatipfs-stack" daemon-pid "$work/client")
   awk '/^VmRSS/ { r = $2 } /^Threads/ { t = $2 } END { printf "%s %s ", r, t }' "/proc/$pid/status"
-  awk -v d="$work/client/" 'index($5, d) == 1' /proc/self/mountinfo | wc -l
+  awk -v d="$work/client/" 'index($5, d) == 1 { if (/ - fuse/) f++; else o++ } END { printf "%d %d\n", f, o }' /proc/self/mountinfo
 }
 kept=$(client "$ctl" --json list | python3 -c '
 import json, sys
 apps = json.load(sys.stdin)["apps"]
 print(sum(len(a.get("deployments", [])) for a in apps))')
-read -r rss threads mounts < <(measure)
+read -r rss threads mounts tmounts < <(measure)
 
 listapps() { client busctl --system call org.flatipfs.Manager1 /org/flatipfs/Manager1 org.flatipfs.Manager1 ListApps >/dev/null; }
 median() { python3 -c "import statistics, sys; print(statistics.median(map(float, sys.argv[1:])))" "$@"; }
@@ -107,15 +114,17 @@ until [ "$(mounted_apps)" -ge "$n" ]; do sleep 0.05; done
 client flatpak run "${ids[-1]}" | grep -q "version 2"
 t_restart=$(since "$t0")
 sleep 4
-read -r rss2 threads2 mounts2 < <(measure)
+read -r rss2 threads2 mounts2 tmounts2 < <(measure)
 
-python3 - "$n" "$rss" "$threads" "$mounts" "$kept" "$t_listapps" "$t_list" "$t_restart" "$rss2" "$threads2" "$mounts2" "$t_install" "$t_update" "$(basename "$bin")" <<'PY' | tee "$here/target/bench-100-apps.md"
+python3 - "$n" "$rss" "$threads" "$mounts" "$kept" "$t_listapps" "$t_list" "$t_restart" "$rss2" "$threads2" "$mounts2" "$t_install" "$t_update" "$(basename "$bin")" "$tmounts" "$tmounts2" "$t_local" <<'PY' | tee "$here/target/bench-100-apps.md"
 import sys
 n, rss, threads, mounts, kept = (int(x) for x in sys.argv[1:6])
 t_listapps, t_list, t_restart = (float(x) for x in sys.argv[6:9])
 rss2, threads2, mounts2 = (int(x) for x in sys.argv[9:12])
 t_install, t_update = (float(x) for x in sys.argv[12:14])
 profile = sys.argv[14]
+tmounts, tmounts2 = int(sys.argv[15]), int(sys.argv[16])
+t_local = float(sys.argv[17])
 print(f"## {n} apps, one previous release each, on one daemon\n")
 print(f"`{profile}` binaries; one run of scripts/bench-100-apps.sh; publisher and client stacks over loopback.\n")
 print("| measurement | value | target |")
@@ -123,10 +132,11 @@ print("| --- | --- | --- |")
 print(f"| releases kept (installed + previous) | {kept} | |")
 print(f"| daemon resident memory (VmRSS) | {rss / 1024:.1f} MB | ≤ 50 MB |")
 print(f"| daemon threads | {threads} | ≤ 64 |")
-print(f"| FUSE mounts below the stack (each current release, and the pool's own) | {mounts} | |")
+print(f"| mounts below the stack: FUSE (the pool's own, releases not local yet), bind mounts of local trees | {mounts} FUSE, {tmounts} trees | |")
 print(f"| `ListApps` (median of 50 `busctl` calls) | {t_listapps * 1000:.1f} ms | reported |")
 print(f"| `flatipfsctl --json list` ({n} apps' properties; median of 10) | {t_list * 1000:.0f} ms | reported |")
 print(f"| restart: SIGTERM to all {n} runnable again (mount points set, `flatpak run` works) | {t_restart:.2f} s | ≤ 5 s |")
-print(f"| after the restart: memory, threads, mounts | {rss2 / 1024:.1f} MB, {threads2}, {mounts2} | |")
+print(f"| after the restart: memory, threads, mounts | {rss2 / 1024:.1f} MB, {threads2}, {mounts2} FUSE + {tmounts2} trees | |")
 print(f"| (setup) {n} installs, {n} updates, one at a time | {t_install:.0f} s, {t_update:.0f} s | |")
+print(f"| (setup) then until every current release is on its local tree | {t_local:.1f} s | |")
 PY

@@ -65,6 +65,15 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 [ "$json" = "$local_" ] || { echo "the releases were not made local" >&2; exit 1; }
+# Each release then gets its local tree, which replaces its FUSE mount
+# (trees.rs): wait until the topmost mount on the app's files/ is not FUSE.
+topmost() { awk -v p="$1" '$5 == p { split($0, a, " - "); split(a[2], b, " "); t = b[1] } END { print t }' /proc/self/mountinfo; }
+for _ in $(seq 1200); do
+  fstype=$(topmost "$mnt")
+  [ -n "$fstype" ] && [ "${fstype#fuse}" = "$fstype" ] && break
+  sleep 0.1
+done
+mounts_at=$(awk -v p="$mnt" '$5 == p' /proc/self/mountinfo | wc -l)
 passthrough=$(grep -c "FUSE passthrough on" "$work/client/logs/flatipfsd.log" || true)
 
 rb="$bin/flatipfs-read-bench"
@@ -87,7 +96,9 @@ done
 pick() { printf '%s\n' "$@" | best; }
 bytes=$(du -sb --apparent-size "$tree/files" | cut -f1)
 files=$(find "$tree/files" -type f | wc -l)
-local_du=$(du -s --block-size=1 "$state/local" | cut -f1)
+# The local files and the trees together (du counts a hard link once).
+local_du=$(du -s -c --block-size=1 "$state/local" "$state/trees" 2>/dev/null | tail -1 | cut -f1)
+trees_extra=$(du -s -c --block-size=1 "$state/local" "$state/trees" 2>/dev/null | sed -n 2p | cut -f1)
 repo_du=$(du -s --block-size=1 "$state/kubo" | cut -f1)
 blocks_du=$(du -s --block-size=1 "$state/kubo/blocks" | cut -f1)
 datastore_du=$(du -s --block-size=1 "$state/kubo/datastore" | cut -f1)
@@ -98,17 +109,18 @@ runtime_bytes=$(du -sb --apparent-size "$(client "$bin/flatipfsctl" --json info 
 
 python3 - "$(pick "${seq_l[@]}")" "$(pick "${seq_m[@]}")" "$(pick "${rnd_l[@]}")" "$(pick "${rnd_m[@]}")" \
   "$(pick "${cseq_l[@]}")" "$(pick "${cseq_m[@]}")" "$(pick "${crnd_l[@]}")" "$(pick "${crnd_m[@]}")" \
-  "$count" "$bytes" "$files" "$local_du" "$repo_du" "$runtime_bytes" "$repo_before" "$blocks_du" "$datastore_du" "$on_disk" "$passthrough" "$package" "$version" <<'PY' | tee "$here/target/bench-reads.md"
+  "$count" "$bytes" "$files" "$local_du" "$repo_du" "$runtime_bytes" "$repo_before" "$blocks_du" "$datastore_du" "$on_disk" "$passthrough" "$package" "$version" "$profile" "$fstype" "$mounts_at" "$trees_extra" <<'PY' | tee "$here/target/bench-reads.md"
 import sys
 (sl, sm, rl, rm, csl, csm, crl, crm, count, size, files, local_du, repo_du, runtime, before, blocks,
- datastore, on_disk, passthrough, package, version) = sys.argv[1:]
+ datastore, on_disk, passthrough, package, version, profile, fstype, mounts_at, trees_extra) = sys.argv[1:]
 sl, sm, rl, rm, csl, csm, crl, crm = map(float, (sl, sm, rl, rm, csl, csm, crl, crm))
 count, size, local_du, repo_du, runtime, before, blocks, datastore, on_disk = map(
     int, (count, size, local_du, repo_du, runtime, before, blocks, datastore, on_disk))
 mb = size / 1e6
 print(f"## Read benchmark: {package} {version} installed through the daemon (embedded Kubo, local files)\n")
-print(f"Release builds; one run of scripts/bench-reads.sh. Tree: {mb:.1f} MB in {files} files; "
-      f"FUSE passthrough {'on' if int(passthrough) else 'OFF (reads served by the daemon)'}. "
+print(f"{profile.capitalize()} builds; one run of scripts/bench-reads.sh. Tree: {mb:.1f} MB in {files} files; "
+      f"the app's files/ read through: {fstype or 'nothing'} ({mounts_at} mount(s) there; not fuse: its local tree); "
+      f"FUSE passthrough {'on' if int(passthrough) else 'OFF (reads served by the daemon)'} before the switch. "
       "Best of three rounds, sides alternated. Throughput through the mount / local (1.0 = the same).\n")
 print("| measurement | mount | local disk | mount / local throughput |")
 print("| --- | --- | --- | --- |")
@@ -118,7 +130,8 @@ print(f"| cold sequential read of every file | {csm:.3f} s, {mb / csm:.0f} MB/s 
 print(f"| cold random 4 KiB reads ({count // 10}) | {crm:.3f} s, {count // 10 / crm / 1e3:.1f} k/s | {crl:.3f} s, {count // 10 / crl / 1e3:.1f} k/s | {crl / crm:.2f} |")
 total = size + runtime
 grown = repo_du - before
-print(f"\nDisk (du): the client's local files {local_du / 1e6:.1f} MB plus its Kubo repository's growth "
+print(f"\nDisk (du): the client's local files and trees {local_du / 1e6:.1f} MB (the trees' own "
+      f"blocks, beyond the hard links: {int(trees_extra) / 1e6:.1f} MB) plus its Kubo repository's growth "
       f"{grown / 1e6:.1f} MB (whole repository {repo_du / 1e6:.1f} MB: blocks {blocks / 1e6:.1f} MB, datastore "
       f"{datastore / 1e6:.1f} MB) for {total / 1e6:.1f} MB of installed files (app and runtime, apparent size): "
       f"{(local_du + grown) / total:.2f}× ({(local_du + repo_du) / total:.2f}× counting the whole repository); "

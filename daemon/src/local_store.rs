@@ -119,16 +119,33 @@ impl LocalStore {
             .ok()
     }
 
-    /// The name in the store of `cid`'s executable variant `<cid>.x` (a
-    /// 0755 copy of the 0644 file: one inode has one mode), made from the
-    /// verified file if it is not there yet (`copy_file_range`: a reflink
-    /// where the filesystem can); `None` if `cid` is not local. Like every
-    /// name here, it exists only complete.
-    pub fn executable(&self, cid: &str) -> std::io::Result<Option<String>> {
-        if self.path(cid).is_none() {
+    /// The name in the store of a verified file of `cid` with permissions
+    /// `mode` (0644 or 0755) for a tree to link to (`trees`), `None` if
+    /// `cid` is not local. One inode has one mode: the file `<cid>` is
+    /// given `mode` if no tree links it yet (Kubo and the pool do not care
+    /// about its mode); if it is linked with the other mode, a variant
+    /// `<cid>.x` (0755) or `<cid>.r` (0644) is made, a copy
+    /// (`copy_file_range`: a reflink where the filesystem can) of the
+    /// verified file, which, like every name here, exists only complete.
+    pub fn linkable(&self, cid: &str, mode: u32) -> std::io::Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = self.path(cid) else {
             return Ok(None);
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if meta.mode() & 0o7777 == mode {
+            return Ok(Some(cid.to_string()));
         }
-        let name = format!("{cid}.x");
+        if meta.nlink() == 1 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            return Ok(Some(cid.to_string()));
+        }
+        let name = format!("{cid}.{}", if mode & 0o100 != 0 { "x" } else { "r" });
         let variant = self.dir.join(&name);
         if variant.exists() {
             return Ok(Some(name));
@@ -142,10 +159,10 @@ impl LocalStore {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o755)
+                .mode(mode)
                 .open(&part)?;
             std::io::copy(&mut source, &mut file)?;
-            file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
             file.sync_all()?;
             crate::durable::rename(&part, &variant)
         })();
@@ -411,7 +428,10 @@ pub fn prune(manager: &Manager) -> Result<usize, LocalError> {
     for entry in entries {
         let entry = entry.map_err(io(store.dir()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let cid = name.strip_suffix(".x").unwrap_or(&name);
+        let cid = name
+            .strip_suffix(".x")
+            .or_else(|| name.strip_suffix(".r"))
+            .unwrap_or(&name);
         if !name.ends_with(".part") && !keep.contains(cid) {
             std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
             removed += 1;

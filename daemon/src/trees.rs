@@ -6,9 +6,11 @@
 //! A tree is `<state_directory>/trees/<release>/` (the directory `trees/`
 //! is root's, 0700). Its regular files are hard links to the local store's
 //! files (`local_store`: the same inodes Kubo's filestore serves to peers,
-//! so no second copy), or, for a file the manifest wants executable, to the
-//! store's executable variant `<cid>.x` (one inode has one mode: the store
-//! keeps a 0755 copy, reflinked where the filesystem can); files whose CID
+//! so no second copy). One inode has one mode: a store file takes the mode
+//! of the first tree that links it, and only content needed both 0644 and
+//! 0755 gets a second inode, a variant `<cid>.x` or `<cid>.r`
+//! (`LocalStore::linkable`; a copy, reflinked where the filesystem can,
+//! counted in the disk measurement); files whose CID
 //! carries their bytes (up to 32 bytes, `.ref` among them) are written
 //! into the tree. Directories are 0755, files 0644 or 0755 (the manifest's
 //! clamped modes), everything root's; symlinks as in the manifest.
@@ -247,17 +249,13 @@ fn fill(store: &LocalStore, root: &Path, manifest: &Manifest) -> Result<(), Tree
                     })?;
                     continue;
                 }
-                let source = if mode & 0o100 != 0 {
-                    store
-                        .executable(&entry.cid)
-                        .map_err(|source| TreeError::Io {
-                            path: entry.cid.clone(),
-                            source,
-                        })?
-                        .ok_or_else(|| TreeError::NotLocal(entry.path.clone()))?
-                } else {
-                    entry.cid.clone()
-                };
+                let source = store
+                    .linkable(&entry.cid, mode)
+                    .map_err(|source| TreeError::Io {
+                        path: entry.cid.clone(),
+                        source,
+                    })?
+                    .ok_or_else(|| TreeError::NotLocal(entry.path.clone()))?;
                 let source = component(&source, &entry.path)?;
                 match nix::unistd::linkat(
                     Some(store_fd.as_raw_fd()),
@@ -576,12 +574,11 @@ mod tests {
         assert_eq!(meta("share").permissions().mode() & 0o7777, 0o644);
         assert_eq!(meta(".ref").len(), 0);
         let store = std::fs::metadata(f.store.dir().join("bafkreifile")).unwrap();
-        assert_eq!(meta("share").ino(), store.ino(), "a hard link, no copy");
-        assert_ne!(
-            meta("bin/tool").ino(),
-            store.ino(),
-            "the executable variant"
-        );
+        // bin/tool comes first: the store's file takes its mode; share
+        // needs the other mode, a variant.
+        assert_eq!(meta("bin/tool").ino(), store.ino(), "a hard link, no copy");
+        assert_ne!(meta("share").ino(), store.ino(), "the 0644 variant");
+        assert_eq!(std::fs::read(tree.join("share")).unwrap(), b"hello");
         assert_eq!(std::fs::read(tree.join("bin/tool")).unwrap(), b"hello");
         assert_eq!(
             std::fs::read_link(tree.join("link")).unwrap(),
