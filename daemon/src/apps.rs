@@ -170,9 +170,7 @@ impl LiveApp {
         if mounted.tree.is_some() {
             return Ok(false);
         }
-        if !crate::trees::replace(tree, &mounted.path)? {
-            mounted.layers += 1;
-        }
+        mounted.layers = crate::trees::replace(tree, &mounted.path)?;
         mounted.tree = Some(tree.to_owned());
         Ok(true)
     }

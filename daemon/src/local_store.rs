@@ -28,7 +28,10 @@
 //!    it has it nowhere, hence the removal first);
 //! 4. the release is pinned again under the same name (every block is
 //!    local: no network);
-//! 5. the marker `<state>/releases/<release>.local` is written.
+//! 5. the marker `<state>/releases/<release>.local` is written;
+//! 6. the release gets its local tree (`trees::settle`: hard links to
+//!    these files, bind-mounted on `files/` in place of the FUSE slot), also
+//!    when the marker was there already but the tree was not.
 //!
 //! A crash anywhere leaves installed apps runnable: files are only ever
 //! added to the store complete and verified, and reads fall back to Kubo

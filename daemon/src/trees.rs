@@ -363,10 +363,14 @@ pub fn bind(tree: &Path, target: &Path) -> std::io::Result<()> {
 /// is detached, so a lookup there always finds one of the two and, after,
 /// only the tree (one mount, as after a restart). Processes that opened
 /// files through FUSE, and sandboxes holding a copy of it, keep it (its
-/// slot stays served until the release is unmounted). Returns whether the
-/// FUSE mount is gone (`false`: the kernel has no `MOVE_MOUNT_BENEATH`,
-/// the tree is stacked on top instead).
-pub fn replace(tree: &Path, target: &Path) -> std::io::Result<bool> {
+/// slot stays served until the release is unmounted). Without
+/// `MOVE_MOUNT_BENEATH` (kernels before 6.5) nothing changes and this
+/// fails: a tree stacked on top instead is refused by bwrap ("Race
+/// condition binding dirfd", measured), so the release stays on FUSE until
+/// the next start mounts its tree directly. Returns how many mounts are
+/// on `target` now (1: the tree; 2 if the FUSE mount could not be
+/// detached and stays above it).
+pub fn replace(tree: &Path, target: &Path) -> std::io::Result<usize> {
     use nix::libc;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
@@ -432,13 +436,14 @@ pub fn replace(tree: &Path, target: &Path) -> std::io::Result<bool> {
         )
     };
     if moved < 0 {
-        let e = std::io::Error::last_os_error();
-        warn!(path = %target.display(), "cannot mount the tree beneath the FUSE mount ({e}): stacking it on top");
-        bind(tree, target)?;
-        return Ok(false);
+        return Err(std::io::Error::last_os_error());
     }
-    nix::mount::umount2(target, MntFlags::MNT_DETACH)?;
-    Ok(true)
+    if let Err(e) = nix::mount::umount2(target, MntFlags::MNT_DETACH) {
+        // The tree waits beneath; both go when the release is unmounted.
+        warn!(path = %target.display(), "cannot detach the FUSE mount above the tree: {e}");
+        return Ok(2);
+    }
+    Ok(1)
 }
 
 /// Makes the mount on `target` private: what is mounted on it later (a
