@@ -17,6 +17,7 @@
 #     local files, which the mount passes through to) before each read.
 #
 #   scripts/bench-reads.sh   # prints Markdown (also target/bench-reads.md)
+#   BENCH_PROFILE=debug BENCH_READ_BENCH=/path/to/release/flatipfs-read-bench …
 source "$(dirname "$0")/bench-common.sh"
 version=${BENCH_OLD:-1.14.0}
 count=${BENCH_RANDOM_READS:-200000}
@@ -76,7 +77,9 @@ done
 mounts_at=$(awk -v p="$mnt" '$5 == p' /proc/self/mountinfo | wc -l)
 passthrough=$(grep -c "FUSE passthrough on" "$work/client/logs/flatipfsd.log" || true)
 
-rb="$bin/flatipfs-read-bench"
+# BENCH_READ_BENCH: an optimized flatipfs-read-bench when the rest is a
+# debug build (the reader's own cost per call is on both sides).
+rb="${BENCH_READ_BENCH:-$bin/flatipfs-read-bench}"
 best() { sort -n | head -1; }
 # Warm: both sides read once first.
 "$rb" seq "$tree/files" >/dev/null; "$rb" seq "$mnt" >/dev/null
