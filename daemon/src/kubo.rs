@@ -348,6 +348,10 @@ impl Client {
         nocopy: bool,
     ) -> Result<Vec<Option<String>>, KuboError> {
         use reqwest::multipart::{Form, Part};
+        if files.is_empty() {
+            // Kubo refuses an `add` without parts.
+            return Ok(Vec::new());
+        }
         let mut form = Form::new();
         for (i, (path, size)) in files.iter().enumerate() {
             let opened = path.clone();
