@@ -4,7 +4,9 @@
 # only the bootstrap node: it finds the publisher's records and blocks
 # through routing (the DHT), as between two machines.
 #
-#   start_two_stacks DIR   # needs $bin (flatipfs-stack) and $kubo (ipfs)
+#   start_two_stacks DIR   # needs $bin (flatipfs-stack) and $kubo (ipfs);
+#                          # $client_stack_options replaces the client's
+#                          # `--kubo-nodes 1` (e.g. `--kubo-nodes 0 --embedded-kubo`)
 #   pub CMD…               # CMD against the publisher's bus and node (IPFS_PATH set)
 #   client CMD…            # the same for the client
 #   wait_for_index         # until the client's node resolves $ipns to what the publisher published
@@ -15,7 +17,8 @@ start_two_stacks() {
   network_env=$("$bin/flatipfs-stack" up "$dir/network" --kubo-nodes 1 --network-only)
   bootstrap=$(eval "$network_env"; echo "$FLATIPFS_KUBO_PEER_1")
   pub_env=$("$bin/flatipfs-stack" up "$dir/publisher" --kubo-nodes 1 --bootstrap "$bootstrap")
-  client_env=$("$bin/flatipfs-stack" up "$dir/client" --kubo-nodes 1 --bootstrap "$bootstrap")
+  # shellcheck disable=SC2086 # options, split on purpose
+  client_env=$("$bin/flatipfs-stack" up "$dir/client" ${client_stack_options:---kubo-nodes 1} --bootstrap "$bootstrap")
 }
 pub() { (eval "$pub_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
 client() { (eval "$client_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }

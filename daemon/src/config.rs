@@ -233,6 +233,10 @@ pub struct FetchConfig {
     pub local_files: bool,
     /// Use a release's encodings (deltas, pack) before plain blocks.
     pub encodings: bool,
+    /// What one plain block costs beyond its bytes, in bytes of a large
+    /// transfer: a pack piece is fetched when its size is below the plain
+    /// bytes it replaces plus this per block (`decode`).
+    pub plain_block_cost: u64,
 }
 
 impl Default for FetchConfig {
@@ -247,6 +251,7 @@ impl Default for FetchConfig {
             prefetch_concurrency: 4,
             local_files: true,
             encodings: true,
+            plain_block_cost: 64 << 10,
         }
     }
 }

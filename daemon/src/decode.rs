@@ -169,13 +169,40 @@ pub async fn run(
         .map(|e| (e.path.as_str(), e))
         .collect();
     // By CID, offline: resolving a path would fetch a one-block file whole.
-    let mut missing = HashSet::new();
-    for (path, file) in &files {
+    // A group of files per call first (a group all present costs one
+    // call); the files of a group with anything missing one by one, a few
+    // calls at once (one call per file, one after the other, cost seconds
+    // for 5,000 small files).
+    let mut sorted: Vec<(&str, &Entry)> = files.iter().map(|(p, e)| (*p, *e)).collect();
+    sorted.sort_unstable_by_key(|(p, _)| *p);
+    let mut unsure: Vec<&str> = Vec::new();
+    for group in groups(&sorted) {
         if cancel.is_cancelled() {
             return;
         }
-        if kubo.dag_stat(&[&file.cid]).await.is_err() {
-            missing.insert(*path);
+        let cids: Vec<&str> = group.iter().map(|(_, e)| e.cid.as_str()).collect();
+        if kubo.dag_stat(&cids).await.is_err() {
+            unsure.extend(group.iter().map(|(p, _)| *p));
+        }
+    }
+    let mut missing = HashSet::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut next = unsure.iter().enumerate();
+    loop {
+        while running.len() < CHECKS_AT_ONCE {
+            let Some((i, path)) = next.next() else { break };
+            let (kubo, cid) = (kubo.clone(), files[path].cid.clone());
+            running.spawn(async move { (i, kubo.dag_stat(&[&cid]).await.is_err()) });
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+        match running.join_next().await {
+            Some(Ok((i, true))) => {
+                missing.insert(unsure[i]);
+            }
+            Some(_) => {}
+            None => break,
         }
     }
     if missing.is_empty() {
@@ -187,6 +214,7 @@ pub async fn run(
         kubo,
         release,
         limits,
+        block_cost: config.fetch.plain_block_cost,
         scratch: config.state_directory.join("tmp").join("decode"),
     };
     // Deltas first: the cheapest.
@@ -213,6 +241,8 @@ struct Decoder<'a> {
     kubo: &'a Client,
     release: &'a str,
     limits: DecodeLimits,
+    /// [`crate::config::FetchConfig::plain_block_cost`].
+    block_cost: u64,
     scratch: PathBuf,
 }
 
@@ -308,6 +338,14 @@ impl Decoder<'_> {
             if wanted == 0 {
                 continue;
             }
+            // What the plain blocks would cost: their bytes, and per block
+            // what a block costs beyond its bytes.
+            let plain_blocks: u64 = piece
+                .slices
+                .iter()
+                .filter(|s| missing.contains(s.path.as_str()))
+                .map(|s| blocks(s.length))
+                .sum();
             // Too heavy for what it claims: refused (and counted) unfetched.
             let output: u64 = piece.slices.iter().map(|s| s.length).sum();
             if let Err(e) = codec::check_size(piece.size, output, self.limits) {
@@ -315,7 +353,8 @@ impl Decoder<'_> {
                 self.refused(path, "pack piece", &e.into());
                 continue;
             }
-            if piece.size >= wanted {
+            let piece_cost = piece.size + blocks(piece.size) * self.block_cost;
+            if piece_cost >= wanted + plain_blocks * self.block_cost {
                 continue;
             }
             if let Err(e) = self.piece(piece, files, missing, &mut partial).await {
@@ -352,6 +391,8 @@ impl Decoder<'_> {
                 .await
                 .map_err(|e| WireError::Local(e.to_string()))??;
         let mut at = 0usize;
+        // Whole files, verified together (one `add` of many files).
+        let mut batch: Vec<(&Entry, &[u8])> = Vec::new();
         for slice in &piece.slices {
             // Validated: slices lie within their files and sum to `output`.
             let bytes = &decoded[at..at + slice.length as usize];
@@ -363,22 +404,13 @@ impl Decoder<'_> {
                 continue;
             }
             if slice.offset == 0 && slice.length == file.size {
-                match self
-                    .verify(
-                        file,
-                        AddPart::Bytes {
-                            name: "file".into(),
-                            data: bytes.to_vec(),
-                        },
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        add_wire(self.manager, self.release, |w| w.pack_files += 1);
-                    }
-                    Err(e) => self.refused(&file.path, "pack slice", &e),
-                }
+                batch.push((file, bytes));
                 missing.remove(slice.path.as_str());
+                if batch.len() >= BATCH_FILES
+                    || batch.iter().map(|(_, b)| b.len()).sum::<usize>() >= BATCH_BYTES
+                {
+                    self.verify_batch(std::mem::take(&mut batch)).await?;
+                }
                 continue;
             }
             // Part of a large file: appended to its scratch file.
@@ -419,6 +451,50 @@ impl Decoder<'_> {
                 missing.remove(slice.path.as_str());
             }
         }
+        self.verify_batch(batch).await?;
+        Ok(())
+    }
+
+    /// [`Self::verify`] of whole files, one `add` per batch: each file is a
+    /// top-level part named by its index, and each is accepted only if the
+    /// CID Kubo returns for its name is its manifest's. A file Kubo gave no
+    /// line for is refused (plain blocks).
+    async fn verify_batch(&self, batch: Vec<(&Entry, &[u8])>) -> Result<(), WireError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let parts = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (_, bytes))| AddPart::Bytes {
+                name: i.to_string(),
+                data: bytes.to_vec(),
+            })
+            .collect();
+        let lines = self
+            .kubo
+            .add(parts, AddOptions { pin: false }, |_| {})
+            .await?;
+        let got: HashMap<String, String> = lines
+            .into_iter()
+            .filter_map(|l| Some((l.name, l.hash?)))
+            .collect();
+        let mut verified = 0;
+        for (i, (file, _)) in batch.iter().enumerate() {
+            let cid = got.get(&i.to_string()).cloned().unwrap_or_default();
+            if cid == file.cid {
+                accept_verified(&file.path);
+                verified += 1;
+            } else {
+                let e = WireError::Mismatch {
+                    path: file.path.clone(),
+                    got: cid,
+                    expected: file.cid.clone(),
+                };
+                self.refused(&file.path, "pack slice", &e);
+            }
+        }
+        add_wire(self.manager, self.release, |w| w.pack_files += verified);
         Ok(())
     }
 
@@ -445,6 +521,48 @@ impl Decoder<'_> {
     }
 }
 
+/// Most files, and bytes, verified by one `add` (bounded so that one call
+/// stays short and its parts are not all held twice).
+const BATCH_FILES: usize = 1024;
+const BATCH_BYTES: usize = 16 << 20;
+
+/// `dag/stat` calls of single files at once.
+const CHECKS_AT_ONCE: usize = 8;
+
+/// Files whose CIDs one `dag/stat` checks at most, and their bytes.
+const GROUP_FILES: usize = 64;
+const GROUP_BYTES: u64 = 4 << 20;
+
+/// `files` (sorted by path) in groups of at most [`GROUP_FILES`] files and
+/// [`GROUP_BYTES`] bytes (a larger file is a group of its own).
+fn groups<'a, 'b>(files: &'b [(&'a str, &'a Entry)]) -> Vec<&'b [(&'a str, &'a Entry)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, (_, file)) in files.iter().enumerate() {
+        if i > start && (i - start >= GROUP_FILES || bytes + file.size > GROUP_BYTES) {
+            out.push(&files[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += file.size;
+    }
+    if start < files.len() {
+        out.push(&files[start..]);
+    }
+    out
+}
+
+/// About how many blocks `size` bytes take as plain blocks under the
+/// release import profile (buzhash chunks of 256 KiB on average, and a
+/// root above two chunks or more).
+fn blocks(size: u64) -> u64 {
+    let chunks = size.div_ceil(256 << 10).max(1);
+    if chunks > 1 {
+        chunks + 1
+    } else {
+        1
+    }
+}
+
 /// The hook for whoever keeps fully fetched files locally: `path` (relative
 /// to `deploy/`) arrived as verified bytes and its blocks are in Kubo.
 fn accept_verified(path: &str) {
@@ -457,4 +575,39 @@ fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .append(true)
         .open(path)?
         .write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size,
+            target: None,
+            cid: "bafkreiabc".into(),
+        }
+    }
+
+    #[test]
+    fn small_files_are_checked_in_groups_and_large_ones_alone() {
+        let small: Vec<Entry> = (0..130).map(|i| file(&format!("f{i:03}"), 4096)).collect();
+        let large = file("z", 64 << 20);
+        let mut all: Vec<(&str, &Entry)> = small.iter().map(|e| (e.path.as_str(), e)).collect();
+        all.push(("z", &large));
+        let sizes: Vec<usize> = groups(&all).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, vec![64, 64, 2, 1]);
+        assert!(groups(&[]).is_empty());
+    }
+
+    #[test]
+    fn blocks_follow_the_chunker() {
+        assert_eq!(blocks(1), 1);
+        assert_eq!(blocks(256 << 10), 1);
+        assert_eq!(blocks((256 << 10) + 1), 3);
+        assert_eq!(blocks(32 << 20), 129);
+    }
 }

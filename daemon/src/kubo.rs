@@ -334,36 +334,46 @@ impl Client {
         Ok(lines)
     }
 
-    /// The CID of the local file `path` (`size` bytes) under the release
-    /// import profile. With `nocopy`, Kubo also records the file in its
-    /// filestore (its raw leaves are then read from `path`, not copied;
-    /// `path` must lie below the repository's parent directory and the
-    /// node's user must be able to read it); without, nothing is stored
-    /// (`only-hash`).
-    pub async fn add_local_file(
+    /// The CIDs of the local files `files` (path, size) under the release
+    /// import profile, in one call (each file a top-level part, opened and
+    /// streamed when the upload reaches it): the CID of each, in order,
+    /// `None` for one Kubo gave no line for. With `nocopy`, Kubo also
+    /// records the files in its filestore (their raw leaves are then read
+    /// from the files, not copied; each must lie below the repository's
+    /// parent directory and the node's user must be able to read it);
+    /// without, nothing is stored (`only-hash`).
+    pub async fn add_local_files(
         &self,
-        path: &std::path::Path,
-        size: u64,
+        files: &[(std::path::PathBuf, u64)],
         nocopy: bool,
-    ) -> Result<String, KuboError> {
+    ) -> Result<Vec<Option<String>>, KuboError> {
         use reqwest::multipart::{Form, Part};
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| KuboError::NotUsable(format!("cannot open {}: {e}", path.display())))?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let mut headers = reqwest::header::HeaderMap::new();
-        let abspath = path.to_string_lossy().into_owned();
-        headers.insert(
-            "Abspath-Encoded",
-            reqwest::header::HeaderValue::from_str(&urlencoding::encode(&abspath))
-                .map_err(|e| KuboError::NotUsable(format!("path {abspath:?}: {e}")))?,
-        );
-        let part = Part::stream_with_length(body, size)
-            .mime_str("application/octet-stream")
-            .expect("static mime types parse")
-            .file_name("file")
-            .headers(headers);
-        let form = Form::new().part("file", part);
+        if files.is_empty() {
+            // Kubo refuses an `add` without parts.
+            return Ok(Vec::new());
+        }
+        let mut form = Form::new();
+        for (i, (path, size)) in files.iter().enumerate() {
+            let opened = path.clone();
+            let read = futures_util::stream::once(async move {
+                let file = tokio::fs::File::open(&opened).await?;
+                Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::new(file))
+            });
+            let body = reqwest::Body::wrap_stream(futures_util::TryStreamExt::try_flatten(read));
+            let mut headers = reqwest::header::HeaderMap::new();
+            let abspath = path.to_string_lossy().into_owned();
+            headers.insert(
+                "Abspath-Encoded",
+                reqwest::header::HeaderValue::from_str(&urlencoding::encode(&abspath))
+                    .map_err(|e| KuboError::NotUsable(format!("path {abspath:?}: {e}")))?,
+            );
+            let part = Part::stream_with_length(body, *size)
+                .mime_str("application/octet-stream")
+                .expect("static mime types parse")
+                .file_name(i.to_string())
+                .headers(headers);
+            form = form.part("file", part);
+        }
         let (nocopy, only_hash) = if nocopy {
             ("true", "false")
         } else {
@@ -382,15 +392,15 @@ impl Client {
             ("fast-provide-root", "false"),
         ];
         let lines: Vec<AddLine> = self.json_lines("add", &args, Some(form)).await?;
-        lines
-            .into_iter()
-            .rev()
-            .find_map(|l| l.hash)
-            .ok_or_else(|| KuboError::Garbled {
-                api: self.address.clone(),
-                command: "add".into(),
-                message: "no CID in the reply".into(),
-            })
+        let mut out = vec![None; files.len()];
+        for line in lines {
+            if let (Ok(i), Some(hash)) = (line.name.parse::<usize>(), line.hash) {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(hash);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every block below `cid` (`refs -r --unique`), without `cid` itself,
