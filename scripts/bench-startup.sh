@@ -24,7 +24,10 @@
 #   BENCH_DEBS=/tmp/debs scripts/bench-startup.sh   # where the .deb files go
 BENCH_PACKAGE=libreoffice source "$(dirname "$0")/bench-common.sh"
 source "$here/scripts/two-stacks.sh"
-trap 'stop_two_stacks "$work"; rm -rf "$work"' EXIT
+# The daemons' logs are kept in target/bench-startup-logs/ (the client's
+# lines saying where the time went: `install timing`, `deploy timing`,
+# `startup set`, `fetch timing`).
+trap 'mkdir -p "$here/target/bench-startup-logs"; cp "$work/client/logs/flatipfsd.log" "$here/target/bench-startup-logs/client.log" 2>/dev/null; cp "$work/publisher/logs/flatipfsd.log" "$here/target/bench-startup-logs/publisher.log" 2>/dev/null; stop_two_stacks "$work"; rm -rf "$work"' EXIT
 apps="$here/target/test-apps"
 bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
 arch=$(cat "$apps/arch")

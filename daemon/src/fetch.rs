@@ -1,9 +1,11 @@
 //! The background fetch of an installed release.
 //!
 //! While an app runs from its lazy mount, this makes the whole release
-//! local: first the startup set (bounded concurrency), then the files the
-//! release's encodings can produce (`decode`: deltas, pack), then a
-//! recursive `pin/add` with progress for the rest (plain blocks). A fetch whose block count does not grow for
+//! local: first the startup set (its ranges read in parallel, in their
+//! first-access order; the rest waits for them only while they keep
+//! arriving), then the files the release's encodings can produce
+//! (`decode`: deltas, pack), then a recursive `pin/add` with progress for
+//! the rest (plain blocks). A fetch whose block count does not grow for
 //! `fetch.stall_timeout` is cancelled and retried with exponential backoff;
 //! so is any failure, including Kubo being down. It ends when `files/stat
 //! --with-local` says every block is present, and the deployment is then
@@ -20,7 +22,13 @@ use tracing::{debug, info, warn};
 use crate::apps::LiveApp;
 use crate::kubo::{Client, KuboError};
 use crate::manager::Manager;
-use crate::release::Manifest;
+use crate::release::{Manifest, StartupRange};
+
+/// The rest of a fetch waits for the startup set while its ranges keep
+/// arriving; once none has for this long, it starts alongside them.
+const STARTUP_STALL: Duration = Duration::from_secs(5);
+/// The longest wait for one startup-set range.
+const STARTUP_RANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The MFS directory holding an app's releases.
 pub fn mfs_app_dir(id: &str) -> String {
@@ -153,10 +161,47 @@ async fn attempt(
     if locality.local {
         return Ok(());
     }
-    status("fetching the startup set");
+    // The startup set first, every range in parallel (up to
+    // `prefetch_concurrency`): the rest waits while ranges keep arriving,
+    // and starts alongside the ones left once none has for STARTUP_STALL.
     let startup = Instant::now();
-    prefetch_startup_set(&kubo, manifest, config.fetch.prefetch_concurrency).await;
+    let mut prefetch = JoinSet::new();
+    let (read_tx, mut read_rx) = watch::channel(0usize);
+    let ranges = manifest.startup_set.len();
+    if ranges > 0 {
+        status("fetching the startup set");
+        prefetch.spawn(prefetch_startup_set(
+            kubo.clone(),
+            manifest.startup_set.clone(),
+            config.fetch.prefetch_concurrency,
+            read_tx,
+        ));
+        loop {
+            tokio::select! {
+                done = prefetch.join_next() => {
+                    let (read, bytes) = done.and_then(Result::ok).unwrap_or((0, 0));
+                    info!(
+                        "startup set {} {release}: {read} of {ranges} ranges ({bytes} bytes) read first in {:.2} s",
+                        manifest.id,
+                        startup.elapsed().as_secs_f64()
+                    );
+                    break;
+                }
+                changed = tokio::time::timeout(STARTUP_STALL, read_rx.changed()) => {
+                    if changed.is_err() {
+                        info!(
+                            "startup set {} {release}: {} of {ranges} ranges read, none for {STARTUP_STALL:?}; the rest of the fetch starts alongside",
+                            manifest.id,
+                            *read_rx.borrow()
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    }
     let startup = startup.elapsed();
+    info!("fetching the rest of {} {release}", manifest.id);
     let decoding = Instant::now();
     if manifest.encodings.is_some() {
         status("fetching through deltas and the pack");
@@ -210,32 +255,51 @@ async fn attempt(
     Ok(())
 }
 
-/// Reads the startup set's ranges, a few at a time, so that they are local
-/// before the bulk of the release. Failures only cost time: the pin that
-/// follows fetches everything anyway. The ranges were validated with the
-/// manifest (files of the release, within them, bounded in number and
-/// bytes); what is read is dropped as it arrives, never buffered.
-async fn prefetch_startup_set(kubo: &Client, manifest: &Manifest, concurrency: usize) {
-    let mut ranges = manifest.startup_set.iter();
+/// Reads the startup set's ranges, `concurrency` at a time in their
+/// order, so that they are local before the bulk of the release; counts
+/// the ranges read on `read` and returns (ranges read, bytes). Failures only
+/// cost time: the pin that follows fetches everything anyway. The ranges
+/// were validated with the manifest (files of the release, within them,
+/// bounded in number and bytes); what is read is dropped as it arrives,
+/// never buffered.
+async fn prefetch_startup_set(
+    kubo: Client,
+    set: Vec<StartupRange>,
+    concurrency: usize,
+    read: watch::Sender<usize>,
+) -> (usize, u64) {
+    let mut ranges = set.into_iter();
     let mut running = JoinSet::new();
+    let mut bytes = 0;
     loop {
         while running.len() < concurrency {
             let Some(range) = ranges.next() else { break };
             let kubo = kubo.clone();
-            let range = range.clone();
             running.spawn(async move {
                 let read = kubo.read_and_discard(&range.cid, range.offset, range.length);
-                match tokio::time::timeout(Duration::from_secs(60), read).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => debug!(path = %range.path, "startup prefetch failed: {e}"),
-                    Err(_) => debug!(path = %range.path, "startup prefetch timed out"),
+                match tokio::time::timeout(STARTUP_RANGE_TIMEOUT, read).await {
+                    Ok(Ok(n)) => Some(n),
+                    Ok(Err(e)) => {
+                        debug!(path = %range.path, "startup prefetch failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        debug!(path = %range.path, "startup prefetch timed out");
+                        None
+                    }
                 }
             });
         }
-        if running.join_next().await.is_none() {
-            break;
+        match running.join_next().await {
+            None => break,
+            Some(Ok(Some(n))) => {
+                bytes += n;
+                read.send_modify(|count| *count += 1);
+            }
+            Some(_) => {}
         }
     }
+    (*read.borrow(), bytes)
 }
 
 /// After a failed attempt: the connections to the remotes' peers are made

@@ -96,6 +96,9 @@ pub struct ReleaseTree {
     mtime: SystemTime,
     /// Set only on a slot attached to record a startup set (`recording`).
     recorder: Option<Arc<Recorder>>,
+    /// The startup set's ranges, `[start, end)` by local inode: a read
+    /// that begins inside one widens only to its end (see [`Self::window`]).
+    startup: HashMap<u64, Vec<(u64, u64)>>,
 }
 
 /// Why a release cannot be mounted.
@@ -130,6 +133,7 @@ impl ReleaseTree {
             children: BTreeMap::new(),
         }];
         let mut by_path: BTreeMap<&str, u64> = BTreeMap::from([("files", 1)]);
+        let mut inodes: HashMap<&str, u64> = HashMap::new();
         for entry in &manifest.entries {
             if !entry.path.starts_with("files/") {
                 continue;
@@ -156,6 +160,18 @@ impl ReleaseTree {
             if entry.kind == EntryKind::Directory {
                 by_path.insert(&entry.path, inode);
             }
+            if entry.kind == EntryKind::File {
+                inodes.insert(&entry.path, inode);
+            }
+        }
+        let mut startup: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+        for range in &manifest.startup_set {
+            if let Some(&inode) = inodes.get(range.path.as_str()) {
+                startup
+                    .entry(inode)
+                    .or_default()
+                    .push((range.offset, range.offset.saturating_add(range.length)));
+            }
         }
         Ok(ReleaseTree {
             nodes,
@@ -163,11 +179,33 @@ impl ReleaseTree {
                 .checked_add(Duration::from_secs(manifest.published))
                 .unwrap_or(UNIX_EPOCH),
             recorder: None,
+            startup,
         })
     }
 
     fn node(&self, local: u64) -> Option<&Node> {
         self.nodes.get(local.checked_sub(1)? as usize)
+    }
+
+    /// The bytes one Kubo read fetches for a read of `length` bytes at
+    /// `offset` of file `local` (of `size` bytes) that missed: up to
+    /// [`WINDOW`], but only to the end of the startup-set range the read
+    /// begins in, if any. Those ranges are what the app reads at start and
+    /// what the background fetch makes local first; a wider window would
+    /// wait on the network for bytes the start does not need.
+    fn window(&self, local: u64, offset: u64, length: u64, size: u64) -> u64 {
+        let end = self
+            .startup
+            .get(&local)
+            .and_then(|ranges| {
+                ranges
+                    .iter()
+                    .filter(|&&(start, end)| start <= offset && offset < end)
+                    .map(|&(_, end)| end)
+                    .max()
+            })
+            .map_or(WINDOW, |end| (end - offset).min(WINDOW));
+        end.max(length).min(size - offset)
     }
 }
 
@@ -827,7 +865,7 @@ impl Filesystem for PoolFs {
                 return reply.data(&bytes[from..from + length as usize]);
             }
         }
-        let window = WINDOW.max(length).min(node.size - offset);
+        let window = tree.window(local, offset, length, node.size);
         let cid = node.cid.clone();
         let runtime = fs.runtime.clone();
         runtime.spawn(async move {
@@ -938,5 +976,26 @@ mod tests {
         w.remove_slot(1);
         assert_eq!(w.bytes, 0);
         assert!(w.by_use.is_empty());
+    }
+
+    #[test]
+    fn a_read_inside_a_startup_range_widens_only_to_its_end() {
+        let tree = ReleaseTree {
+            nodes: Vec::new(),
+            mtime: UNIX_EPOCH,
+            recorder: None,
+            startup: HashMap::from([(2, vec![(0, 128 << 10), (1 << 20, (1 << 20) + 4096)])]),
+        };
+        let size = 64 << 20;
+        // Inside the first range: to its end, at least what was asked.
+        assert_eq!(tree.window(2, 0, 4096, size), 128 << 10);
+        assert_eq!(tree.window(2, 120 << 10, 4096, size), 8 << 10);
+        assert_eq!(tree.window(2, 120 << 10, 128 << 10, size), 128 << 10);
+        assert_eq!(tree.window(2, 1 << 20, 4096, size), 4096);
+        // Outside the startup set, and in other files: the whole window.
+        assert_eq!(tree.window(2, 512 << 10, 4096, size), WINDOW);
+        assert_eq!(tree.window(3, 0, 4096, size), WINDOW);
+        // Never past the end of the file.
+        assert_eq!(tree.window(3, size - 100, 4096, size), 100);
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::process::Command;
 use tracing::{info, warn};
@@ -248,7 +248,9 @@ pub async fn plan_remote(
         .ok_or_else(|| InstallError::NoSuchRemote(remote.to_string()))?;
     let (kubo, _) = manager.kubo()?;
     job.set_status(&format!("resolving remote {remote}"));
+    let started = Instant::now();
     let index = crate::freshness::fetch_index(manager, &kubo, remote, &ipns).await?;
+    let resolved = started.elapsed();
     let entry = source::index_entry(&index, remote, id)?;
     job.set_status(&format!("fetching the manifest of {id} {}", entry.version));
     let expected = Expected {
@@ -258,6 +260,12 @@ pub async fn plan_remote(
         branch: &entry.branch,
     };
     let manifest = fetch_expected_manifest(manager, &kubo, &entry.release, expected).await?;
+    // Where the time of `install --no-wait` goes (scripts/bench-startup.sh).
+    info!(
+        "install timing {id}: index {:.2} s, manifest {:.2} s",
+        resolved.as_secs_f64(),
+        (started.elapsed() - resolved).as_secs_f64()
+    );
     Ok(Plan {
         manifest: Arc::new(manifest),
         release: entry.release,
@@ -292,11 +300,20 @@ pub async fn install(
     };
     job.set_status(&format!("checking the metadata of {id}"));
     let (kubo, _) = manager.kubo()?;
+    let started = Instant::now();
     permissions::fetch_checked(manager, &kubo, &plan.manifest).await?;
+    let metadata = started.elapsed();
     let runtime_installed = ensure_runtime(manager, &plan, &job, &mut undo.ids).await?;
+    let runtime = started.elapsed() - metadata;
     job.set_status(&format!("installing {id} {}", plan.manifest.version));
     undo.ids.push(id.clone());
     let (app, refused) = deploy(manager, &plan).await?;
+    info!(
+        "install timing {id}: metadata {:.2} s, runtime {:.2} s, deploy {:.2} s",
+        metadata.as_secs_f64(),
+        runtime.as_secs_f64(),
+        (started.elapsed() - metadata - runtime).as_secs_f64()
+    );
     job.set_status("runnable; fetching the rest in the background");
     let mut info = app.info.subscribe();
     loop {
@@ -719,12 +736,14 @@ pub(crate) async fn deploy_release(
     release: &str,
 ) -> Result<(PathBuf, Vec<Refused>), InstallError> {
     let config = manager.config();
+    let started = Instant::now();
     // The entry CIDs must be the release's own before anything is laid
     // out or served by them; once per release.
     if !verified_marker(manager, release).exists() {
         app.update(|i| i.status = "checking the manifest against the release".into());
         crate::verify::release_tree(kubo, release, manifest, config.fetch.document_timeout).await?;
     }
+    let verified = started.elapsed();
     let local = local_files::local_files(
         kubo,
         manifest,
@@ -732,19 +751,33 @@ pub(crate) async fn deploy_release(
         config.fetch.document_timeout,
     )
     .await?;
+    let fetched_local = started.elapsed();
     let deploy_dir = config
         .installation()
         .write_deploy(manifest, release, &local.files)?;
+    let written = started.elapsed();
     let mfs = fetch::mfs_path(&manifest.id, release);
     kubo.files_mkdir(&fetch::mfs_app_dir(&manifest.id)).await?;
     kubo.files_rm(&mfs).await?;
     kubo.files_cp(&format!("/ipfs/{release}"), &mfs).await?;
+    let copied = started.elapsed();
     write_cached_manifest(manager, release, manifest)?;
     write_verified_marker(manager, release, manifest)?;
+    let cached = started.elapsed();
     let files = deploy_dir.join("files");
     if !app.is_mounted(release) {
         mount(manager, app, manifest, release, &files).await?;
     }
+    info!(
+        "deploy timing {}: binding check {:.2} s, local files {:.2} s, deploy written {:.2} s, MFS copy {:.2} s, manifest cached {:.2} s, mounted {:.2} s",
+        manifest.id,
+        verified.as_secs_f64(),
+        (fetched_local - verified).as_secs_f64(),
+        (written - fetched_local).as_secs_f64(),
+        (copied - written).as_secs_f64(),
+        (cached - copied).as_secs_f64(),
+        (started.elapsed() - cached).as_secs_f64()
+    );
     Ok((files, local.refused))
 }
 

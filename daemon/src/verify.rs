@@ -24,8 +24,11 @@ use std::time::Duration;
 use crate::kubo::{Client, KuboError, Link};
 use crate::release::{Entry, EntryKind, Manifest, DEPLOY_NAME};
 
-/// Listings in flight at once.
-const CONCURRENCY: usize = 8;
+/// Listings in flight at once: each waits mostly on the network for one
+/// directory block, so a large tree (thousands of directories) is walked
+/// in a few dozen round trips instead of hundreds; memory stays bounded by
+/// this times the largest listing a manifest directory allows.
+const CONCURRENCY: usize = 32;
 
 /// Why a release's manifest was not accepted as the description of its tree.
 #[derive(Debug, thiserror::Error)]

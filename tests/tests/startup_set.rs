@@ -140,6 +140,7 @@ fn a_recorded_startup_set_is_ordered_published_and_fetched_first() {
             .position(|r| r.0 == path)
             .unwrap_or_else(|| panic!("{path} not recorded: {text}"))
     };
+    assert!(!ranges.is_empty(), "nothing recorded: {text}");
     let script = position("files/bin/hello.sh");
     let data = position("files/share/hello/data.txt");
     let start = position("files/share/hello/start.txt");
@@ -230,6 +231,24 @@ fn a_recorded_startup_set_is_ordered_published_and_fetched_first() {
         }))
     };
     wait_for("the startup set to be local", LIMIT, &mut local).unwrap();
+    // Replayed first: the daemon read every range of the set before it
+    // went on to the rest of the release (which cannot complete here).
+    let log_file = client.dir.join("logs/flatipfsd.log");
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let rest = format!("fetching the rest of org.test.Hello {release}");
+    wait_for("the rest of the fetch to start", LIMIT, &mut || {
+        Ok(log().contains(&rest))
+    })
+    .unwrap();
+    let log = log();
+    let first = format!(
+        "startup set org.test.Hello {release}: {n} of {n} ranges",
+        n = set.len()
+    );
+    let first_at = log
+        .find(&first)
+        .unwrap_or_else(|| panic!("no {first:?} in the daemon's log:\n{log}"));
+    assert!(first_at < log.find(&rest).unwrap(), "{log}");
     let run = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
     assert!(
         run.contains("starting b") && run.contains("Hello from org.test.Hello b"),
