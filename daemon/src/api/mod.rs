@@ -716,8 +716,8 @@ impl ManagerObject {
 
     /// The remotes this daemon mirrors: (remote, details). Details:
     /// `Added`, `LastSync` (t, 0: never), `Sequence` (t, the index
-    /// sequence synced), `Releases` (u, release roots held), `Bytes` (t),
-    /// `History` (u, past releases kept per app) and, when the last sync
+    /// sequence synced), `Releases` (t, release roots held), `Bytes` (t),
+    /// `History` (t, past releases kept per app) and, when the last sync
     /// failed, `LastError` (s). Needs no authorization.
     async fn list_mirrors(&self) -> Result<Vec<(String, HashMap<String, OwnedValue>)>, Error> {
         let history = self.manager.config().mirror.history;
@@ -734,11 +734,11 @@ impl ManagerObject {
                     ("Added".to_string(), OwnedValue::from(m.added)),
                     ("LastSync".to_string(), OwnedValue::from(m.last_sync)),
                     ("Sequence".to_string(), OwnedValue::from(m.sequence)),
-                    ("Releases".to_string(), OwnedValue::from(releases as u32)),
+                    ("Releases".to_string(), OwnedValue::from(releases as u64)),
                     ("Bytes".to_string(), OwnedValue::from(m.bytes)),
                     (
                         "History".to_string(),
-                        OwnedValue::from(m.history.unwrap_or(history) as u32),
+                        OwnedValue::from(m.history.unwrap_or(history) as u64),
                     ),
                 ]);
                 if let Some(e) = m.last_error {
