@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -395,8 +395,12 @@ async fn pin(
     Ok(true)
 }
 
+/// How soon a failed sync is tried again (or `mirror.interval`, if shorter).
+const RETRY: Duration = Duration::from_secs(30);
+
 /// Syncs every mirrored remote, for ever: every `mirror.interval`, at
-/// start (a restarted daemon catches up) and at once after an add.
+/// start once Kubo is usable (a restarted daemon catches up), at once after
+/// an add, and [`RETRY`] after a sync failed.
 pub async fn run(manager: Arc<Manager>) {
     loop {
         let names: Vec<String> = match manager.store().load() {
@@ -406,14 +410,26 @@ pub async fn run(manager: Arc<Manager>) {
                 Vec::new()
             }
         };
+        if !names.is_empty() && manager.kubo().is_err() {
+            // Starting, or restarting: not a failure of the mirror.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut failed = false;
         for name in names {
             if let Err(e) = sync(&manager, &name).await {
                 warn!(remote = %name, "mirror sync failed: {e}");
+                failed = true;
             }
         }
         let interval = manager.config().mirror.interval;
+        let wait = if failed {
+            interval.min(RETRY)
+        } else {
+            interval
+        };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = manager.mirrors.0.notified() => {}
         }
     }
