@@ -297,3 +297,111 @@ fn mirror_commands_are_authorized_and_checked() {
         "NotFound",
     );
 }
+
+/// A mirror refuses a replayed older index as the clients do, keeping what
+/// it holds; once the record expired it keeps holding the releases and its
+/// status says when the remote was last seen (clients say the same).
+#[test]
+fn a_mirror_refuses_a_replayed_index_and_reports_an_expired_record() {
+    let fleet = Fleet::up("", "\n[mirror]\ninterval = \"2s\"\n");
+    let pair = &fleet.pair;
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
+    let (old_index, _) = pair.current_index();
+    let app = pair.publish("repo-v1", &pair.app_ref.clone());
+    ok_json(&fleet.mirror, &["mirror", "add", "main", "--json"]);
+    let synced = fleet.wait_until_mirror_synced().unwrap();
+    assert_eq!(synced["releases"], 2, "{synced}");
+    ok_json(
+        &pair.client,
+        &["install", "--json", "main", "org.test.Hello"],
+    );
+
+    // The publisher's daemon stops (no more republishing); someone replays
+    // the older index, validly signed again, with a short lifetime.
+    pair.publisher
+        .process("flatipfsd")
+        .unwrap()
+        .stop(std::time::Duration::from_secs(15))
+        .unwrap();
+    pair.publisher
+        .ipfs(
+            1,
+            &[
+                "name",
+                "publish",
+                "--key=flatipfs-remote-main",
+                "--allow-offline",
+                "--lifetime=40s",
+                "--ttl=1s",
+                &format!("/ipfs/{old_index}"),
+            ],
+        )
+        .unwrap();
+    network::wait_until_resolved(&pair.publisher, 1, &fleet.mirror, 1, &pair.ipns).unwrap();
+    pair.wait_until_client_resolves_index();
+    // The replayer serves the old document (here: the bootstrap node).
+    pair.network.ipfs(1, &["pin", "add", &old_index]).unwrap();
+    // The publisher's node goes too: Kubo's own republisher (a minute after start, then
+    // every 4 h) would sign the replayed record again with a long lifetime.
+    pair.stop_publisher_node();
+    let mut refused = || {
+        let entry = fleet.mirror_entry();
+        Ok(entry["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("older than") && e.contains("replayed")))
+    };
+    wait_for(
+        "the mirror to refuse the replayed index",
+        LIMIT,
+        &mut refused,
+    )
+    .unwrap();
+    let entry = fleet.mirror_entry();
+    assert_eq!(entry["releases"], 2, "{entry}");
+    assert_eq!(entry["sequence"], synced["sequence"], "{entry}");
+    let pins = fleet
+        .mirror
+        .ipfs(1, &["pin", "ls", "--type=recursive"])
+        .unwrap();
+    assert!(
+        pins.contains(&app),
+        "the mirror dropped the current app: {pins}"
+    );
+    pair.wait_until_client_resolves_index();
+    fails_with(
+        &pair.client,
+        &["update", "--json", "org.test.Hello"],
+        "StaleIndex",
+    );
+
+    // The replayed record expires: nothing resolves the remote any more,
+    // neither on the mirror nor on the client.
+    let mut last = (Value::Null, Value::Null);
+    let mut expired = || {
+        let out = flatipfsctl(&pair.client, None, &["update", "--json", "org.test.Hello"]);
+        last = (fleet.mirror_entry(), last_json(&out));
+        Ok(last.0["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot resolve") && e.contains("last seen 20"))
+            && last.1["error"]["name"] == "org.flatipfs.Manager1.Error.ResolveFailed")
+    };
+    let waited = wait_for("the record to expire", LIMIT, &mut expired);
+    assert!(
+        waited.is_ok(),
+        "{:#}: {last:?}",
+        waited.err().map(|e| format!("{e:#}")).unwrap_or_default()
+    );
+    let out = flatipfsctl(&fleet.mirror, None, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Mirror:   main") && text.contains("last seen"),
+        "{text}"
+    );
+    assert_eq!(fleet.mirror_entry()["releases"], 2);
+    let message = last.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("last seen 20"), "{message}");
+    assert_eq!(
+        run_hello(&pair.client),
+        "Hello from org.test.Hello version 1"
+    );
+}
