@@ -696,6 +696,19 @@ mod tests {
     }
 
     #[test]
+    fn mirror_settings_parse_and_are_bounded() {
+        let config = parse("[mirror]\ninterval = \"5m\"\nhistory = 3\n").unwrap();
+        assert_eq!(config.mirror.interval, Duration::from_secs(300));
+        assert_eq!(config.mirror.history, 3);
+        let err = parse("[mirror]\nhistory = 17\n").unwrap_err().to_string();
+        assert!(err.contains("mirror.history"), "{err}");
+        let err = parse("[mirror]\ninterval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mirror.interval"), "{err}");
+    }
+
+    #[test]
     fn relative_state_directory_is_refused() {
         let e = parse("state_directory = \"var/lib\"\n").unwrap_err();
         assert!(e.to_string().contains("absolute"), "{e}");

@@ -104,6 +104,21 @@ fn a_mirror_serves_installs_and_updates_while_the_publisher_is_offline() {
         .ipfs(1, &["pin", "ls", "--type=recursive"])
         .unwrap();
     assert!(pins.contains(&v2), "{pins}");
+    // The mirror's node provides it: the DHT names it as a provider (asked
+    // from the bootstrap node, which keeps no one as a peering peer).
+    let mut provided = || {
+        Ok(pair
+            .network
+            .ipfs(1, &["routing", "findprovs", "--num-providers=5", &v2])?
+            .lines()
+            .any(|p| p.trim() == mirror_id))
+    };
+    wait_for(
+        "the DHT to name the mirror as a provider",
+        LIMIT,
+        &mut provided,
+    )
+    .unwrap();
     network::wait_until_resolved(&pair.publisher, 1, &fleet.second, 1, &pair.ipns).unwrap();
 
     // The publisher goes offline.
@@ -233,7 +248,9 @@ fn mirror_commands_are_authorized_and_checked() {
 
     for args in [
         vec!["mirror", "add", "local"],
+        vec!["mirror", "remove", "local"],
         vec!["remote", "mirrors", "add", "main", peer],
+        vec!["remote", "mirrors", "remove", "main", peer],
     ] {
         let mut args = args.clone();
         args.push("--json");
