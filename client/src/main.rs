@@ -29,6 +29,7 @@ mod catalog;
 mod exit;
 mod jobs;
 mod manual;
+mod mirrors;
 mod output;
 mod startup;
 mod updates;
@@ -143,6 +144,11 @@ enum Command {
         /// The job's number, as `jobs` shows it.
         job: u64,
     },
+    /// Mirror remotes: keep their releases pinned and provided for others.
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
     /// Startup sets: what an app reads when it starts (for publishers).
     StartupSet {
         #[command(subcommand)]
@@ -170,6 +176,34 @@ enum StartupSetCommand {
 }
 
 #[derive(Subcommand)]
+enum MirrorCommand {
+    /// Follow a trusted remote: keep its store index, catalog, every current
+    /// release and past ones pinned and provided, synced on a schedule
+    /// (needs authorization).
+    Add {
+        remote: String,
+        /// Past releases kept per app (default: the daemon's mirror.history).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=16))]
+        history: Option<u32>,
+    },
+    /// Stop mirroring a remote; what the mirror pinned is unpinned (needs authorization).
+    Remove { remote: String },
+    /// List mirrored remotes: last sync, releases held, bytes.
+    List,
+}
+
+#[derive(Subcommand)]
+enum RemoteMirrorsCommand {
+    /// List PEER (a peer ID, or /ip4/ADDRESS/tcp/PORT/p2p/ID) as a mirror
+    /// in the published remote's store index (needs authorization).
+    Add { remote: String, peer: String },
+    /// Stop listing a mirror peer (its ID or address; needs authorization).
+    Remove { remote: String, peer: String },
+    /// List the mirror peers a published remote's index names.
+    List { remote: String },
+}
+
+#[derive(Subcommand)]
 enum RemoteCommand {
     /// Create a remote to publish to; prints its /ipns/ name.
     Create { name: String },
@@ -181,6 +215,11 @@ enum RemoteCommand {
     List,
     /// List the apps a remote offers (from its catalog, fetched on refresh).
     Ls { name: String },
+    /// The mirror peers a remote you publish lists in its store index.
+    Mirrors {
+        #[command(subcommand)]
+        command: RemoteMirrorsCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -304,6 +343,26 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Remote {
             command: RemoteCommand::Ls { name },
         } => catalog::list(cli.json, &manager, name).await,
+        Command::Remote {
+            command: RemoteCommand::Mirrors { command },
+        } => match command {
+            RemoteMirrorsCommand::Add { remote, peer } => {
+                mirrors::add_peer(cli.json, &manager, remote, peer).await
+            }
+            RemoteMirrorsCommand::Remove { remote, peer } => {
+                mirrors::remove_peer(cli.json, &manager, remote, peer).await
+            }
+            RemoteMirrorsCommand::List { remote } => {
+                mirrors::list_peers(cli.json, &manager, remote).await
+            }
+        },
+        Command::Mirror { command } => match command {
+            MirrorCommand::Add { remote, history } => {
+                mirrors::add(cli.json, &manager, remote, *history).await
+            }
+            MirrorCommand::Remove { remote } => mirrors::remove(cli.json, &manager, remote).await,
+            MirrorCommand::List => mirrors::list(cli.json, &manager).await,
+        },
         Command::Search { words } => catalog::search(cli.json, &manager, &words.join(" ")).await,
         Command::Publish(args) => publish(cli.json, &manager, args).await,
         Command::Install { no_wait, source } => {
@@ -464,7 +523,13 @@ async fn status(json: bool, manager: &ManagerProxy<'_>) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::from_call(e.into()))?;
     let remotes = manager.list_remotes().await.map_err(Failure::from_call)?;
-    output::status(json, &version, &features, &kubo, &remotes);
+    // A daemon without mirrors (older) has no ListMirrors.
+    let mirrors = if features.iter().any(|f| f == "mirrors") {
+        manager.list_mirrors().await.map_err(Failure::from_call)?
+    } else {
+        Vec::new()
+    };
+    output::status(json, &version, &features, &kubo, &remotes, &mirrors);
     Ok(())
 }
 

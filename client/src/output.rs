@@ -42,6 +42,7 @@ pub fn status(
     features: &[String],
     kubo: &KuboStatus,
     remotes: &[flatipfs_dbus::proxy::RemoteEntry],
+    mirrors: &[flatipfs_dbus::proxy::MirrorEntry],
 ) {
     // Remotes whose store index record is expired or about to expire.
     let warnings: Vec<(String, String)> = remotes
@@ -67,6 +68,7 @@ pub fn status(
                 "embedded": kubo.embedded,
                 "error": kubo.error,
             },
+            "mirrors": mirrors.iter().map(crate::mirrors::mirror_json).collect::<Vec<_>>(),
         });
         println!("{document}");
         return;
@@ -93,6 +95,9 @@ pub fn status(
         );
     } else {
         println!("Kubo:     {node}{at} not usable: {}", kubo.error);
+    }
+    for mirror in mirrors {
+        println!("Mirror:   {}", crate::mirrors::mirror_line(mirror));
     }
     for (remote, message) in &warnings {
         println!(

@@ -40,6 +40,29 @@ pub struct Config {
     pub publish: PublishConfig,
     /// The IPNS records of the remotes this daemon publishes.
     pub publishing: PublishingConfig,
+    /// Remotes this daemon mirrors.
+    pub mirror: MirrorConfig,
+}
+
+/// The `[mirror]` table: how the remotes this daemon mirrors are followed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorConfig {
+    /// Time between two syncs of every mirrored remote.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Past releases of each app kept besides the current one (a mirror
+    /// added with its own `--history` keeps that many instead).
+    pub history: usize,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            interval: Duration::from_secs(10 * 60),
+            history: 1,
+        }
+    }
 }
 
 /// The `[publish]` table: the encodings a publication makes.
@@ -369,6 +392,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             publish: PublishConfig::default(),
             publishing: PublishingConfig::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }
@@ -459,6 +483,7 @@ impl Config {
                 self.publishing.republish_interval,
             ),
             ("publishing.record_ttl", self.publishing.record_ttl),
+            ("mirror.interval", self.mirror.interval),
         ] {
             if value.is_zero() {
                 return Err(inconsistent(&format!("{name} must be longer than 0s")));
@@ -474,6 +499,12 @@ impl Config {
                     crate::kubo::MAX_SOCKET_PATH
                 )));
             }
+        }
+        if self.mirror.history > crate::mirror::MAX_HISTORY {
+            return Err(inconsistent(&format!(
+                "mirror.history must be at most {}",
+                crate::mirror::MAX_HISTORY
+            )));
         }
         if self.kubo.user.is_empty() || self.kubo.user == "root" {
             return Err(inconsistent(
@@ -667,6 +698,19 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains(":2:"), "{text}");
         assert!(text.contains("key `status_interval`"), "{text}");
+    }
+
+    #[test]
+    fn mirror_settings_parse_and_are_bounded() {
+        let config = parse("[mirror]\ninterval = \"5m\"\nhistory = 3\n").unwrap();
+        assert_eq!(config.mirror.interval, Duration::from_secs(300));
+        assert_eq!(config.mirror.history, 3);
+        let err = parse("[mirror]\nhistory = 17\n").unwrap_err().to_string();
+        assert!(err.contains("mirror.history"), "{err}");
+        let err = parse("[mirror]\ninterval = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mirror.interval"), "{err}");
     }
 
     #[test]

@@ -807,6 +807,11 @@ impl Client {
             .await
     }
 
+    /// Removes a peering peer from the running node (`swarm/peering/rm`).
+    pub async fn peering_rm(&self, id: &str) -> Result<(), KuboError> {
+        self.call_unit("swarm/peering/rm", &[("arg", id)]).await
+    }
+
     /// Closes the connections to the peer of `multiaddr` (`.../p2p/ID`).
     pub async fn swarm_disconnect(&self, multiaddr: &str) -> Result<(), KuboError> {
         self.call_unit("swarm/disconnect", &[("arg", multiaddr)])

@@ -33,6 +33,7 @@ mod local_store;
 mod logging;
 mod manager;
 mod manual;
+mod mirror;
 mod mounts;
 mod owner;
 mod peering;
@@ -40,6 +41,7 @@ mod permissions;
 mod policy;
 mod publish;
 mod recording;
+mod remote_mirrors;
 mod remotes;
 mod republish;
 mod source;
@@ -232,6 +234,7 @@ async fn run(args: Args) -> Result<()> {
     supervised::spawn_logged("the mount sweep", sweep_mounts(manager.clone()));
     tokio::spawn(api::forward_scheduler(connection.clone(), manager.clone()));
     supervised::spawn_logged("the record republisher", republish::run(manager.clone()));
+    supervised::spawn_logged("the mirror", mirror::run(manager.clone()));
     supervised::spawn_logged(
         "the update scheduler",
         updates::run(

@@ -39,6 +39,8 @@ pub struct Manager {
     pub scheduler: crate::updates::Scheduler,
     /// Startup set recordings in progress.
     pub recordings: crate::recording::Recordings,
+    /// Wakes the mirror loop.
+    pub mirrors: crate::mirror::Wake,
     /// Serializes every read-modify-write of the state file.
     state_lock: Arc<Mutex<()>>,
 }
@@ -76,6 +78,7 @@ impl Manager {
             apps: Arc::default(),
             scheduler: Default::default(),
             recordings: Default::default(),
+            mirrors: Default::default(),
             state_lock: Arc::default(),
         }
     }

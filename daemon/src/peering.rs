@@ -55,6 +55,36 @@ pub async fn keep(kubo: &Client, peers: &[IndexPeer]) -> Result<(), KuboError> {
     Ok(())
 }
 
+/// Stops keeping `ids` as peering peers of the node (a remote that named
+/// them was removed and no other names them): out of `Peering.Peers` and
+/// of the running node's peering.
+pub async fn forget(kubo: &Client, ids: &[String]) -> Result<(), KuboError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    if let Some(Value::Array(configured)) = kubo.config_get("Peering.Peers").await? {
+        let kept: Vec<Value> = configured
+            .iter()
+            .filter(|p| {
+                !p.get("ID")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| ids.iter().any(|i| i == id))
+            })
+            .cloned()
+            .collect();
+        if kept.len() != configured.len() {
+            kubo.config_set_json("Peering.Peers", &Value::Array(kept))
+                .await?;
+        }
+    }
+    for id in ids {
+        if let Err(e) = kubo.peering_rm(id).await {
+            tracing::debug!(peer = %id, "not a peering peer of the running node: {e}");
+        }
+    }
+    Ok(())
+}
+
 /// Closes the node's connections to every peer the remotes' indexes name,
 /// so that Kubo's peering dials them again at once. A background fetch
 /// that stalls calls it: with Kubo 0.43.1, after a peer restarts, the

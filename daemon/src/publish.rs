@@ -189,7 +189,7 @@ impl Publisher {
             None => self.kubo.key_gen(&key_name).await?,
         };
         let mut index = StoreIndex::empty(name);
-        index.peers = self.peers().await?;
+        index.peers = self.peers(&[]).await?;
         let index_cid = self
             .add_document(
                 "index.json",
@@ -212,7 +212,7 @@ impl Publisher {
     /// next IPNS sequence (made durable before it is used, so that a crash
     /// never makes the daemon reuse one), with the remote's lifetime and
     /// TTL; records when it expires. The caller holds the state lock.
-    async fn publish_record(
+    pub(crate) async fn publish_record(
         &self,
         state: &mut State,
         name: &str,
@@ -275,22 +275,37 @@ impl Publisher {
     }
 
     /// The peers the index names: this daemon's node (its peer ID and up
-    /// to [`MAX_PEER_ADDRS`] of its addresses a client can dial).
-    async fn peers(&self) -> Result<Vec<IndexPeer>, PublishError> {
+    /// to [`MAX_PEER_ADDRS`] of its addresses a client can dial), then the
+    /// remote's `mirrors` ([`crate::remote_mirrors`]).
+    pub(crate) async fn peers(
+        &self,
+        mirrors: &[IndexPeer],
+    ) -> Result<Vec<IndexPeer>, PublishError> {
         let (id, addrs) = self.kubo.id().await?;
-        if !crate::index::valid_peer_id(&id) {
-            return Ok(Vec::new());
+        let mut peers = Vec::new();
+        if crate::index::valid_peer_id(&id) {
+            let addrs = addrs
+                .into_iter()
+                .filter(|a| crate::index::valid_multiaddr(a))
+                .take(MAX_PEER_ADDRS)
+                .collect();
+            peers.push(IndexPeer { id, addrs });
         }
-        let addrs = addrs
-            .into_iter()
-            .filter(|a| crate::index::valid_multiaddr(a))
-            .take(MAX_PEER_ADDRS)
-            .collect();
-        Ok(vec![IndexPeer { id, addrs }])
+        for mirror in mirrors {
+            if !peers.iter().any(|p| p.id == mirror.id) {
+                peers.push(mirror.clone());
+            }
+        }
+        peers.truncate(crate::index::MAX_PEERS);
+        Ok(peers)
     }
 
     /// Adds one small document, pinned; returns its CID.
-    async fn add_document(&self, name: &str, data: &[u8]) -> Result<String, PublishError> {
+    pub(crate) async fn add_document(
+        &self,
+        name: &str,
+        data: &[u8],
+    ) -> Result<String, PublishError> {
         let lines = self
             .kubo
             .add(
@@ -309,7 +324,7 @@ impl Publisher {
     }
 
     /// The store index with CID `cid`.
-    async fn read_index(&self, cid: &str) -> Result<StoreIndex, PublishError> {
+    pub(crate) async fn read_index(&self, cid: &str) -> Result<StoreIndex, PublishError> {
         let bytes = self.kubo.cat(&format!("/ipfs/{cid}"), MAX_DOCUMENT).await?;
         let index: StoreIndex = serde_json::from_slice(&bytes).map_err(|e| {
             PublishError::Internal(format!("the store index {cid} cannot be read: {e}"))
@@ -635,7 +650,7 @@ impl Publisher {
             index = self.read_index(&remote.index).await?;
         }
         index.sequence += 1;
-        index.peers = self.peers().await?;
+        index.peers = self.peers(&remote.mirrors).await?;
         let history = match index.apps.get(&metadata.id) {
             Some(old) => old.with_history(),
             None => Vec::new(),

@@ -69,6 +69,26 @@ pub fn validate(name: &str, address: Option<&str>) -> Result<(), RemoteError> {
     Ok(())
 }
 
+/// Removes remote `name` and what this daemon kept for it: its peers as
+/// peering peers of the node (unless another remote names them) and its
+/// mirror, if it was mirrored.
+pub async fn remove(manager: &crate::manager::Manager, name: &str) -> Result<(), RemoteError> {
+    let (_, orphans) = manager.remotes().remove(name).await?;
+    match manager.kubo() {
+        Ok((kubo, _)) => {
+            if let Err(e) = crate::peering::forget(&kubo, &orphans).await {
+                tracing::warn!(remote = name, "cannot drop the remote's peering peers: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(
+            remote = name,
+            "Kubo is not usable, the remote's peering peers stay: {e}"
+        ),
+    }
+    crate::mirror::forget(manager, name).await;
+    Ok(())
+}
+
 /// The remotes of one daemon.
 pub struct Remotes {
     pub store: Store,
@@ -104,16 +124,29 @@ impl Remotes {
         Ok(ipns)
     }
 
-    pub async fn remove(&self, name: &str) -> Result<(), RemoteError> {
+    /// Removes remote `name`; returns what was known of it and the peers
+    /// no remaining remote names.
+    pub async fn remove(&self, name: &str) -> Result<(Remote, Vec<String>), RemoteError> {
         validate(name, None)?;
         let _guard = self.lock.lock().await;
         let mut state = self.store.load()?;
-        if state.remotes.remove(name).is_none() {
+        let Some(removed) = state.remotes.remove(name) else {
             return Err(RemoteError::Missing(name.to_string()));
-        }
+        };
         self.store.save(&state)?;
+        let orphans = removed
+            .peers
+            .iter()
+            .filter(|p| {
+                !state
+                    .remotes
+                    .values()
+                    .any(|r| r.peers.iter().any(|q| q.id == p.id))
+            })
+            .map(|p| p.id.clone())
+            .collect();
         info!(remote = name, "remote removed");
-        Ok(())
+        Ok((removed, orphans))
     }
 
     pub fn list(&self) -> Result<Vec<Listed>, RemoteError> {

@@ -26,6 +26,10 @@ pub struct State {
     /// When the scheduler last checked (seconds since the epoch; 0: never).
     #[serde(default)]
     pub last_automatic_check: u64,
+    /// Remotes this daemon mirrors (follows, keeping their releases pinned
+    /// and provided), by the name of the trusted remote.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mirrors: BTreeMap<String, crate::mirror::Mirrored>,
 }
 
 /// How far an install got; see `docs/architecture.md` ("crash safety").
@@ -183,6 +187,10 @@ pub struct PublishingRemote {
     /// Why the last republication failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub republish_error: Option<String>,
+    /// Mirror peers its index lists after this daemon's own node
+    /// (`flatipfsctl remote mirrors`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<crate::index::IndexPeer>,
 }
 
 /// Failures reading or writing the state.

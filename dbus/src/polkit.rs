@@ -29,6 +29,11 @@ pub enum Action {
     CancelOther,
     /// Record which parts of an app's files it reads at start-up.
     RecordStartup,
+    /// Follow a remote as a mirror (keep its releases pinned and provided),
+    /// or stop.
+    Mirror,
+    /// Change the mirror peers a published remote's store index lists.
+    ManageRemoteMirrors,
 }
 
 impl Action {
@@ -47,6 +52,8 @@ impl Action {
         Action::Publish,
         Action::CancelOther,
         Action::RecordStartup,
+        Action::Mirror,
+        Action::ManageRemoteMirrors,
     ];
 
     /// The full polkit action id.
@@ -65,6 +72,8 @@ impl Action {
             Action::Publish => "org.flatipfs.manager1.publish",
             Action::CancelOther => "org.flatipfs.manager1.cancel-other",
             Action::RecordStartup => "org.flatipfs.manager1.record-startup",
+            Action::Mirror => "org.flatipfs.manager1.mirror",
+            Action::ManageRemoteMirrors => "org.flatipfs.manager1.manage-remote-mirrors",
         }
     }
 }

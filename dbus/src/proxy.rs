@@ -10,6 +10,12 @@ use crate::{Error, KuboStatus};
 /// One entry of `ListRemotes`: name, IPNS name, details (`Publishing`: b).
 pub type RemoteEntry = (String, String, HashMap<String, OwnedValue>);
 
+/// One entry of `ListMirrors`: remote name, details (`LastSync`: t, ...).
+pub type MirrorEntry = (String, HashMap<String, OwnedValue>);
+
+/// One entry of `ListRemoteMirrors`: peer ID, addresses.
+pub type MirrorPeer = (String, Vec<String>);
+
 /// `org.flatipfs.Manager1` at `/org/flatipfs/Manager1`.
 #[proxy(
     interface = "org.flatipfs.Manager1",
@@ -88,6 +94,35 @@ pub trait Manager {
 
     /// The jobs running or in their grace period.
     fn list_jobs(&self) -> Result<Vec<OwnedObjectPath>, Error>;
+
+    /// Follow a trusted remote as a mirror (action `mirror`).
+    fn add_mirror(&self, remote: &str, options: HashMap<&str, Value<'_>>) -> Result<(), Error>;
+
+    /// Stop mirroring a remote (action `mirror`).
+    fn remove_mirror(&self, remote: &str, options: HashMap<&str, Value<'_>>) -> Result<(), Error>;
+
+    /// The remotes this daemon mirrors, with their sync state.
+    fn list_mirrors(&self) -> Result<Vec<MirrorEntry>, Error>;
+
+    /// List a mirror peer in a published remote's store index (action
+    /// `manage-remote-mirrors`); returns the peer ID.
+    fn add_remote_mirror(
+        &self,
+        remote: &str,
+        peer: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<String, Error>;
+
+    /// Stop listing a mirror peer (action `manage-remote-mirrors`).
+    fn remove_remote_mirror(
+        &self,
+        remote: &str,
+        peer: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> Result<(), Error>;
+
+    /// The mirror peers a published remote's store index lists.
+    fn list_remote_mirrors(&self, remote: &str) -> Result<Vec<MirrorPeer>, Error>;
 
     /// A job finished.
     #[zbus(signal)]

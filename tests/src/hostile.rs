@@ -6,7 +6,9 @@ use serde_json::Value;
 use crate::pair::Pair;
 
 impl Pair {
-    /// The store index remote `main` currently publishes, as JSON.
+    /// The store index remote `main` currently publishes, as JSON: the
+    /// publisher's node's own newest record, read fresh (`--nocache`: a
+    /// cached resolve can name an index replaced since).
     pub fn current_index(&self) -> (String, Value) {
         let node = &self.publisher;
         let resolved = node
@@ -15,7 +17,8 @@ impl Pair {
                 &[
                     "name",
                     "resolve",
-                    "--dht-timeout=30s",
+                    "--offline",
+                    "--nocache",
                     &format!("/ipns/{}", self.ipns),
                 ],
             )

@@ -16,6 +16,7 @@ pub mod ctl;
 pub mod edited_releases;
 pub mod embedded;
 pub mod fixtures;
+pub mod fleet;
 pub mod hostile;
 pub mod introspection;
 pub mod network;

@@ -183,6 +183,7 @@ fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_end
 
     // The same through the remote's index: refused inside the install job,
     // which ends (ctl_bounded fails the test if it never does).
+    let (_, genuine) = pair.current_index();
     pair.publish_handmade_index(|index| {
         index["apps"]["org.test.Hello"]["release"] = absurd.clone().into();
     });
@@ -219,9 +220,7 @@ fn a_published_date_past_year_9999_is_refused_with_a_typed_error_and_the_job_end
     assert!(mounts_below(&client.installation().join("app")).is_empty());
 
     // Nothing is left holding the app: the genuine index installs it.
-    pair.publish_handmade_index(|index| {
-        index["apps"]["org.test.Hello"]["release"] = release.clone().into();
-    });
+    pair.publish_handmade_index(|index| *index = genuine.clone());
     let (status, installed) = ctl_bounded(client, &["install", "--json", "main", "org.test.Hello"]);
     assert!(status.success(), "{installed}");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");

@@ -170,6 +170,7 @@ fn hostile_startup_sets_and_versions_are_refused_and_change_nothing() {
 
     // The remote's index names a version with an escape sequence: the whole
     // index is refused, on a check as on an update.
+    let (_, honest) = pair.current_index();
     pair.publish_handmade_index(|index| {
         let sequence = index["sequence"].as_u64().unwrap() + 1;
         index["sequence"] = sequence.into();
@@ -190,6 +191,14 @@ fn hostile_startup_sets_and_versions_are_refused_and_change_nothing() {
     assert!(!out.status.success(), "{out:?}");
     assert!(!out.stderr.contains(&0x1b), "{:?}", out.stderr);
     assert!(!out.stdout.contains(&0x1b), "{:?}", out.stdout);
+
+    // The honest index again, at a higher sequence (the attacks below
+    // start from the index the publisher's node published last).
+    pair.publish_handmade_index(|index| {
+        let sequence = index["sequence"].as_u64().unwrap() + 1;
+        *index = honest.clone();
+        index["sequence"] = sequence.into();
+    });
 
     // The index offers a release whose startup set reads beyond its file:
     // the update is refused, the installed release stays.

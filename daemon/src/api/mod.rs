@@ -45,6 +45,7 @@ pub const FEATURES: &[&str] = &[
     "rollback",
     "pins",
     "automatic-updates",
+    "mirrors",
 ];
 
 /// The manager object at `/org/flatipfs/Manager1`.
@@ -95,7 +96,36 @@ pub(crate) fn remote_error(e: &RemoteError) -> Error {
     Error::new(kind, e.to_string())
 }
 
-/// The D-Bus error for a publishing failure.
+/// The D-Bus error of a mirror failure.
+pub(crate) fn mirror_error(e: &crate::mirror::MirrorError) -> Error {
+    use crate::mirror::MirrorError as M;
+    let kind = match e {
+        M::Remote(r) => return remote_error(r),
+        M::BadHistory(_) => ErrorKind::InvalidArgs,
+        M::NoSuchRemote(_) | M::NotMirrored(_) => ErrorKind::NotFound,
+        M::Exists(_) => ErrorKind::AlreadyInstalled,
+        M::Source(crate::source::SourceError::ResolveFailed { .. }) => ErrorKind::ResolveFailed,
+        M::Source(crate::source::SourceError::Stale { .. }) => ErrorKind::StaleIndex,
+        M::Source(crate::source::SourceError::Invalid { .. }) => ErrorKind::VerificationFailed,
+        M::Source(_) => ErrorKind::FetchFailed,
+        M::Kubo { .. } => ErrorKind::FetchFailed,
+        M::Store(_) => ErrorKind::Internal,
+    };
+    Error::new(kind, e.to_string())
+}
+
+/// The D-Bus error of a failure changing a published remote's mirrors.
+pub(crate) fn remote_mirror_error(e: &crate::remote_mirrors::RemoteMirrorError) -> Error {
+    use crate::remote_mirrors::RemoteMirrorError as R;
+    let kind = match e {
+        R::Publish(p) => return publish_error(p),
+        R::BadPeer(_) | R::BadRemoteName(_) | R::Own(_) => ErrorKind::InvalidArgs,
+        R::TooMany { .. } => ErrorKind::NoSpace,
+        R::NotListed { .. } => ErrorKind::NotFound,
+    };
+    Error::new(kind, e.to_string())
+}
+
 /// The D-Bus error of a catalog failure.
 pub(crate) fn catalog_error(e: &crate::catalog::CatalogError) -> Error {
     use crate::catalog::CatalogError as C;
@@ -252,9 +282,7 @@ impl ManagerObject {
             &HashMap::from([("remote", name.as_str())]),
         )
         .await?;
-        self.manager
-            .remotes()
-            .remove(&name)
+        remotes::remove(&self.manager, &name)
             .await
             .map_err(|e| remote_error(&e))
     }
@@ -633,6 +661,170 @@ impl ManagerObject {
         authorize(&self.gate, &header, Action::Refresh, &HashMap::new()).await?;
         crate::update::trigger_automatic(&self.manager);
         Ok(())
+    }
+
+    /// Follows trusted remote `remote` as a mirror: this daemon's node
+    /// keeps its store index, catalog, every current release and
+    /// `history` past ones per app pinned and provided, synced every
+    /// `mirror.interval` and at once (in the background; see
+    /// `ListMirrors`). Options: `history` (u, at most 16; default
+    /// `mirror.history`). Polkit action `mirror`. `NotFound` for a remote
+    /// that is not trusted, `AlreadyInstalled` if it is mirrored already.
+    async fn add_mirror(
+        &self,
+        remote: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        options::reject_unknown(&options, &["history"])?;
+        let history = options::number(&options, "history")?;
+        crate::mirror::validate(&remote, history).map_err(|e| mirror_error(&e))?;
+        authorize(
+            &self.gate,
+            &header,
+            Action::Mirror,
+            &HashMap::from([("remote", remote.as_str())]),
+        )
+        .await?;
+        crate::mirror::add(&self.manager, &remote, history)
+            .await
+            .map_err(|e| mirror_error(&e))
+    }
+
+    /// Stops mirroring `remote`; what the mirror pinned is unpinned
+    /// (unless an installed app uses it). No options. Polkit action
+    /// `mirror`. `NotFound` if it is not mirrored.
+    async fn remove_mirror(
+        &self,
+        remote: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        options::reject_unknown(&options, &[])?;
+        crate::mirror::validate(&remote, None).map_err(|e| mirror_error(&e))?;
+        authorize(
+            &self.gate,
+            &header,
+            Action::Mirror,
+            &HashMap::from([("remote", remote.as_str())]),
+        )
+        .await?;
+        crate::mirror::remove(&self.manager, &remote)
+            .await
+            .map_err(|e| mirror_error(&e))
+    }
+
+    /// The remotes this daemon mirrors: (remote, details). Details:
+    /// `Added`, `LastSync` (t, 0: never), `Sequence` (t, the index
+    /// sequence synced), `Releases` (t, release roots held), `Bytes` (t),
+    /// `History` (t, past releases kept per app) and, when the last sync
+    /// failed, `LastError` (s). Needs no authorization.
+    async fn list_mirrors(&self) -> Result<Vec<(String, HashMap<String, OwnedValue>)>, Error> {
+        let history = self.manager.config().mirror.history;
+        let listed = crate::mirror::list(&self.manager).map_err(|e| mirror_error(&e))?;
+        Ok(listed
+            .into_iter()
+            .map(|(name, m)| {
+                let releases = m
+                    .held
+                    .iter()
+                    .filter(|h| h.what != "index" && h.what != "catalog")
+                    .count();
+                let mut d = HashMap::from([
+                    ("Added".to_string(), OwnedValue::from(m.added)),
+                    ("LastSync".to_string(), OwnedValue::from(m.last_sync)),
+                    ("Sequence".to_string(), OwnedValue::from(m.sequence)),
+                    ("Releases".to_string(), OwnedValue::from(releases as u64)),
+                    ("Bytes".to_string(), OwnedValue::from(m.bytes)),
+                    (
+                        "History".to_string(),
+                        OwnedValue::from(m.history.unwrap_or(history) as u64),
+                    ),
+                ]);
+                if let Some(e) = m.last_error {
+                    d.insert(
+                        "LastError".into(),
+                        OwnedValue::try_from(Value::from(e)).expect("a string has no fd"),
+                    );
+                }
+                (name, d)
+            })
+            .collect())
+    }
+
+    /// Lists `peer` (a peer ID, or a multiaddr ending in `/p2p/ID`) as a
+    /// mirror of published remote `remote`: its store index names it in
+    /// `peers` after this daemon's node, published at once. Returns the
+    /// peer ID. No options. Polkit action `manage-remote-mirrors`.
+    async fn add_remote_mirror(
+        &self,
+        remote: String,
+        peer: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<String, Error> {
+        options::reject_unknown(&options, &[])?;
+        crate::remote_mirrors::validate(&remote, Some(&peer))
+            .map_err(|e| remote_mirror_error(&e))?;
+        authorize(
+            &self.gate,
+            &header,
+            Action::ManageRemoteMirrors,
+            &HashMap::from([("remote", remote.as_str()), ("peer", peer.as_str())]),
+        )
+        .await?;
+        let publisher = self
+            .manager
+            .publisher()
+            .await
+            .map_err(|e| publish_error(&e))?;
+        publisher
+            .add_mirror(&remote, &peer)
+            .await
+            .map_err(|e| remote_mirror_error(&e))
+    }
+
+    /// Stops listing mirror `peer` (its ID or an address ending in it) of
+    /// published remote `remote`; the index is published at once. No
+    /// options. Polkit action `manage-remote-mirrors`.
+    async fn remove_remote_mirror(
+        &self,
+        remote: String,
+        peer: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), Error> {
+        options::reject_unknown(&options, &[])?;
+        crate::remote_mirrors::validate(&remote, Some(&peer))
+            .map_err(|e| remote_mirror_error(&e))?;
+        authorize(
+            &self.gate,
+            &header,
+            Action::ManageRemoteMirrors,
+            &HashMap::from([("remote", remote.as_str()), ("peer", peer.as_str())]),
+        )
+        .await?;
+        let publisher = self
+            .manager
+            .publisher()
+            .await
+            .map_err(|e| publish_error(&e))?;
+        publisher
+            .remove_mirror(&remote, &peer)
+            .await
+            .map_err(|e| remote_mirror_error(&e))
+    }
+
+    /// The mirror peers published remote `remote` lists: (peer ID,
+    /// addresses). Needs no authorization.
+    async fn list_remote_mirrors(
+        &self,
+        remote: String,
+    ) -> Result<Vec<(String, Vec<String>)>, Error> {
+        crate::remote_mirrors::validate(&remote, None).map_err(|e| remote_mirror_error(&e))?;
+        crate::remote_mirrors::list(&self.manager.store(), &remote)
+            .map(|peers| peers.into_iter().map(|p| (p.id, p.addrs)).collect())
+            .map_err(|e| remote_mirror_error(&e))
     }
 
     /// The jobs running or still in their grace period, oldest first.
