@@ -17,6 +17,7 @@ pub mod edited_releases;
 pub mod embedded;
 pub mod fixtures;
 pub mod hostile;
+pub mod index_layout;
 pub mod introspection;
 pub mod network;
 pub mod pair;
