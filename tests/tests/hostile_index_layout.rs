@@ -4,8 +4,9 @@
 //! than allowed, a root larger than allowed, a shard map naming another
 //! shard's document, an app in a shard that is not its own, an app listed
 //! twice in one shard, a shard map of more than 16 shards. Each is refused
-//! with a typed error on an update and on a check, before anything of the
-//! index is used; the installed app and runtime stay as they were and run;
+//! before anything of the index is used: an update fails with
+//! `VerificationFailed` saying why, a check reports the remote's index as
+//! refused and offers nothing; the installed app and runtime stay as they were and run;
 //! and the genuine index is read again afterwards.
 
 use flatipfs_format::index_shards::{shard_hash, MAX_ROOT_BYTES, MAX_SHARD_BYTES};
@@ -56,15 +57,19 @@ fn refused_bytes(pair: &Pair, root: &[u8], expected: &str) {
         message.contains("store index") && message.contains(expected),
         "expected {expected:?}: {error}"
     );
-    let error = fails_with(
-        client,
-        &["update", "--check", "--json", APP],
-        "VerificationFailed",
-    );
+    // A check reports the remote's index as refused and offers nothing.
+    let checked = ok_json(client, &["update", "--check", "--json", APP]);
     assert!(
-        error["message"].as_str().unwrap().contains(expected),
-        "a check: expected {expected:?}: {error}"
+        checked["catalog_errors"]
+            .to_string()
+            .contains("store index")
+            && checked["catalog_errors"][0]
+                .as_str()
+                .unwrap()
+                .contains(expected),
+        "a check: expected {expected:?}: {checked}"
     );
+    assert_eq!(checked["apps"][0]["available"], "", "{checked}");
     assert_eq!(installed(pair), before, "something changed");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
 }
