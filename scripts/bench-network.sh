@@ -88,10 +88,12 @@ whole, n, sequence, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.a
 index = json.load(open(whole))
 index["sequence"] = sequence + n
 entry = index["apps"]["org.test.Hello"]
+s = entry["sequence"]
+past = [dict(release=entry["release"], sequence=p, version=str(p), published=0) for p in (s - 1, s - 2) if p > 0]
 for i in range(3000):
-    index["apps"][f"org.example.App{i:04d}"] = dict(entry, history=[dict(release=entry["release"], sequence=1, version="1", published=0)] * 2)
+    index["apps"][f"org.example.App{i:04d}"] = dict(entry, history=past)
 if n % 2 == 0:
-    index["apps"]["org.example.App1234"] = dict(entry, sequence=sequence + n, version=str(sequence + n))
+    index["apps"]["org.example.App1234"] = dict(entry, sequence=sequence + n, version=str(sequence + n), history=past)
 json.dump(index, open(out, "w"), indent=2)
 PY
 }
