@@ -9,8 +9,9 @@
 #  2. an install found only through routing: the client's node is first
 #     disconnected from the publisher's (`swarm disconnect`, so the blocks
 #     must be found through the DHT), then `install --no-wait` (runnable);
-#  3. bytes a check fetches: the store index document, for the test remote
-#     and for a generated index of 3,000 apps (one of which changed).
+#  3. bytes a check fetches (the client node's bitswap data received) for a
+#     generated remote of 3,000 apps, in the old one-document layout and in
+#     the sharded one: a first check, and a check after one app changed.
 #
 #   BENCH_PROFILE=debug scripts/bench-network.sh   # prints Markdown (also target/bench-network.md)
 source "$(dirname "$0")/bench-common.sh"
@@ -52,17 +53,77 @@ resolve_s=$(secs "$t1" "$t2")
 seen_s=$(secs "$t1" "$t3")
 publish_s=$(secs "$t0" "$t1")
 
-# 3. Bytes per check.
+# 3. Bytes per check, as the client's node counts them (bitswap's data
+# received around one `update --check`, the check the scheduler runs), for
+# a generated remote of 3,000 apps (the test remote's entries and 3,000
+# made from its app's), published under the remote's key in each layout:
+# the first check (nothing of it seen before) and a check after one app
+# changed. The test remote's own sharded index, for scale.
+(cd "$here" && cargo build $([ "$profile" = release ] && echo --release) -p flatipfs-format --example shard_index --quiet)
+shard_index="$here/target/$profile/examples/shard_index"
+received() { client "$kubo" stats bitswap --enc=json | python3 -c 'import json, sys; print(json.load(sys.stdin)["DataReceived"])'; }
+settle() { local a b; a=$(received); while sleep 3; b=$(received); [ "$a" != "$b" ]; do a=$b; done; }
+check_bytes() {
+  local before after
+  settle
+  before=$(received)
+  client "$ctl" --json update --check org.test.Hello >/dev/null
+  after=$(received)
+  echo $((after - before))
+}
+publish_index() {  # publish_index DIR-OR-FILE: added as the daemon adds, signed with the remote's key
+  local cid
+  cid=$(pub "$kubo" add -Q -r --cid-version=1 --raw-leaves --chunker=buzhash "$1" | tail -1)
+  pub "$kubo" name publish --key=flatipfs-remote-main --allow-offline --lifetime=48h --ttl=1m "/ipfs/$cid" >/dev/null
+  wait_for_index
+}
 index_cid=$(pub "$kubo" name resolve --offline --nocache "/ipns/${ipns#/ipns/}" | sed 's|/ipfs/||')
-index_bytes=$(pub "$kubo" cat "$index_cid" | wc -c)
-big_bytes=$(pub "$kubo" cat "$index_cid" | python3 -c '
+index_bytes=$(( $(pub "$kubo" cat "$index_cid/index.json" | wc -c) + $(for s in $(pub "$kubo" ls "$index_cid/shards" | awk '{print $1}'); do pub "$kubo" cat "$s"; done | wc -c) ))
+sequence=$(pub "$kubo" cat "$index_cid/index.json" | python3 -c 'import json, sys; print(json.load(sys.stdin)["sequence"])')
+# generate N: the whole index (schema 1) at sequence +N, app 1234 changed from N=2 on.
+generate() {
+  python3 - "$work/whole.json" "$1" "$sequence" "$work/index-$1.json" <<'PY'
 import json, sys
-index = json.load(sys.stdin)
+whole, n, sequence, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+index = json.load(open(whole))
+index["sequence"] = sequence + n
 entry = index["apps"]["org.test.Hello"]
+s = entry["sequence"]
+past = [dict(release=entry["release"], sequence=p, version=str(p), published=0) for p in (s - 1, s - 2) if p > 0]
 for i in range(3000):
-    e = dict(entry, history=[dict(release=entry["release"], sequence=1, version="1", published=0)] * 2)
-    index["apps"][f"org.example.App{i:04d}"] = e
-print(len(json.dumps(index, indent=2).encode()))')
+    index["apps"][f"org.example.App{i:04d}"] = dict(entry, history=past)
+if n % 2 == 0:
+    index["apps"]["org.example.App1234"] = dict(entry, sequence=sequence + n, version=str(sequence + n), history=past)
+json.dump(index, open(out, "w"), indent=2)
+PY
+}
+client "$ctl" --json update --check org.test.Hello >/dev/null
+# The test remote's index as one schema 1 document, the base of the generated ones.
+mkdir -p "$work/current"
+pub "$kubo" cat "$index_cid/index.json" > "$work/current/root"
+for s in $(pub "$kubo" ls "$index_cid/shards" | awk '{print $1}'); do pub "$kubo" cat "$s" > "$work/current/$s"; done
+python3 - "$work/current" > "$work/whole.json" <<'PY'
+import json, os, sys
+root = json.load(open(os.path.join(sys.argv[1], "root")))
+apps = {}
+for name in os.listdir(sys.argv[1]):
+    if name != "root":
+        apps.update(json.load(open(os.path.join(sys.argv[1], name))).get("apps", {}))
+index = dict(schema=1, remote=root["remote"], sequence=root["sequence"], apps=apps, peers=root.get("peers", []))
+if "appstream" in root:
+    index["appstream"] = root["appstream"]
+print(json.dumps(index))
+PY
+for n in 1 2 3 4; do generate $n; done
+whole_bytes=$(wc -c < "$work/index-2.json")
+# Schema 1, one document: first check, then one app changed.
+publish_index "$work/index-1.json"; old_first=$(check_bytes)
+publish_index "$work/index-2.json"; old_one=$(check_bytes)
+# Sharded: first check, then one app changed.
+for n in 3 4; do mkdir -p "$work/sharded-$n"; "$shard_index" "$work/index-$n.json" "$work/sharded-$n"; done
+shards=$(ls "$work/sharded-3/shards" | wc -l)
+publish_index "$work/sharded-3"; new_first=$(check_bytes)
+publish_index "$work/sharded-4"; new_one=$(check_bytes)
 
 report="## Network (private routed network, loopback; $(date -u +%F), machine shared)
 
@@ -73,7 +134,11 @@ report="## Network (private routed network, loopback; $(date -u +%F), machine sh
 | publish → client's daemon sees the new release (\`update --check\`; add the check interval for the scheduler) | ${seen_s} s |
 | install found through routing alone (\`install --no-wait\`, after \`swarm disconnect\`) | ${install_s} s |
 | client's \`findprovs\` of the index names the publisher | ${provs} |
-| bytes a check fetches: the test remote's index | ${index_bytes} B |
-| bytes a check fetches: an index of 3,000 apps (one changed) | ${big_bytes} B |
+| the test remote's sharded index (root and shards, 2 apps) | ${index_bytes} B |
+| a remote of 3,000 apps: its index as one schema 1 document | ${whole_bytes} B |
+| 3,000 apps, schema 1 (one document): bytes the client's node received for the first check | ${old_first} B |
+| 3,000 apps, schema 1 (one document): bytes received for a check after one app changed | ${old_one} B |
+| 3,000 apps, sharded (${shards} shard documents): bytes received for the first check | ${new_first} B |
+| 3,000 apps, sharded: bytes received for a check after one app changed | ${new_one} B |
 "
 echo "$report" | tee "$here/target/bench-network.md"

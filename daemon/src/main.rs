@@ -22,6 +22,7 @@ mod fetch;
 mod flatpak;
 mod freshness;
 mod fuse;
+mod index_layout;
 mod install;
 mod installation;
 mod jobs;

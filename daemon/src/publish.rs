@@ -21,15 +21,12 @@ use tracing::{info, warn};
 use crate::config::PublishingConfig;
 use crate::encode::{self, EncodeError, EncodeOptions, EncodeReport};
 use crate::flatpak::{self, FlatpakError, FlatpakRef};
-use crate::index::{IndexEntry, IndexLimits, StoreIndex};
+use crate::index::{IndexEntry, StoreIndex};
 use crate::index::{IndexPeer, MAX_PEER_ADDRS};
 use crate::kubo::{AddOptions, AddPart, Client, KuboError};
 use crate::release::{self, Entry, EntryKind, ImportProfile, Manifest, StartupRange, Totals};
 use crate::store::{PublishingRemote, State, Store, StoreError};
 use crate::tree::{self, Limits, TreeError};
-
-/// The largest store index or manifest read back from IPFS.
-const MAX_DOCUMENT: u64 = 64 << 20;
 
 /// Why publishing failed; each maps to one D-Bus error.
 #[derive(Debug, thiserror::Error)]
@@ -190,12 +187,7 @@ impl Publisher {
         };
         let mut index = StoreIndex::empty(name);
         index.peers = self.peers(&[]).await?;
-        let index_cid = self
-            .add_document(
-                "index.json",
-                &serde_json::to_vec_pretty(&index).expect("index serializes"),
-            )
-            .await?;
+        let index_cid = self.write_index(&index).await?;
         let mut remote = PublishingRemote {
             key: key.name.clone(),
             ipns: key.id.clone(),
@@ -323,16 +315,34 @@ impl Publisher {
             .ok_or_else(|| PublishError::Internal(format!("Kubo returned no CID for {name}")))
     }
 
-    /// The store index with CID `cid`.
-    pub(crate) async fn read_index(&self, cid: &str) -> Result<StoreIndex, PublishError> {
-        let bytes = self.kubo.cat(&format!("/ipfs/{cid}"), MAX_DOCUMENT).await?;
-        let index: StoreIndex = serde_json::from_slice(&bytes).map_err(|e| {
-            PublishError::Internal(format!("the store index {cid} cannot be read: {e}"))
-        })?;
-        index.validate(IndexLimits::default()).map_err(|e| {
-            PublishError::Internal(format!("the store index {cid} is invalid: {e}"))
-        })?;
-        Ok(index)
+    /// The store index with CID `cid`, in either layout (a remote created
+    /// before the sharded layout has a schema 1 index until its next
+    /// publication).
+    pub(crate) async fn read_index(
+        &self,
+        remote: &str,
+        cid: &str,
+    ) -> Result<StoreIndex, PublishError> {
+        crate::index_layout::read(
+            &self.kubo,
+            &format!("publishing remote {remote}"),
+            cid,
+            &format!("the store index {cid}"),
+            // Its blocks are local.
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .map_err(|e| PublishError::Internal(e.to_string()))
+    }
+
+    /// Adds `index` in the sharded layout, pinned; returns its CID.
+    pub(crate) async fn write_index(&self, index: &StoreIndex) -> Result<String, PublishError> {
+        crate::index_layout::write(&self.kubo, index)
+            .await
+            .map_err(|e| match e {
+                crate::index_layout::WriteError::Kubo(e) => PublishError::Kubo(e),
+                crate::index_layout::WriteError::Internal(e) => PublishError::Internal(e),
+            })
     }
 
     /// Publishes one release; see the module docs for the order of steps.
@@ -482,7 +492,7 @@ impl Publisher {
 
         // 4. The index as it stands, and the version.
         let read_index = remote.index.clone();
-        let mut index = self.read_index(&read_index).await?;
+        let mut index = self.read_index(&request.remote, &read_index).await?;
         let previous = index.apps.get(&metadata.id).cloned();
         let version = match &request.version {
             Some(v) => v.clone(),
@@ -647,7 +657,7 @@ impl Publisher {
             .ok_or_else(|| PublishError::NoSuchRemote(request.remote.clone()))?;
         // Another publication may have replaced the index meanwhile.
         if remote.index != read_index {
-            index = self.read_index(&remote.index).await?;
+            index = self.read_index(&request.remote, &remote.index).await?;
         }
         index.sequence += 1;
         index.peers = self.peers(&remote.mirrors).await?;
@@ -672,12 +682,7 @@ impl Publisher {
         // The catalog covers every app's current release, this one included.
         index.appstream =
             Some(crate::appstream::build_catalog(&self.kubo, &request.remote, &index).await?);
-        let index_cid = self
-            .add_document(
-                "index.json",
-                &serde_json::to_vec_pretty(&index).expect("index serializes"),
-            )
-            .await?;
+        let index_cid = self.write_index(&index).await?;
         remote.index = index_cid;
         self.publish_record(&mut state, &request.remote, &mut remote)
             .await?;

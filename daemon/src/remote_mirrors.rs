@@ -153,15 +153,10 @@ impl Publisher {
             .cloned()
             .ok_or_else(|| PublishError::NoSuchRemote(remote.to_string()))?;
         edit(&mut entry.mirrors)?;
-        let mut index = self.read_index(&entry.index).await?;
+        let mut index = self.read_index(remote, &entry.index).await?;
         index.sequence += 1;
         index.peers = self.peers(&entry.mirrors).await?;
-        entry.index = self
-            .add_document(
-                "index.json",
-                &serde_json::to_vec_pretty(&index).expect("index serializes"),
-            )
-            .await?;
+        entry.index = self.write_index(&index).await?;
         self.publish_record(&mut state, remote, &mut entry).await?;
         Ok(())
     }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::index::{IndexEntry, IndexLimits, StoreIndex};
+use crate::index::{IndexEntry, StoreIndex};
 use crate::kubo::{Client, KuboError};
 use crate::release::{self, Manifest, ManifestLimits, MANIFEST_NAME};
 
@@ -113,7 +113,9 @@ fn known_list(known: &[String]) -> String {
     }
 }
 
-/// Fetches what a remote's IPNS name currently points at, and checks it
+/// Fetches what a remote's IPNS name currently points at, in either layout
+/// ([`crate::index_layout::read`]: of a sharded index, only the root and
+/// the shards that changed since the last read), and checks it
 /// ([`StoreIndex::validate`]): nothing of an invalid index is used or shown.
 pub async fn fetch_index(
     kubo: &Client,
@@ -139,18 +141,7 @@ pub async fn fetch_index(
             what: what.clone(),
             reason: format!("its name points at {resolved:?}, not an /ipfs/ CIDv1"),
         })?;
-    let bytes = fetch_document(kubo, &format!("/ipfs/{cid}"), &what, document_timeout).await?;
-    let index: StoreIndex = serde_json::from_slice(&bytes).map_err(|e| SourceError::Invalid {
-        what: what.clone(),
-        reason: e.to_string(),
-    })?;
-    index
-        .validate(IndexLimits::default())
-        .map_err(|e| SourceError::Invalid {
-            what,
-            reason: e.to_string(),
-        })?;
-    Ok(index)
+    crate::index_layout::read(kubo, ipns, cid, &what, document_timeout).await
 }
 
 /// The entry of `id` in `index`, checked.

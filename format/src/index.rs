@@ -1,7 +1,13 @@
-//! The store index: one document per remote, published under its IPNS name,
-//! listing app ids and their current release roots, and
-//! [`StoreIndex::validate`], which every index read from the network passes
-//! before anything in it is used or shown.
+//! The store index: per remote, published under its IPNS name, listing app
+//! ids and their current release roots, and [`StoreIndex::validate`], which
+//! every index read from the network passes before anything in it is used
+//! or shown.
+//!
+//! Two layouts: schema 1, one document ([`StoreIndex`]); and schema 2
+//! ([`crate::index_shards`]), a small root document ([`IndexRoot`]) and
+//! shard documents ([`IndexShard`]) by a hash of the app id, so that a
+//! client fetches only the shards that changed. Both are read into a
+//! [`StoreIndex`] in memory.
 
 use std::collections::BTreeMap;
 
@@ -144,7 +150,7 @@ pub struct PastRelease {
 
 impl IndexEntry {
     /// Checks one entry of an index at `index_sequence`; says what is wrong.
-    fn validate(&self, index_sequence: u64) -> Result<(), String> {
+    pub(crate) fn validate(&self, index_sequence: u64) -> Result<(), String> {
         if !valid_cid_v1(&self.release) {
             return Err(format!("release {:?} is not a CIDv1", self.release));
         }
@@ -255,7 +261,15 @@ pub enum IndexError {
     TooManyPeers(usize),
     #[error("invalid peer {id:?}: {what}")]
     BadPeer { id: String, what: String },
+    #[error("{0} shards in one shard map, over the limit of {FANOUT}")]
+    TooManyShards(usize),
+    #[error("shard {prefix:?}: {what}")]
+    BadShard { prefix: String, what: String },
+    #[error("app {id:?} is listed in shard {prefix:?}, which is not its shard")]
+    WrongShard { id: String, prefix: String },
 }
+
+pub use crate::index_shards::{IndexRoot, IndexShard, FANOUT};
 
 impl StoreIndex {
     /// Checks everything a client relies on before it uses or shows

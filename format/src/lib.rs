@@ -9,7 +9,8 @@
 //! - [`appstream`]: AppStream components, the per-remote catalog and icons;
 //! - [`release`]: the release manifest and its validation;
 //! - [`encodings`]: the pack and deltas a schema 2 manifest names;
-//! - [`index`]: the store index a remote publishes under its IPNS name;
+//! - [`index`]: the store index a remote publishes under its IPNS name, and
+//!   [`index_shards`] its sharded layout (a root and shard documents);
 //! - [`exports`]: what an app may export to the host (Flatpak's rules) and
 //!   the rewritten files written in place of a release's `export/`.
 //! - [`metadata`]: a release's Flatpak `metadata`, its checks against the
@@ -19,5 +20,6 @@ pub mod appstream;
 pub mod encodings;
 pub mod exports;
 pub mod index;
+pub mod index_shards;
 pub mod metadata;
 pub mod release;

@@ -6,9 +6,10 @@ use serde_json::Value;
 use crate::pair::Pair;
 
 impl Pair {
-    /// The store index remote `main` currently publishes, as JSON: the
-    /// publisher's node's own newest record, read fresh (`--nocache`: a
-    /// cached resolve can name an index replaced since).
+    /// The store index remote `main` currently publishes, as one schema 1
+    /// JSON document (a sharded index is read whole): the publisher's
+    /// node's own newest record, read fresh (`--nocache`: a cached resolve
+    /// can name an index replaced since).
     pub fn current_index(&self) -> (String, Value) {
         let node = &self.publisher;
         let resolved = node
@@ -24,12 +25,12 @@ impl Pair {
             )
             .unwrap();
         let cid = resolved.trim().trim_start_matches("/ipfs/").to_string();
-        let text = node.ipfs(1, &["cat", &format!("/ipfs/{cid}")]).unwrap();
-        (cid, serde_json::from_str(&text).unwrap())
+        (cid.clone(), crate::index_layout::read_whole(node, 1, &cid))
     }
 
     /// Publishes a hand-made store index under remote `main`'s name: the
-    /// current one changed by `edit`, signed with the remote's key as the
+    /// current one changed by `edit`, as one schema 1 document (which
+    /// clients still read), signed with the remote's key as the
     /// daemon would, and resolved by the client's node. Returns its CID.
     pub fn publish_handmade_index(&self, edit: impl FnOnce(&mut Value)) -> String {
         let (_, mut index) = self.current_index();

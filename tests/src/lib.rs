@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod fixtures;
 pub mod fleet;
 pub mod hostile;
+pub mod index_layout;
 pub mod introspection;
 pub mod network;
 pub mod pair;

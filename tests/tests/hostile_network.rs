@@ -39,8 +39,8 @@ fn published_index(pair: &Pair) -> (String, serde_json::Value) {
         )
         .unwrap();
     let cid = path.trim().trim_start_matches("/ipfs/").to_string();
-    let text = node.ipfs(1, &["cat", &format!("/ipfs/{cid}")]).unwrap();
-    (cid, serde_json::from_str(&text).unwrap())
+    let index = flatipfs_tests::index_layout::read_whole(node, 1, &cid);
+    (cid, index)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use flatipfs_tests::ctl::{create_remote, flatipfsctl, last_json, ok_json};
 use flatipfs_tests::fixtures::{self, deploy_dir, hello_ref};
 use flatipfs_tests::{StackOptions, TestStack};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[test]
 fn a_publisher_refuses_metadata_clients_would_refuse() {
@@ -62,8 +62,11 @@ fn a_publisher_refuses_metadata_clients_would_refuse() {
             &["name", "resolve", "--nocache", &format!("/ipns/{ipns}")],
         )
         .unwrap();
-    let index: Value =
-        serde_json::from_str(&stack.ipfs(1, &["cat", path.trim()]).unwrap()).unwrap();
+    let index = flatipfs_tests::index_layout::read_whole(
+        &stack,
+        1,
+        path.trim().trim_start_matches("/ipfs/"),
+    );
     assert_eq!(index["apps"], json!({}), "{index}");
 
     // The genuine metadata publishes.

@@ -21,7 +21,7 @@ fn index_on(stack: &Stack, node: usize, ipns: &str) -> Value {
             &["name", "resolve", "--nocache", &format!("/ipns/{ipns}")],
         )
         .unwrap();
-    serde_json::from_str(&stack.ipfs(node, &["cat", path.trim()]).unwrap()).unwrap()
+    flatipfs_tests::index_layout::read_whole(stack, node, path.trim().trim_start_matches("/ipfs/"))
 }
 
 #[test]
