@@ -52,7 +52,7 @@ use fuser::{
     InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData,
     ReplyDirectory, ReplyEntry, ReplyOpen, Request, SessionACL,
 };
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MntFlags;
 use tracing::warn;
 
 use crate::kubo::Client;
@@ -499,35 +499,12 @@ impl Pool {
             .expect("not poisoned")
             .insert(slot, tree);
         let source = self.path.join(slot.to_string());
-        let bound = nix::mount::mount(
-            Some(&source),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .and_then(|()| {
-            nix::mount::mount(
-                None::<&str>,
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV,
-                None::<&str>,
-            )
-            .and_then(|()| crate::trees::private(target))
-            .inspect_err(|_| {
-                let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
-            })
-        });
+        let bound = crate::trees::bind(&source, target);
         if let Err(e) = bound {
             self.forget(Slot(slot));
             return Err(MountError::Mount {
                 path: target.to_owned(),
-                source: e.into(),
+                source: e,
             });
         }
         Ok(Slot(slot))

@@ -330,7 +330,8 @@ pub async fn settle(
     }
 }
 
-/// Bind-mounts `tree` on `target`, read-only, `nosuid,nodev`.
+/// Bind-mounts `tree` (a local tree, or a FUSE slot) on `target`,
+/// read-only, `nosuid,nodev`, private (see [`private`]).
 pub fn bind(tree: &Path, target: &Path) -> std::io::Result<()> {
     nix::mount::mount(
         Some(tree),

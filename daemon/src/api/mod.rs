@@ -65,6 +65,31 @@ impl ManagerObject {
             scheduler: Default::default(),
         }
     }
+
+    /// What `AddRemoteMirror` and `RemoveRemoteMirror` do before their
+    /// work: no options, `remote` and `peer` checked, polkit asked
+    /// (`manage-remote-mirrors`); then the publisher that does it.
+    async fn remote_mirror_publisher(
+        &self,
+        remote: &str,
+        peer: &str,
+        options: &HashMap<String, OwnedValue>,
+        header: &Header<'_>,
+    ) -> Result<publish::Publisher, Error> {
+        options::reject_unknown(options, &[])?;
+        crate::remote_mirrors::validate(remote, Some(peer)).map_err(|e| remote_mirror_error(&e))?;
+        authorize(
+            &self.gate,
+            header,
+            Action::ManageRemoteMirrors,
+            &HashMap::from([("remote", remote), ("peer", peer)]),
+        )
+        .await?;
+        self.manager
+            .publisher()
+            .await
+            .map_err(|e| publish_error(&e))
+    }
 }
 
 /// Asks the gate; a refusal becomes the matching D-Bus error.
@@ -763,21 +788,9 @@ impl ManagerObject {
         options: HashMap<String, OwnedValue>,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<String, Error> {
-        options::reject_unknown(&options, &[])?;
-        crate::remote_mirrors::validate(&remote, Some(&peer))
-            .map_err(|e| remote_mirror_error(&e))?;
-        authorize(
-            &self.gate,
-            &header,
-            Action::ManageRemoteMirrors,
-            &HashMap::from([("remote", remote.as_str()), ("peer", peer.as_str())]),
-        )
-        .await?;
         let publisher = self
-            .manager
-            .publisher()
-            .await
-            .map_err(|e| publish_error(&e))?;
+            .remote_mirror_publisher(&remote, &peer, &options, &header)
+            .await?;
         publisher
             .add_mirror(&remote, &peer)
             .await
@@ -794,21 +807,9 @@ impl ManagerObject {
         options: HashMap<String, OwnedValue>,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), Error> {
-        options::reject_unknown(&options, &[])?;
-        crate::remote_mirrors::validate(&remote, Some(&peer))
-            .map_err(|e| remote_mirror_error(&e))?;
-        authorize(
-            &self.gate,
-            &header,
-            Action::ManageRemoteMirrors,
-            &HashMap::from([("remote", remote.as_str()), ("peer", peer.as_str())]),
-        )
-        .await?;
         let publisher = self
-            .manager
-            .publisher()
-            .await
-            .map_err(|e| publish_error(&e))?;
+            .remote_mirror_publisher(&remote, &peer, &options, &header)
+            .await?;
         publisher
             .remove_mirror(&remote, &peer)
             .await
