@@ -21,11 +21,8 @@
 source "$(dirname "$0")/bench-common.sh"
 version=${BENCH_OLD:-1.14.0}
 count=${BENCH_RANDOM_READS:-200000}
-stop() {
-  "$bin/flatipfs-stack" down "$work/client" >/dev/null 2>&1 || true
-  "$bin/flatipfs-stack" down "$work/publisher" >/dev/null 2>&1 || true
-}
-trap 'stop; rm -rf "$work"' EXIT
+source "$here/scripts/two-stacks.sh"
+trap 'stop_two_stacks "$work"; rm -rf "$work"' EXIT
 apps="$here/target/test-apps"
 bash "$here/tests/fixtures/make-test-apps.sh" "$apps"
 arch=$(cat "$apps/arch")
@@ -37,24 +34,16 @@ printf '#!/bin/sh\necho "bench app started"\n' > "$tree/files/bin/start.sh"
 chmod 0755 "$tree/files/bin/start.sh"
 printf '[Application]\nname=org.bench.Package\nruntime=org.test.Platform/%s/master\ncommand=start.sh\n' "$arch" > "$tree/metadata"
 
-pub_env=$("$bin/flatipfs-stack" up "$work/publisher" --kubo-nodes 1)
-client_env=$("$bin/flatipfs-stack" up "$work/client" --kubo-nodes 0 --embedded-kubo)
-pub() { (eval "$pub_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
-client() { (eval "$client_env"; export IPFS_PATH="$FLATIPFS_KUBO_PATH_1"; "$@"); }
-id=$(pub "$kubo" id -f '<id>')
-addr=$(pub "$kubo" id -f '<addrs>' | grep '^/ip4/127.0.0.1/tcp/' | head -1)
-client "$kubo" swarm connect "${addr%/p2p/*}/p2p/$id" >/dev/null
-client "$kubo" swarm peering add "${addr%/p2p/*}/p2p/$id" >/dev/null
-
+# The private network of two-stacks.sh: the client's node finds the
+# publisher's record and blocks through routing (nothing carried or
+# connected by hand).
+client_stack_options="--kubo-nodes 0 --embedded-kubo" start_two_stacks "$work"
 ipns=$(pub "$bin/flatipfsctl" --json remote create bench | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
 pub "$bin/flatipfsctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null
 # No pack or deltas: the reads do not depend on them, and a zstd pack of
 # 132 MB at level 19 takes many minutes on a shared machine.
 pub "$bin/flatipfsctl" --json publish --remote bench --no-pack --no-deltas "$tree" >/dev/null
-record=$(mktemp)
-pub "$kubo" name get "${ipns#/ipns/}" > "$record"
-client "$kubo" name put --force "${ipns#/ipns/}" "$record" >/dev/null
-rm -f "$record"
+wait_for_index
 client "$bin/flatipfsctl" remote add bench "$ipns" >/dev/null
 state="$work/client/state"
 repo_before=$(du -s --block-size=1 "$state/kubo" | cut -f1)
