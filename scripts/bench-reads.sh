@@ -52,7 +52,7 @@ client "$bin/flatipfsctl" --json install bench org.bench.Package >/dev/null
 mnt=$(client "$bin/flatipfsctl" --json info org.bench.Package | python3 -c 'import json, sys; print(json.load(sys.stdin)["mount_point"])')
 # Every kept release kept as local files (its .local marker).
 for _ in $(seq 6000); do
-  json=$(ls "$state/releases"/*.json | wc -l); local_=$(ls "$state/releases"/*.local 2>/dev/null | wc -l)
+  json=$(ls "$state/releases"/*.json | grep -vc "\.wire\.json$"); local_=$(ls "$state/releases"/*.local 2>/dev/null | wc -l)
   [ "$json" -gt 0 ] && [ "$json" = "$local_" ] && break
   sleep 0.1
 done
