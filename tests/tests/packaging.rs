@@ -352,10 +352,10 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
             .to_string()
     };
     assert_eq!(run(), "Hello from org.test.Hello version 1");
-    // The mounts are in the host's (here: the container's) namespace.
-    let mounts = c
-        .ok(&["findmnt", "-rn", "-t", "fuse", "-o", "TARGET,SOURCE"])
-        .unwrap();
+    // The mounts are in the host's (here: the container's) namespace: the
+    // app's files/ is mounted there (FUSE while it is fetched, its local
+    // tree once every file is local).
+    let mounts = c.ok(&["findmnt", "-rn", "-o", "TARGET,FSTYPE"]).unwrap();
     assert!(
         mounts.contains("/var/lib/flatipfs/installation/app/org.test.Hello/"),
         "{mounts}"
@@ -437,12 +437,12 @@ fn the_package_boots_under_systemd_and_runs_an_app() {
         .exec(&["systemctl", "is-active", "flatipfsd.service"])
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&active.stdout).trim(), "active");
-    let mounts = c
-        .exec(&["findmnt", "-rn", "-t", "fuse", "-o", "TARGET,SOURCE"])
-        .unwrap();
+    let mounts = c.exec(&["findmnt", "-rn", "-o", "TARGET,SOURCE"]).unwrap();
     let mounts = String::from_utf8_lossy(&mounts.stdout);
     assert!(
-        !mounts.contains("flatipfs"),
+        !mounts.lines().any(|l| l.starts_with("/var/lib/flatipfs")
+            || l.contains(" flatipfs")
+            || l.contains("/var/lib/flatipfs/trees/")),
         "mounts left after removal: {mounts}"
     );
     c.ok(&["dpkg", "-P", "flatipfs"]).unwrap();
