@@ -43,19 +43,27 @@ impl Pair {
             .unwrap()
             .trim()
             .to_string();
-        node.ipfs(
-            1,
-            &[
-                "name",
-                "publish",
-                "--key=flatipfs-remote-main",
-                "--allow-offline",
-                "--lifetime=48h",
-                "--ttl=1m",
-                &format!("/ipfs/{cid}"),
-            ],
-        )
-        .unwrap();
+        self.publish_index_cid(cid)
+    }
+
+    /// Publishes `cid` under remote `main`'s name, signed with the remote's
+    /// key as the daemon would, and waits until the client's node resolves
+    /// it through routing. Returns `cid`.
+    pub fn publish_index_cid(&self, cid: String) -> String {
+        self.publisher
+            .ipfs(
+                1,
+                &[
+                    "name",
+                    "publish",
+                    "--key=flatipfs-remote-main",
+                    "--allow-offline",
+                    "--lifetime=48h",
+                    "--ttl=1m",
+                    &format!("/ipfs/{cid}"),
+                ],
+            )
+            .unwrap();
         self.wait_until_client_resolves_index();
         cid
     }

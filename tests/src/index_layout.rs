@@ -145,20 +145,6 @@ impl Pair {
             .unwrap()
             .trim()
             .to_string();
-        node.ipfs(
-            1,
-            &[
-                "name",
-                "publish",
-                "--key=flatipfs-remote-main",
-                "--allow-offline",
-                "--lifetime=48h",
-                "--ttl=1m",
-                &format!("/ipfs/{cid}"),
-            ],
-        )
-        .unwrap();
-        self.wait_until_client_resolves_index();
-        cid
+        self.publish_index_cid(cid)
     }
 }
