@@ -52,7 +52,10 @@ since() { python3 -c "print($(now) - $1)"; }
 field() { python3 -c "import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])" "$1"; }
 ids=(); for i in $(seq 1 "$n"); do ids+=("org.bench.App$i"); done
 
-start_two_stacks "$work"
+# The client's daemon runs its embedded Kubo node, as a user's does: once a
+# release is fetched its files are local and its files/ a bind mount of its
+# local tree (trees.rs), and a restart mounts those without FUSE.
+client_stack_options="--kubo-nodes 0 --embedded-kubo" start_two_stacks "$work"
 ctl="$bin/flatipfsctl"
 ipns=$(pub "$ctl" --json remote create bench | field name)
 pub "$ctl" --json publish --remote bench --repo "$apps/repo-v1" "runtime/org.test.Platform/$arch/master" >/dev/null

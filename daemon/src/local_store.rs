@@ -91,6 +91,9 @@ fn plain(cid: &str) -> bool {
     !cid.is_empty() && cid.len() <= 128 && cid.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// The largest write of a file written from Kubo (see `write_part`).
+const WRITE_PIECE: u64 = 1 << 20;
+
 /// Numbers `.part` files so that two releases sharing a file never write
 /// the same one.
 static PART: AtomicU64 = AtomicU64::new(0);
@@ -202,15 +205,26 @@ impl LocalStore {
         let n = PART.fetch_add(1, Ordering::Relaxed);
         let part = self.dir.join(format!("{cid}.{n}.part"));
         let written = async {
-            let mut file = tokio::fs::OpenOptions::new()
+            let file = tokio::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
                 .open(&part)
                 .await
                 .map_err(io(&part))?;
+            // Kubo's response comes in chunks of a few KiB. Written as
+            // they come, the page cache would keep the file in folios of
+            // that size, and every later read of it (the app's, through
+            // its tree) would cost more than a read of a file written in
+            // large pieces; so the bytes go to the file in writes of up
+            // to WRITE_PIECE.
+            let capacity = usize::try_from(size.min(WRITE_PIECE)).unwrap_or(1).max(1);
+            let mut file = tokio::io::BufWriter::with_capacity(capacity, file);
             let written = kubo.cat_into(cid, size, &mut file).await?;
-            file.sync_all().await.map_err(io(&part))?;
+            tokio::io::AsyncWriteExt::flush(&mut file)
+                .await
+                .map_err(io(&part))?;
+            file.get_ref().sync_all().await.map_err(io(&part))?;
             Ok::<_, LocalError>(written)
         }
         .await;
