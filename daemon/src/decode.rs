@@ -10,7 +10,10 @@
 //! failed decoding ([`crate::codec`] bounds every one) is logged and
 //! counted, and that file is left to plain blocks. Files already local are
 //! skipped, so a fetch resumed after cancel, SIGKILL or restart never
-//! fetches a verified file again. The bytes each path moved are counted per
+//! fetches a verified file again (on a first try, files of a group with
+//! anything missing are not checked one by one: see [`run`]). A file that
+//! is one raw block is hashed here and stored with the others of its batch
+//! in one `dag/import` ([`crate::car`]), the others with `add`. The bytes each path moved are counted per
 //! release in `<state>/releases/<release>.wire.json` (kept across restarts).
 //!
 //! The one hook for the fetch (`fetch.rs`) is [`run`]; what happens to a
@@ -172,7 +175,16 @@ pub async fn run(
     // A group of files per call first (a group all present costs one
     // call); the files of a group with anything missing one by one, a few
     // calls at once (one call per file, one after the other, cost seconds
-    // for 5,000 small files).
+    // for 5,000 small files). On a first try (no release of the app
+    // complete here, nothing decoded for this one yet) the files of a group
+    // with anything missing are all taken as missing, unchecked: they can
+    // only be local by chance (shared with another app), and such a file is
+    // then decoded and verified again, which stores nothing twice; the
+    // check one by one would cost 0.7 s per 5,000 files.
+    let held = complete_releases(manager, &manifest.id);
+    let wire = load_wire(manager, release);
+    let first_try = held.is_empty() && wire.pack_files == 0 && wire.delta_files == 0;
+    let checking = std::time::Instant::now();
     let mut sorted: Vec<(&str, &Entry)> = files.iter().map(|(p, e)| (*p, *e)).collect();
     sorted.sort_unstable_by_key(|(p, _)| *p);
     let mut unsure: Vec<&str> = Vec::new();
@@ -188,6 +200,9 @@ pub async fn run(
     let mut missing = HashSet::new();
     let mut running = tokio::task::JoinSet::new();
     let mut next = unsure.iter().enumerate();
+    if first_try {
+        missing.extend(next.by_ref().map(|(_, path)| *path));
+    }
     loop {
         while running.len() < CHECKS_AT_ONCE {
             let Some((i, path)) = next.next() else { break };
@@ -205,10 +220,10 @@ pub async fn run(
             None => break,
         }
     }
+    let checked = checking.elapsed();
     if missing.is_empty() {
         return;
     }
-    let held = complete_releases(manager, &manifest.id);
     let decoder = Decoder {
         manager,
         kubo,
@@ -216,6 +231,7 @@ pub async fn run(
         limits,
         block_cost: config.fetch.plain_block_cost,
         scratch: config.state_directory.join("tmp").join("decode"),
+        timing: Timing::default(),
     };
     // Deltas first: the cheapest.
     for delta in &encodings.deltas {
@@ -234,6 +250,38 @@ pub async fn run(
         missing.remove(delta.path.as_str());
     }
     decoder.pack(encodings, &files, &mut missing, cancel).await;
+    // Where the time went (scripts/bench-fetch.sh shows this line).
+    let t = &decoder.timing;
+    info!(
+        "decoding timing {}: missing files checked {:.2} s ({} of {} files in groups with something missing{}), encodings fetched {:.2} s, decoded {:.2} s, verified {:.2} s",
+        manifest.id,
+        checked.as_secs_f64(),
+        unsure.len(),
+        files.len(),
+        if first_try { ", a first try: not checked one by one" } else { ", checked one by one" },
+        t.get(&t.fetched),
+        t.get(&t.decoded),
+        t.get(&t.verified),
+    );
+}
+
+/// Time spent per step of decoding (nanoseconds, summed over encodings).
+#[derive(Default)]
+struct Timing {
+    fetched: std::sync::atomic::AtomicU64,
+    decoded: std::sync::atomic::AtomicU64,
+    verified: std::sync::atomic::AtomicU64,
+}
+
+impl Timing {
+    fn add(&self, step: &std::sync::atomic::AtomicU64, since: std::time::Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        step.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self, step: &std::sync::atomic::AtomicU64) -> f64 {
+        step.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 struct Decoder<'a> {
@@ -244,6 +292,7 @@ struct Decoder<'a> {
     /// [`crate::config::FetchConfig::plain_block_cost`].
     block_cost: u64,
     scratch: PathBuf,
+    timing: Timing,
 }
 
 impl Decoder<'_> {
@@ -265,10 +314,13 @@ impl Decoder<'_> {
         // A stalled encoding falls back to plain blocks, whose walk has its
         // own stall timeout and retry (with the peers' connections renewed).
         let stall = self.manager.config().fetch.stall_timeout;
+        let started = std::time::Instant::now();
         let bytes = self
             .kubo
             .cat_bounded_stalling(&format!("/ipfs/{cid}"), size, stall)
-            .await?;
+            .await;
+        self.timing.add(&self.timing.fetched, started);
+        let bytes = bytes?;
         add_wire(self.manager, self.release, |w| count(w, bytes.len() as u64));
         if bytes.len() as u64 != size {
             return Err(WireError::EncodingSize {
@@ -386,13 +438,17 @@ impl Decoder<'_> {
             .fetch(&piece.cid, piece.size, output, |w, n| w.pack += n)
             .await?;
         let limits = self.limits;
+        let started = std::time::Instant::now();
         let decoded =
             tokio::task::spawn_blocking(move || codec::decode(&encoded, None, output, limits))
                 .await
                 .map_err(|e| WireError::Local(e.to_string()))??;
+        self.timing.add(&self.timing.decoded, started);
         let mut at = 0usize;
-        // Whole files, verified together (one `add` of many files).
+        // Whole files, verified together (one `dag/import` or `add` of many
+        // files), a few batches at once once the piece is cut.
         let mut batch: Vec<(&Entry, &[u8])> = Vec::new();
+        let mut batches = Vec::new();
         for slice in &piece.slices {
             // Validated: slices lie within their files and sum to `output`.
             let bytes = &decoded[at..at + slice.length as usize];
@@ -409,7 +465,7 @@ impl Decoder<'_> {
                 if batch.len() >= BATCH_FILES
                     || batch.iter().map(|(_, b)| b.len()).sum::<usize>() >= BATCH_BYTES
                 {
-                    self.verify_batch(std::mem::take(&mut batch)).await?;
+                    batches.push(std::mem::take(&mut batch));
                 }
                 continue;
             }
@@ -451,8 +507,18 @@ impl Decoder<'_> {
                 missing.remove(slice.path.as_str());
             }
         }
-        self.verify_batch(batch).await?;
-        Ok(())
+        batches.push(batch);
+        let mut result = Ok(());
+        while !batches.is_empty() {
+            let now: Vec<_> = batches
+                .drain(..batches.len().min(BATCHES_AT_ONCE))
+                .map(|batch| self.verify_batch(batch))
+                .collect();
+            for done in futures_util::future::join_all(now).await {
+                result = result.and(done);
+            }
+        }
+        result
     }
 
     /// [`Self::verify`] of whole files, one `add` per batch: each file is a
@@ -463,7 +529,15 @@ impl Decoder<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        let parts = batch
+        // Files that are one raw block: hashed here against their CID, then
+        // stored as those blocks in one `dag/import` (a CAR); the others
+        // through `add`, which verifies them by the CID it computes.
+        let (raw, other): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(file, _)| {
+            file.size <= MAX_RAW_BLOCK && one_raw_block(&file.cid).is_some()
+        });
+        let started = std::time::Instant::now();
+        let put = self.put_raw_blocks(&raw).await;
+        let parts: Vec<AddPart> = other
             .iter()
             .enumerate()
             .map(|(i, (_, bytes))| AddPart::Bytes {
@@ -471,17 +545,23 @@ impl Decoder<'_> {
                 data: bytes.to_vec(),
             })
             .collect();
-        let lines = self
-            .kubo
-            .add(parts, AddOptions { pin: false }, |_| {})
-            .await?;
-        let got: HashMap<String, String> = lines
+        let added = if parts.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.kubo
+                .add(parts, AddOptions { pin: false }, |_| {})
+                .await
+        };
+        self.timing.add(&self.timing.verified, started);
+        let mut added: HashMap<String, String> = added?
             .into_iter()
             .filter_map(|l| Some((l.name, l.hash?)))
             .collect();
+        let got = put?
+            .into_iter()
+            .chain((0..other.len()).map(|i| added.remove(&i.to_string()).unwrap_or_default()));
         let mut verified = 0;
-        for (i, (file, _)) in batch.iter().enumerate() {
-            let cid = got.get(&i.to_string()).cloned().unwrap_or_default();
+        for ((file, _), cid) in raw.iter().chain(&other).zip(got) {
             if cid == file.cid {
                 accept_verified(&file.path);
                 verified += 1;
@@ -496,6 +576,34 @@ impl Decoder<'_> {
         }
         add_wire(self.manager, self.release, |w| w.pack_files += verified);
         Ok(())
+    }
+
+    /// Hashes each file (one raw block) and compares the digest with its
+    /// CID's; those that match are stored in one `dag/import`. Returns per
+    /// file the CID its bytes have (its own when they match, else empty).
+    async fn put_raw_blocks(&self, raw: &[(&Entry, &[u8])]) -> Result<Vec<String>, WireError> {
+        use sha2::Digest;
+        let mut got = Vec::with_capacity(raw.len());
+        let mut blocks = Vec::with_capacity(raw.len());
+        for (file, bytes) in raw {
+            let cid = one_raw_block(&file.cid).expect("partitioned on it");
+            if sha2::Sha256::digest(bytes).as_slice() == cid.hash().digest() {
+                blocks.push((cid, *bytes));
+                got.push(file.cid.clone());
+            } else {
+                got.push(String::new());
+            }
+        }
+        if let Some(car) = crate::car::v1(&blocks) {
+            let stored = self.kubo.dag_import(car).await?;
+            if stored != blocks.len() as u64 {
+                return Err(WireError::Local(format!(
+                    "Kubo imported {stored} of {} verified blocks",
+                    blocks.len()
+                )));
+            }
+        }
+        Ok(got)
     }
 
     /// Adds the decoded bytes with the release's import profile and accepts
@@ -523,11 +631,20 @@ impl Decoder<'_> {
 
 /// Most files, and bytes, verified by one `add` (bounded so that one call
 /// stays short and its parts are not all held twice).
-const BATCH_FILES: usize = 1024;
-const BATCH_BYTES: usize = 16 << 20;
+const BATCH_FILES: usize = 512;
+const BATCH_BYTES: usize = 8 << 20;
+
+/// The largest block Kubo imports (a raw file above it, which the release
+/// import profile never makes, goes through `add`).
+const MAX_RAW_BLOCK: u64 = 1 << 20;
+
+/// Batches of one piece verified at once (Kubo stores the blocks of
+/// several calls in parallel); bounds the copies of decoded bytes in
+/// flight to this times [`BATCH_BYTES`].
+const BATCHES_AT_ONCE: usize = 4;
 
 /// `dag/stat` calls of single files at once.
-const CHECKS_AT_ONCE: usize = 8;
+const CHECKS_AT_ONCE: usize = 32;
 
 /// Files whose CIDs one `dag/stat` checks at most, and their bytes.
 const GROUP_FILES: usize = 64;
@@ -565,6 +682,18 @@ fn blocks(size: u64) -> u64 {
 
 /// The hook for whoever keeps fully fetched files locally: `path` (relative
 /// to `deploy/`) arrived as verified bytes and its blocks are in Kubo.
+/// `cid` parsed, when it names one raw block hashed with sha2-256 (CIDv1,
+/// codec raw, 32-byte digest): a file whose bytes are that block, with no
+/// DAG node above them.
+fn one_raw_block(cid: &str) -> Option<cid::Cid> {
+    cid::Cid::try_from(cid).ok().filter(|c| {
+        c.version() == cid::Version::V1
+            && c.codec() == 0x55
+            && c.hash().code() == 0x12
+            && c.hash().size() == 32
+    })
+}
+
 fn accept_verified(path: &str) {
     tracing::debug!(%path, "verified from an encoding");
 }
@@ -609,5 +738,22 @@ mod tests {
         assert_eq!(blocks(256 << 10), 1);
         assert_eq!(blocks((256 << 10) + 1), 3);
         assert_eq!(blocks(32 << 20), 129);
+    }
+
+    #[test]
+    fn only_sha256_raw_blocks_are_imported_as_blocks() {
+        // A raw block (`block put --cid-codec=raw`), a UnixFS file node
+        // (dag-pb), an identity CID (the bytes inline), a CIDv0 and garbage.
+        assert!(
+            one_raw_block("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e").is_some()
+        );
+        for other in [
+            "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+            "bafkqablimvwgy3y",
+            "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
+            "bafkreinot-a-cid",
+        ] {
+            assert!(one_raw_block(other).is_none(), "{other}");
+        }
     }
 }

@@ -440,6 +440,35 @@ impl Client {
         Ok(out)
     }
 
+    /// `dag/import` of `car` (a CAR v1 stream, [`crate::car::v1`]) without
+    /// pinning its roots: Kubo stores its blocks in one batch. Returns how
+    /// many blocks Kubo read from it.
+    pub async fn dag_import(&self, car: Vec<u8>) -> Result<u64, KuboError> {
+        use reqwest::multipart::{Form, Part};
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Line {
+            stats: Option<Stats>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Stats {
+            block_count: u64,
+        }
+        let part = Part::bytes(car)
+            .mime_str("application/vnd.ipld.car")
+            .expect("static mime types parse")
+            .file_name("blocks.car");
+        let form = Form::new().part("file", part);
+        let args = [("pin-roots", "false"), ("stats", "true")];
+        let lines: Vec<Line> = self.json_lines("dag/import", &args, Some(form)).await?;
+        Ok(lines
+            .into_iter()
+            .filter_map(|l| l.stats)
+            .map(|s| s.block_count)
+            .sum())
+    }
+
     /// `block/rm` of `cids` (from the blockstore *and* the filestore);
     /// returns how many were removed. A block that is pinned or missing is
     /// left, not an error.

@@ -429,6 +429,8 @@ async fn run(
     }
     crate::durable::sync_dir(store.dir()).map_err(io(store.dir()))?;
     let written = started.elapsed();
+    // Time per step below, for the timing line.
+    let [mut unpinned, mut removed, mut readded, mut repinned] = [std::time::Duration::ZERO; 4];
     // 2. Unpin (only the installer's own pin, or none: a crash between 2
     // and 4 left it off; a publisher's pin on this node keeps its blocks,
     // which then stay in the blockstore too).
@@ -439,7 +441,9 @@ async fn run(
         .any(|(cid, _)| cid == release);
     if ours || !kubo.is_pinned(release).await? {
         let pin = fetch::pin_name(&manifest.id, &manifest.version);
+        let step = std::time::Instant::now();
         kubo.pin_rm(release).await?;
+        unpinned = step.elapsed();
         // 3. Blocks out of the blockstore, into the filestore.
         let mut twice = 0;
         for batch in local.chunks(BATCH) {
@@ -457,12 +461,16 @@ async fn run(
                 blocks.push(cid.clone());
                 paths.push((cid, path, *size));
             }
+            let step = std::time::Instant::now();
             kubo.block_rm(&blocks).await?;
+            removed += step.elapsed();
             let adds: Vec<(PathBuf, u64)> = paths
                 .iter()
                 .map(|(_, p, size)| (p.clone(), *size))
                 .collect();
+            let step = std::time::Instant::now();
             let got = kubo.add_local_files(&adds, true).await?;
+            readded += step.elapsed();
             for ((cid, _, _), got) in paths.iter().zip(got) {
                 let got = got.unwrap_or_default();
                 if &got != *cid {
@@ -474,7 +482,9 @@ async fn run(
         // 4. Pinned again, from local blocks (unless the release was
         // dropped meanwhile).
         if kept(manager, release) {
+            let step = std::time::Instant::now();
             kubo.pin_add(release, &pin).await?;
+            repinned = step.elapsed();
         }
         if twice > 0 {
             warn!(%release, files = twice, "some files could not be moved to the filestore");
@@ -487,10 +497,14 @@ async fn run(
     std::fs::write(&marker, b"").map_err(io(&marker))?;
     // Where the time went (scripts/bench-fetch.sh reads this line).
     info!(
-        "local files timing {}: written and verified {:.2} s, moved to the filestore and pinned {:.2} s, whole {:.2} s",
+        "local files timing {}: written and verified {:.2} s, moved to the filestore and pinned {:.2} s (unpin {:.2} s, block/rm {:.2} s, add --nocopy {:.2} s, pin {:.2} s), whole {:.2} s",
         manifest.id,
         written.as_secs_f64(),
         (started.elapsed() - written).as_secs_f64(),
+        unpinned.as_secs_f64(),
+        removed.as_secs_f64(),
+        readded.as_secs_f64(),
+        repinned.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     Ok((local.len(), files.len()))

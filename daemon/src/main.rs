@@ -11,6 +11,7 @@
 mod api;
 mod apps;
 mod appstream;
+mod car;
 mod catalog;
 mod codec;
 mod config;
