@@ -175,6 +175,16 @@ impl LiveApp {
         Ok(true)
     }
 
+    /// Where `release` is mounted while it is still read through FUSE (no
+    /// tree yet).
+    pub fn fuse_mount_path(&self, release: &str) -> Option<std::path::PathBuf> {
+        let mounts = self.mounts.lock().expect("not poisoned");
+        mounts
+            .get(release)
+            .filter(|m| m.tree.is_none())
+            .map(|m| m.path.clone())
+    }
+
     /// Whether a sandbox runs `release` (a lock on `.ref` of its slot or its
     /// tree).
     fn in_use(&self, pool: Option<&Pool>, release: &str) -> bool {

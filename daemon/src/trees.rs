@@ -43,6 +43,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::fcntl::{AtFlags, OFlag};
 use nix::mount::{MntFlags, MsFlags};
@@ -321,6 +322,25 @@ pub async fn settle(
         info!(app = %manifest.id, %release, "recording: its tree is mounted at the next start");
         return;
     }
+    // A `flatpak run` opens `files/` early and has bwrap bind it by that
+    // descriptor later, checking that what got mounted is what it opened;
+    // a switch in between fails the launch ("Race condition binding
+    // dirfd"). So the switch waits until no process holds `files/` open.
+    if let Some(path) = app.fuse_mount_path(release) {
+        let waited = tokio::task::spawn_blocking(move || wait_for_launches(&path))
+            .await
+            .unwrap_or(Ok(Duration::ZERO));
+        match waited {
+            Ok(waited) if waited > Duration::ZERO => {
+                info!(app = %manifest.id, %release, "waited {waited:?} for launches to take their mounts")
+            }
+            Ok(_) => {}
+            Err(holders) => warn!(
+                app = %manifest.id, %release, holders,
+                "processes still hold files/ open after {LAUNCH_WAIT:?}; switching anyway"
+            ),
+        }
+    }
     match app.switch_to_tree(release, &tree) {
         Ok(true) => info!(app = %manifest.id, %release, "now read from its local tree"),
         Ok(false) => {}
@@ -356,6 +376,48 @@ pub fn bind(tree: &Path, target: &Path) -> std::io::Result<()> {
         let _ = nix::mount::umount2(target, MntFlags::MNT_DETACH);
     })?;
     Ok(())
+}
+
+/// The longest a switch to a tree waits for launches ([`wait_for_launches`]).
+const LAUNCH_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until no process (but this one) holds a descriptor of the
+/// directory `path` itself, polling `/proc`, for at most [`LAUNCH_WAIT`];
+/// returns how long it waited, or how many descriptors were still held.
+/// Sandboxes already running hold none (their mounts are their own); a
+/// launch holds one from flatpak's start until bwrap mounted it.
+fn wait_for_launches(path: &Path) -> Result<Duration, usize> {
+    let started = std::time::Instant::now();
+    loop {
+        let holders = holders(path);
+        if holders == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= LAUNCH_WAIT {
+            return Err(holders);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many open descriptors of other processes name `path` exactly
+/// (`/proc/PID/fd/N` read as links: no access to the files themselves).
+fn holders(path: &Path) -> usize {
+    let me = std::process::id().to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    processes
+        .flatten()
+        .filter(|p| {
+            let name = p.file_name();
+            let name = name.to_string_lossy();
+            name != me && name.bytes().all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|p| std::fs::read_dir(p.path().join("fd")).ok())
+        .flat_map(|fds| fds.flatten())
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+        .count()
 }
 
 /// Puts `tree` in place of the FUSE mount on `target`: the tree is
