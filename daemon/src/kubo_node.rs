@@ -334,6 +334,18 @@ async fn prepare_repo(runner: &Runner) -> Result<(), NodeError> {
         }
         let init: Vec<&str> = init.iter().map(String::as_str).collect();
         runner.run(&init).await?;
+        crate::block_shards::mark(&settings.repo).map_err(|source| NodeError::Repo {
+            path: settings.repo.clone(),
+            source,
+        })?;
+    }
+    // A repository just created (or whose change a crash interrupted) gets
+    // 32 block shard directories instead of 1,024 (`block_shards`).
+    if crate::block_shards::apply(&settings.repo).map_err(|source| NodeError::Repo {
+        path: settings.repo.clone(),
+        source,
+    })? {
+        info!(repo = %settings.repo.display(), shards = crate::block_shards::SHARD_FUNC, "block directory sharded");
     }
     let api = socket_multiaddr(&settings.socket);
     runner.run(&["config", "Addresses.API", &api]).await?;

@@ -11,6 +11,7 @@
 mod api;
 mod apps;
 mod appstream;
+mod block_shards;
 mod car;
 mod catalog;
 mod codec;

@@ -185,6 +185,10 @@ impl Stack {
                             .env("IPFS_PATH", &node.repo)
                             .args(["init", "--profile=test"]),
                     )?;
+                    // As the daemon marks a repository it creates: at its
+                    // start it shards the block directory 32 ways
+                    // (`block_shards`).
+                    fs::write(node.repo.join("flatipfs-block-shards"), b"")?;
                     crate::network::configure(
                         &node.repo,
                         &node.api,

@@ -247,6 +247,19 @@ fn a_fetched_app_is_kept_once_read_locally_and_still_served_to_peers() {
         (local + grown) * 10 <= size * 11,
         "stored once: {local} B local + {grown} B Kubo for {size} B of files"
     );
+    // What stays in the blockstore is in at most 32 shard directories of
+    // one character (the daemon's `block_shards`), not Kubo's 1,024.
+    let shards: Vec<String> = std::fs::read_dir(repo.join("blocks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert!(
+        !shards.is_empty() && shards.iter().all(|name| name.len() == 1),
+        "block shard directories: {shards:?}"
+    );
 
     // Every block of the release is still on the client's node, verified
     // against the local files, and its bytes come from them.
