@@ -480,9 +480,10 @@ impl Client {
             error: String,
         }
         let mut removed = 0;
-        // As many CIDs per call as a request line holds comfortably (Kubo
-        // walks every pin's DAG once per call).
-        for chunk in cids.chunks(4096) {
+        // As many CIDs per call as a request URL holds (the `http` crate
+        // takes at most 64 KiB; a CID argument is about 66 bytes): Kubo
+        // walks every pin's DAG once per call.
+        for chunk in cids.chunks(768) {
             let mut args: Vec<(&str, &str)> = chunk.iter().map(|c| ("arg", c.as_str())).collect();
             args.push(("force", "true"));
             let lines: Vec<Removed> = self.json_lines("block/rm", &args, None).await?;
