@@ -13,8 +13,9 @@
 //! fetches a verified file again (on a first try, files of a group with
 //! anything missing are not checked one by one: see [`run`]). A file that
 //! is one raw block is hashed here and stored with the others of its batch
-//! in one `dag/import` ([`crate::car`]), the others with `add`. The bytes each path moved are counted per
-//! release in `<state>/releases/<release>.wire.json` (kept across restarts).
+//! in one `dag/import` ([`crate::car`]), the others with `add`. The bytes
+//! each path moved are counted per release in
+//! `<state>/releases/<release>.wire.json` (kept across restarts).
 //!
 //! The one hook for the fetch (`fetch.rs`) is [`run`]; what happens to a
 //! file once verified is [`accept_verified`].
@@ -580,7 +581,7 @@ impl Decoder<'_> {
 
     /// Hashes each file (one raw block) and compares the digest with its
     /// CID's; those that match are stored in one `dag/import`. Returns per
-    /// file the CID its bytes have (its own when they match, else empty).
+    /// file its own CID when its bytes match it, else what they hash to.
     async fn put_raw_blocks(&self, raw: &[(&Entry, &[u8])]) -> Result<Vec<String>, WireError> {
         use sha2::Digest;
         let mut got = Vec::with_capacity(raw.len());
@@ -591,7 +592,7 @@ impl Decoder<'_> {
                 blocks.push((cid, *bytes));
                 got.push(file.cid.clone());
             } else {
-                got.push(String::new());
+                got.push("bytes of another SHA-256 digest".to_string());
             }
         }
         if let Some(car) = crate::car::v1(&blocks) {
