@@ -446,9 +446,10 @@ async fn run(
         unpinned = step.elapsed();
         // 3. Blocks out of the blockstore, into the filestore: every block
         // of the release's local files removed first, in as few `block/rm`
-        // calls as fit (each call walks every other pin's DAG to find what
-        // is still pinned: one call per 256 blocks cost minutes for 5,000
-        // small files), then the files added again a batch at a time.
+        // calls as a request holds, then the files added again a batch at
+        // a time. Kubo checks each block it removes against every pin, so
+        // this is the slow step for many small files (15.7 s for 5,000
+        // blocks: docs/benchmarks.md, fetch throughput).
         let mut twice = 0;
         let mut blocks = Vec::new();
         let mut paths = Vec::new();
