@@ -261,3 +261,53 @@ fn sandboxes_keep_their_bytes_across_the_switch_and_an_update_and_old_trees_go()
     assert!(!tree_of(client, &v1).exists(), "v1's tree is gone");
     assert_eq!(run_hello(client), "Hello from org.test.Hello version 2");
 }
+
+/// An app of many small files (more blocks than one Kubo request can name)
+/// comes through the pack (each file hashed against its CID and imported
+/// as a block), is kept as local files (its blocks moved to the filestore
+/// in several `block/rm` calls) and runs from its tree with the published
+/// bytes.
+#[test]
+fn an_app_of_many_small_files_comes_through_the_pack_and_runs_from_its_tree() {
+    use flatipfs_tests::wire_releases::{app_with_files, publish, wire_record};
+    let pair = Pair::up_embedded(NO_AUTOMATIC_UPDATES);
+    let client = &pair.client;
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
+    let scratch = tempfile::tempdir().unwrap();
+    let count = 1500;
+    let files: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| {
+            let line = format!("small file {i:05} of the many-files test\n");
+            (
+                format!("files/share/many/{:02}/f{i:05}.txt", i % 30),
+                line.repeat(8).into_bytes(),
+            )
+        })
+        .collect();
+    let named: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+    let deploy = app_with_files(&pair, scratch.path(), &named);
+    let published = publish(&pair, &deploy, "1", &[]);
+    let release = published["release"].as_str().unwrap().to_string();
+
+    ok_json(client, &["install", "--json", "main", "org.test.Platform"]);
+    let installed = ok_json(client, &["install", "--json", "main", "org.test.Hello"]);
+    let mount_point = PathBuf::from(installed["mount_point"].as_str().unwrap());
+    let wire = wire_record(client, &release);
+    assert!(
+        wire["pack_files"].as_u64().unwrap_or(0) >= count,
+        "the small files came through the pack: {wire}"
+    );
+    assert_eq!(wire["refused"].as_u64(), Some(0), "{wire}");
+
+    wait_tree_mounted(client, &mount_point);
+    assert!(
+        state_dir(client)
+            .join("releases")
+            .join(format!("{release}.local"))
+            .exists(),
+        "kept as local files:\n{}",
+        client.daemon_log()
+    );
+    assert_same_tree(&deploy.join("files"), &mount_point);
+    assert_eq!(run_hello(client), "Hello from org.test.Hello version 1");
+}
