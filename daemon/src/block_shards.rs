@@ -22,6 +22,13 @@
 //! in a two-character directory moved to its one-character one. A
 //! repository that existed before (its blocks in the old layout) is left
 //! as it is: Kubo reads either.
+//!
+//! The repository is the Kubo user's, so the daemon (root) acts in it as
+//! in a hostile directory: only a marker that is a regular file of root's
+//! counts (the Kubo user cannot make one; the node never ran while it is
+//! there), files are written under new names (`O_EXCL`, no symlink
+//! followed) and given to the Kubo user through their descriptor, and only
+//! real directories and regular files are moved.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -32,6 +39,11 @@ pub const SHARD_FUNC: &str = "/repo/flatfs/shard/v1/next-to-last/1";
 const KUBO_SHARD_FUNC: &str = "/repo/flatfs/shard/v1/next-to-last/2";
 /// Present while the change is under way.
 const MARKER: &str = "flatipfs-block-shards";
+
+/// The marker of `repo` (root's; the repository's owner must leave it so).
+pub fn marker(repo: &Path) -> std::path::PathBuf {
+    repo.join(MARKER)
+}
 
 /// Marks the fresh repository `repo` for the change; [`apply`] makes it.
 pub fn mark(repo: &Path) -> std::io::Result<()> {
@@ -45,25 +57,45 @@ pub fn mark(repo: &Path) -> std::io::Result<()> {
 /// files it writes get the owner of `repo`.
 pub fn apply(repo: &Path) -> std::io::Result<bool> {
     let marker = repo.join(MARKER);
-    if !marker.exists() {
+    let ours = std::fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file() && m.uid() == 0);
+    if !ours {
         return Ok(false);
     }
     let owner = std::fs::metadata(repo)?;
     let (uid, gid) = (owner.uid(), owner.gid());
     let write = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = repo.join(name);
-        let mode = std::fs::metadata(&path)
+        let mode = std::fs::symlink_metadata(&path)
             .map(|m| m.mode() & 0o777)
             .unwrap_or(0o600);
         let part = repo.join(format!("{name}.flatipfs-part"));
-        std::fs::write(&part, bytes)?;
-        std::os::unix::fs::chown(&part, Some(uid), Some(gid))?;
-        std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        std::fs::File::open(&part)?.sync_all()?;
+        let _ = std::fs::remove_file(&part);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&part)?;
+        file.write_all(bytes)?;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        file.sync_all()?;
         std::fs::rename(&part, &path)
     };
+    // Reads only regular files (no symlink followed).
+    let read = |name: &str| -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut bytes = Vec::new();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(repo.join(name))?
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
     // config: the flatfs mount's shardFunc.
-    let config = std::fs::read(repo.join("config"))?;
+    let config = read("config")?;
     let mut json: serde_json::Value = serde_json::from_slice(&config)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     if let Some(mounts) = json
@@ -86,13 +118,19 @@ pub fn apply(repo: &Path) -> std::io::Result<bool> {
     config.push(b'\n');
     write("config", &config)?;
     // datastore_spec: what Kubo wrote, with the new function.
-    let spec = std::fs::read_to_string(repo.join("datastore_spec"))?;
+    let spec = String::from_utf8_lossy(&read("datastore_spec")?).into_owned();
     write(
         "datastore_spec",
         spec.replace(KUBO_SHARD_FUNC, SHARD_FUNC).as_bytes(),
     )?;
     // blocks/: its SHARDING file, then the blocks.
     let blocks = repo.join("blocks");
+    if !std::fs::symlink_metadata(&blocks)?.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            blocks.display()
+        )));
+    }
     write("blocks/SHARDING", format!("{SHARD_FUNC}\n").as_bytes())?;
     for dir in std::fs::read_dir(&blocks)?.flatten() {
         let name = dir.file_name().to_string_lossy().into_owned();
@@ -100,15 +138,18 @@ pub fn apply(repo: &Path) -> std::io::Result<bool> {
             continue;
         }
         for file in std::fs::read_dir(dir.path())?.flatten() {
+            if !file.file_type()?.is_file() {
+                continue;
+            }
             let file_name = file.file_name().to_string_lossy().into_owned();
             let Some(key) = file_name.strip_suffix(".data") else {
                 continue;
             };
             let Some(shard) = shard(key) else { continue };
             let to = blocks.join(shard);
-            if !to.exists() {
+            if std::fs::symlink_metadata(&to).is_err() {
                 std::fs::create_dir(&to)?;
-                std::os::unix::fs::chown(&to, Some(uid), Some(gid))?;
+                std::os::unix::fs::lchown(&to, Some(uid), Some(gid))?;
             }
             std::fs::rename(file.path(), to.join(&file_name))?;
         }
@@ -187,7 +228,11 @@ mod tests {
         assert!(!repo.join(MARKER).exists());
 
         // A crash after some steps: the marker is back, the change is made
-        // again over what is already done.
+        // again over what is already done (a part file left by a crash, or
+        // a symlink put there, is replaced, not written through).
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"not the Kubo user's").unwrap();
+        std::os::unix::fs::symlink(&victim, repo.join("datastore_spec.flatipfs-part")).unwrap();
         mark(repo).unwrap();
         assert!(apply(repo).unwrap());
         assert_eq!(
@@ -197,6 +242,27 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(repo.join("datastore_spec")).unwrap(),
             spec.replace("next-to-last/2", "next-to-last/1")
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not the Kubo user's");
+    }
+
+    #[test]
+    fn a_marker_the_kubo_user_made_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        std::fs::write(repo.join("datastore_spec"), KUBO_SHARD_FUNC).unwrap();
+        // Not root's (the Kubo user's), or a symlink to a root file.
+        std::fs::write(repo.join(MARKER), b"").unwrap();
+        std::os::unix::fs::chown(repo.join(MARKER), Some(65534), Some(65534)).unwrap();
+        assert!(!apply(repo).unwrap());
+        std::fs::remove_file(repo.join(MARKER)).unwrap();
+        let root_file = dir.path().join("root-file");
+        std::fs::write(&root_file, b"").unwrap();
+        std::os::unix::fs::symlink(&root_file, repo.join(MARKER)).unwrap();
+        assert!(!apply(repo).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(repo.join("datastore_spec")).unwrap(),
+            KUBO_SHARD_FUNC
         );
     }
 }

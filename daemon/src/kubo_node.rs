@@ -261,6 +261,11 @@ impl Runner {
                 if !is_dir && !blocks_too && path.starts_with(&blocks) {
                     continue;
                 }
+                // The daemon's own marker stays root's (`block_shards`
+                // trusts only a marker of root's).
+                if path == crate::block_shards::marker(root) {
+                    continue;
+                }
                 let meta = child.metadata().map_err(|e| chown_error(&path, e))?;
                 fix(&path, &meta)?;
                 if is_dir {
