@@ -80,7 +80,7 @@ pub fn apply(repo: &Path) -> std::io::Result<bool> {
         file.write_all(bytes)?;
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         file.sync_all()?;
-        std::fs::rename(&part, &path)
+        crate::durable::rename(&part, &path)
     };
     // Reads only regular files (no symlink followed).
     let read = |name: &str| -> std::io::Result<Vec<u8>> {
