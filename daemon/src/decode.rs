@@ -586,16 +586,22 @@ impl Decoder<'_> {
         use sha2::Digest;
         let mut got = Vec::with_capacity(raw.len());
         let mut blocks = Vec::with_capacity(raw.len());
-        for (file, bytes) in raw {
-            let cid = one_raw_block(&file.cid).expect("partitioned on it");
-            if sha2::Sha256::digest(bytes).as_slice() == cid.hash().digest() {
-                blocks.push((cid, *bytes));
-                got.push(file.cid.clone());
-            } else {
-                got.push("bytes of another SHA-256 digest".to_string());
+        // Hashing and copying a batch (up to BATCH_BYTES) is CPU work: off
+        // the runtime's workers, which also answer lazy reads, as decoding
+        // is.
+        let car = tokio::task::block_in_place(|| {
+            for (file, bytes) in raw {
+                let cid = one_raw_block(&file.cid).expect("partitioned on it");
+                if sha2::Sha256::digest(bytes).as_slice() == cid.hash().digest() {
+                    blocks.push((cid, *bytes));
+                    got.push(file.cid.clone());
+                } else {
+                    got.push("bytes of another SHA-256 digest".to_string());
+                }
             }
-        }
-        if let Some(car) = crate::car::v1(&blocks) {
+            crate::car::v1(&blocks)
+        });
+        if let Some(car) = car {
             let stored = self.kubo.dag_import(car).await?;
             if stored != blocks.len() as u64 {
                 return Err(WireError::Local(format!(
