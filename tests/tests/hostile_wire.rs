@@ -126,6 +126,51 @@ fn a_tampered_pack_is_detected_and_the_install_uses_plain_blocks() {
     assert!(log.contains("decoded to CID"), "the mismatch is logged");
 }
 
+/// A small file (one raw block) decoded from a pack is checked by the
+/// daemon's own hash of its bytes before Kubo stores anything: a piece that
+/// decodes to other bytes is refused, and the file comes as plain blocks.
+#[test]
+fn a_small_file_tampered_in_the_pack_is_refused_by_its_hash() {
+    const SMALL: &str = "files/share/small.txt";
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    let scratch = tempfile::tempdir().unwrap();
+    pair.publish("repo-v1", &pair.runtime_ref.clone());
+    let files = vec![(SMALL, text(30, 7, 0))];
+    let v1 = app_with_files(&pair, scratch.path(), &files);
+    let release = publish(&pair, &v1, "1", &[])["release"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = manifest_on_publisher(&pair, &release);
+    assert!(
+        file_cid(&manifest, SMALL).starts_with("bafkrei"),
+        "the small file is one raw block"
+    );
+    let mut wrong = files[0].1.clone();
+    wrong[100] ^= 1;
+    let frame = zstd_frame(&wrong, true);
+    let tampered = add_on_publisher(&pair, &frame);
+    let handmade = pair.handmade_keeping_encodings(&release, |m| {
+        m["encodings"]["pack"] = pack_of(m, &[(SMALL, tampered.clone(), frame.len() as u64)]);
+    });
+    pair.offer_release("org.test.Hello", &handmade);
+
+    ok_json(
+        &pair.client,
+        &["install", "--json", "main", "org.test.Hello"],
+    );
+    assert_files(&pair, &files);
+    let wire = wire_record(&pair.client, &handmade);
+    assert!(number(&wire, "pack") > 0, "the piece was fetched: {wire}");
+    assert_eq!(number(&wire, "pack_files"), 0, "{wire}");
+    assert!(number(&wire, "refused") >= 1, "{wire}");
+    let log = pair.client.daemon_log();
+    assert!(
+        log.contains("bytes of another SHA-256 digest"),
+        "the hash mismatch is logged"
+    );
+}
+
 #[test]
 fn a_tampered_delta_is_detected_and_the_update_uses_plain_blocks() {
     let pair = Pair::up(NO_AUTOMATIC_UPDATES);
