@@ -39,7 +39,19 @@ pub use stack::{Stack, StackOptions};
 pub struct TestStack {
     pub stack: Stack,
     // Dropped after `stack` (fields drop in order), so `down` runs first.
-    _dir: tempfile::TempDir,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestStack {
+    /// A failing test's directory is kept (its daemons are stopped), so
+    /// that the logs its message points to are still there.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(dir) = self.temp.take() {
+                eprintln!("kept for its logs: {}", dir.keep().display());
+            }
+        }
+    }
 }
 
 impl TestStack {
@@ -52,7 +64,10 @@ impl TestStack {
             .tempdir()?;
         let mut stack = Stack::up(dir.path(), options)?;
         stack.down_on_drop = true;
-        Ok(TestStack { stack, _dir: dir })
+        Ok(TestStack {
+            stack,
+            temp: Some(dir),
+        })
     }
 }
 
