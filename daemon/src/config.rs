@@ -271,7 +271,7 @@ impl Default for FetchConfig {
             stall_timeout: Duration::from_secs(120),
             retry_delay: Duration::from_secs(5),
             retry_max_delay: Duration::from_secs(300),
-            prefetch_concurrency: 16,
+            prefetch_concurrency: 64,
             local_files: true,
             encodings: true,
             plain_block_cost: 64 << 10,

@@ -1,8 +1,8 @@
 //! The background fetch of an installed release.
 //!
 //! While an app runs from its lazy mount, this makes the whole release
-//! local: first the startup set (its ranges read in parallel, in their
-//! first-access order; the rest waits for them only while they keep
+//! local: first the startup set (`startup`: its blocks, then the kernel's
+//! page cache; the rest waits for it only while its ranges keep
 //! arriving), then the files the release's encodings can produce
 //! (`decode`: deltas, pack), then a recursive `pin/add` with progress for
 //! the rest (plain blocks). A fetch whose block count does not grow for
@@ -12,23 +12,17 @@
 //! recorded as complete.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::apps::LiveApp;
-use crate::kubo::{Client, KuboError};
+use crate::kubo::KuboError;
 use crate::manager::Manager;
-use crate::release::{Manifest, StartupRange};
-
-/// The rest of a fetch waits for the startup set while its ranges keep
-/// arriving; once none has for this long, it starts alongside them.
-const STARTUP_STALL: Duration = Duration::from_secs(5);
-/// The longest wait for one startup-set range.
-const STARTUP_RANGE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::release::Manifest;
+use crate::startup::StartupPrefetch;
 
 /// The MFS directory holding an app's releases.
 pub fn mfs_app_dir(id: &str) -> String {
@@ -62,6 +56,7 @@ pub async fn run(
     release: String,
     cancel: CancellationToken,
     progress: Option<Progress>,
+    mut early: Option<StartupPrefetch>,
 ) -> bool {
     let id = manifest.id.clone();
     let mut delay = manager.config().fetch.retry_delay;
@@ -73,6 +68,7 @@ pub async fn run(
             &release,
             progress.as_ref(),
             &cancel,
+            &mut early,
         );
         let outcome = tokio::select! {
             outcome = attempt => outcome,
@@ -128,6 +124,7 @@ async fn attempt(
     release: &str,
     progress: Option<&Progress>,
     cancel: &CancellationToken,
+    early: &mut Option<StartupPrefetch>,
 ) -> Result<(), KuboError> {
     let (kubo, _) = manager.kubo()?;
     let config = manager.config();
@@ -161,44 +158,17 @@ async fn attempt(
     if locality.local {
         return Ok(());
     }
-    // The startup set first, every range in parallel (up to
-    // `prefetch_concurrency`): the rest waits while ranges keep arriving,
-    // and starts alongside the ones left once none has for STARTUP_STALL.
+    // The startup set first (the install may have started it already):
+    // the rest waits while its ranges keep arriving.
     let startup = Instant::now();
-    let mut prefetch = JoinSet::new();
-    let (read_tx, mut read_rx) = watch::channel(0usize);
-    let ranges = manifest.startup_set.len();
-    if ranges > 0 {
+    let mut prefetch = early.take().or_else(|| {
+        StartupPrefetch::start(kubo.clone(), manifest, config.fetch.prefetch_concurrency)
+    });
+    if let Some(prefetch) = &mut prefetch {
         status("fetching the startup set");
-        prefetch.spawn(prefetch_startup_set(
-            kubo.clone(),
-            manifest.startup_set.clone(),
-            config.fetch.prefetch_concurrency,
-            read_tx,
-        ));
-        loop {
-            tokio::select! {
-                done = prefetch.join_next() => {
-                    let (read, bytes) = done.and_then(Result::ok).unwrap_or((0, 0));
-                    info!(
-                        "startup set {} {release}: {read} of {ranges} ranges ({bytes} bytes) read first in {:.2} s",
-                        manifest.id,
-                        startup.elapsed().as_secs_f64()
-                    );
-                    break;
-                }
-                changed = tokio::time::timeout(STARTUP_STALL, read_rx.changed()) => {
-                    if changed.is_err() {
-                        info!(
-                            "startup set {} {release}: {} of {ranges} ranges read, none for {STARTUP_STALL:?}; the rest of the fetch starts alongside",
-                            manifest.id,
-                            *read_rx.borrow()
-                        );
-                        break;
-                    }
-                }
-            }
-        }
+        // Through the mount only while it serves this release.
+        let files = current().then(|| std::path::PathBuf::from(app.snapshot().mount_point));
+        prefetch.wait(&manifest.id, release, files.as_deref()).await;
     }
     let startup = startup.elapsed();
     info!("fetching the rest of {} {release}", manifest.id);
@@ -253,53 +223,6 @@ async fn attempt(
         });
     }
     Ok(())
-}
-
-/// Reads the startup set's ranges, `concurrency` at a time in their
-/// order, so that they are local before the bulk of the release; counts
-/// the ranges read on `read` and returns (ranges read, bytes). Failures only
-/// cost time: the pin that follows fetches everything anyway. The ranges
-/// were validated with the manifest (files of the release, within them,
-/// bounded in number and bytes); what is read is dropped as it arrives,
-/// never buffered.
-async fn prefetch_startup_set(
-    kubo: Client,
-    set: Vec<StartupRange>,
-    concurrency: usize,
-    read: watch::Sender<usize>,
-) -> (usize, u64) {
-    let mut ranges = set.into_iter();
-    let mut running = JoinSet::new();
-    let mut bytes = 0;
-    loop {
-        while running.len() < concurrency {
-            let Some(range) = ranges.next() else { break };
-            let kubo = kubo.clone();
-            running.spawn(async move {
-                let read = kubo.read_and_discard(&range.cid, range.offset, range.length);
-                match tokio::time::timeout(STARTUP_RANGE_TIMEOUT, read).await {
-                    Ok(Ok(n)) => Some(n),
-                    Ok(Err(e)) => {
-                        debug!(path = %range.path, "startup prefetch failed: {e}");
-                        None
-                    }
-                    Err(_) => {
-                        debug!(path = %range.path, "startup prefetch timed out");
-                        None
-                    }
-                }
-            });
-        }
-        match running.join_next().await {
-            None => break,
-            Some(Ok(Some(n))) => {
-                bytes += n;
-                read.send_modify(|count| *count += 1);
-            }
-            Some(_) => {}
-        }
-    }
-    (*read.borrow(), bytes)
 }
 
 /// After a failed attempt: the connections to the remotes' peers are made

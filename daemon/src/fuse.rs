@@ -11,8 +11,11 @@
 //!
 //! Names, types, modes, sizes and symlink targets come from the validated
 //! manifest alone: `lookup`, `getattr`, `readdir` and `readlink` never call
-//! Kubo. File contents are read through Kubo's `cat` with offset and length,
-//! addressed by the file's CID, a window of up to 4 MiB per call (kept, per
+//! Kubo. File contents are read by the file's CID, a window of up to 4 MiB
+//! per read: from local blocks (`cat` offline) when they are there, else
+//! after fetching exactly the blocks behind the window (`range_blocks`:
+//! no read-ahead whose cancels could strand a block another read waits
+//! for), a window's blocks `WINDOW_FETCHES` at a time (kept, per
 //! file, in a least-recently-used cache bounded in bytes across all
 //! releases); content is immutable, so the kernel may cache it for good
 //! (`FOPEN_KEEP_CACHE`, long TTLs). A read that Kubo cannot serve within the
@@ -72,6 +75,8 @@ const WINDOW: u64 = 4 << 20;
 const WINDOW_BUDGET: usize = 32 << 20;
 /// Kubo reads in flight at once across the pool (each holds a window).
 const READS_IN_FLIGHT: usize = 8;
+/// Blocks of one window fetched at once when they are missing.
+const WINDOW_FETCHES: usize = 8;
 /// The root directory of the pool's own mount.
 const ROOT: u64 = 1;
 /// Inode bits that number a node inside its release.
@@ -848,7 +853,7 @@ impl Filesystem for PoolFs {
         runtime.spawn(async move {
             let read = async {
                 let _permit = fs.reads.acquire().await;
-                fs.kubo.cat_range(&cid, offset, window).await
+                crate::range_blocks::read(&fs.kubo, &cid, offset, window, WINDOW_FETCHES).await
             };
             match tokio::time::timeout(fs.read_timeout, read).await {
                 Ok(Ok(bytes)) if bytes.len() as u64 == window => {

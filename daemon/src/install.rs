@@ -673,6 +673,15 @@ async fn deploy(
         store.save(&state)?;
     }
     let app = manager.apps.add(app_info(manager, &record));
+    // The startup set comes alongside the binding check and the layout
+    // (see `startup` for why that is safe); a failed install drops it.
+    let startup = manager.kubo().ok().and_then(|(kubo, _)| {
+        crate::startup::StartupPrefetch::start(
+            kubo,
+            manifest,
+            manager.config().fetch.prefetch_concurrency,
+        )
+    });
     let refused = match lay_out(manager, plan, &app).await {
         Ok(refused) => refused,
         Err(e) => {
@@ -684,7 +693,13 @@ async fn deploy(
         }
     };
     info!(app = %id, version = %manifest.version, release = %plan.release, "installed; fetching in the background");
-    start_fetch(manager, &app, manifest.clone(), plan.release.clone());
+    start_fetch(
+        manager,
+        &app,
+        manifest.clone(),
+        plan.release.clone(),
+        startup,
+    );
     Ok((app, refused))
 }
 
@@ -862,6 +877,7 @@ pub(crate) fn start_fetch(
     app: &Arc<LiveApp>,
     manifest: Arc<Manifest>,
     release: String,
+    startup: Option<crate::startup::StartupPrefetch>,
 ) {
     let cancel = app.begin_fetch(&release);
     let name = format!("the background fetch of {} {release}", manifest.id);
@@ -875,6 +891,7 @@ pub(crate) fn start_fetch(
             release,
             cancel,
             None,
+            startup,
         ),
         // The deployment stays incomplete: the next start resumes it.
         move |message| {
@@ -1154,7 +1171,7 @@ async fn bring_back(manager: &Arc<Manager>, record: &InstalledApp) -> Result<(),
     }
     let app = manager.apps.insert(app);
     for (manifest, release) in unfinished {
-        start_fetch(manager, &app, manifest, release);
+        start_fetch(manager, &app, manifest, release, None);
     }
     mounted
 }

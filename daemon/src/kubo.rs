@@ -940,6 +940,79 @@ impl Client {
         self.cat_path(&format!("/ipfs/{cid}"), offset, length).await
     }
 
+    /// `length` bytes of file `cid` from `offset`, from local blocks only:
+    /// a missing block is an error, never a fetch (nor a read-ahead).
+    pub async fn cat_range_local(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, KuboError> {
+        let path = format!("/ipfs/{cid}");
+        let (offset, length) = (offset.to_string(), length.to_string());
+        let args = [
+            ("arg", path.as_str()),
+            ("offset", offset.as_str()),
+            ("length", length.as_str()),
+            ("offline", "true"),
+        ];
+        let response = self.send_timed("cat", &args, None, LONG_CALL).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "cat".into(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The bytes of block `cid` (fetched if missing; Kubo checks them
+    /// against the CID), at most `limit`: a larger block is refused as it
+    /// streams in, never buffered whole.
+    pub async fn block_get(&self, cid: &str, limit: u64) -> Result<Vec<u8>, KuboError> {
+        let mut response = self
+            .send_timed("block/get", &[("arg", cid)], None, LONG_CALL)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk(&mut response, "block/get").await? {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                return Err(KuboError::Garbled {
+                    api: self.address.clone(),
+                    command: "block/get".into(),
+                    message: format!("block {cid} is larger than {limit} bytes"),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes block `cid` local (fetched if missing, checked against the
+    /// CID) without sending its bytes back: `block/stat`. Returns its size.
+    pub async fn block_fetch(&self, cid: &str) -> Result<u64, KuboError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Stat {
+            size: u64,
+        }
+        let response = self
+            .send_timed("block/stat", &[("arg", cid)], None, LONG_CALL)
+            .await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| KuboError::BadReply {
+                api: self.address.clone(),
+                command: "block/stat".into(),
+                source,
+            })?;
+        let stat: Stat =
+            serde_json::from_slice(&body).map_err(|e| self.garbled("block/stat", e))?;
+        Ok(stat.size)
+    }
+
     /// Reads `length` bytes of file `cid` from `offset` and drops them, a
     /// chunk at a time (nothing is buffered): what is read becomes local.
     /// Returns the bytes read.

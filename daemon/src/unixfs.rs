@@ -1,7 +1,9 @@
 //! What a CID alone says about the UnixFS node it names, without fetching
 //! anything: a `raw` CID is a file; an identity CID carries its whole block,
 //! so an inlined `dag-pb` node (a small symlink, an empty directory) can be
-//! read from the CID itself (PBNode and UnixFS `Data` protobufs).
+//! read from the CID itself (PBNode and UnixFS `Data` protobufs). A file's
+//! dag-pb node, once fetched, tells where each child's bytes lie
+//! ([`file_layout`]), so that a range can be fetched block by block.
 
 use crate::release::EntryKind;
 
@@ -118,6 +120,70 @@ fn dag_pb_node(block: &[u8]) -> Option<Known> {
     }
 }
 
+/// The children of a UnixFS file node: the bytes its own `Data` carries
+/// come first, then each child's, in link order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLayout {
+    /// Bytes carried in the node itself, before the children's.
+    pub inline: u64,
+    /// Each child: its CID and the file bytes below it (`blocksizes`).
+    pub children: Vec<(cid::Cid, u64)>,
+}
+
+/// How a dag-pb `block` of a UnixFS file (or raw node) splits its bytes
+/// among its children; `None` for anything else or anything inconsistent
+/// (a link count other than its `blocksizes`, a sum that overflows). The
+/// block is hostile: nothing here trusts a length it has not bounded.
+pub fn file_layout(block: &[u8]) -> Option<FileLayout> {
+    let node = fields(block)?;
+    let mut links = Vec::new();
+    let mut data = None;
+    for field in &node {
+        match field {
+            Field::Bytes(1, d) => data = Some(*d),
+            Field::Bytes(2, link) => {
+                let hash = fields(link)?.into_iter().find_map(|f| match f {
+                    Field::Bytes(1, h) => Some(h),
+                    _ => None,
+                })?;
+                links.push(cid::Cid::try_from(hash).ok()?);
+            }
+            _ => {}
+        }
+    }
+    let data = fields(data?)?;
+    let mut kind = None;
+    let mut inline = 0u64;
+    let mut sizes = Vec::new();
+    for field in data {
+        match field {
+            Field::Varint(1, t) => kind = Some(t),
+            Field::Bytes(2, d) => inline = d.len() as u64,
+            Field::Varint(4, size) => sizes.push(size),
+            // `blocksizes` written packed.
+            Field::Bytes(4, mut packed) => {
+                while !packed.is_empty() {
+                    let (size, rest) = unsigned_varint::decode::u64(packed).ok()?;
+                    sizes.push(size);
+                    packed = rest;
+                }
+            }
+            _ => {}
+        }
+    }
+    // UnixFS `Raw` (0) or `File` (2).
+    if !matches!(kind, Some(0 | 2)) || sizes.len() != links.len() {
+        return None;
+    }
+    sizes
+        .iter()
+        .try_fold(inline, |sum, size| sum.checked_add(*size))?;
+    Some(FileLayout {
+        inline,
+        children: links.into_iter().zip(sizes).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +230,76 @@ mod tests {
             None
         );
         assert_eq!(from_cid("not a cid"), None);
+    }
+
+    /// The root of a 700,000-byte file made by Kubo 0.43.1 (`add
+    /// --cid-version=1 --raw-leaves --chunker=size-262144`): three raw
+    /// leaves.
+    const FILE_ROOT: &str = "122c0a2401551220737b0671b0d28d4cb9ca2bcc4b2ec40696586dbb6b21aa501a7658dc445040c5120018808010122c0a2401551220e764c4033d13a301cbbf6aea6970ca8b899179ee7be4396e7ff8b8c2fa2eae8e120018808010122c0a2401551220b0beb34399ff1cd32dab004259861f97489a6c081fea7564165c1d8a8e643378120018e0dc0a0a12080218e0dc2a208080102080801020e0dc0a";
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_file_node_tells_where_each_childs_bytes_lie() {
+        let layout = file_layout(&hex(FILE_ROOT)).unwrap();
+        assert_eq!(layout.inline, 0);
+        let children: Vec<(String, u64)> = layout
+            .children
+            .iter()
+            .map(|(c, s)| (c.to_string(), *s))
+            .collect();
+        // `ipfs refs` of the root, and the chunker's sizes.
+        assert_eq!(
+            children,
+            vec![
+                (
+                    "bafkreidtpmdhdmgsrvgltsrlzrfs5ragszmg3o3legvfagtwldoeiucayu".into(),
+                    262144
+                ),
+                (
+                    "bafkreihhmtcagpituma4xp3k5juxbsulrgixt3t34q4w477yxdbpulvory".into(),
+                    262144
+                ),
+                (
+                    "bafkreifqx2zuhgp7dtjs3kyaijmymh4xjcngyca75j2wifs4dwfi4zbtpa".into(),
+                    175712
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_node_that_is_not_a_consistent_file_has_no_layout() {
+        let block = hex(FILE_ROOT);
+        // Its first link (46 bytes) cut off: two links, three block sizes.
+        assert_eq!(file_layout(&block[46..]), None);
+        // Cut short inside its Data.
+        assert_eq!(file_layout(&block[..block.len() - 3]), None);
+        // A directory node: Data { Type: 1 }.
+        assert_eq!(file_layout(&[0x0a, 0x02, 0x08, 0x01]), None);
+        // Block sizes whose sum overflows.
+        let mut data = vec![0x08, 0x02];
+        for _ in 0..2 {
+            data.push(0x20);
+            data.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        }
+        let link = &block[..46];
+        let mut node = [link, link].concat();
+        node.push(0x0a);
+        node.push(data.len() as u8);
+        node.extend(&data);
+        assert_eq!(file_layout(&node), None);
+        // The same two links with sizes that fit: a layout.
+        let mut data = vec![0x08, 0x02, 0x20, 0x05, 0x20, 0x07];
+        let mut node = [link, link].concat();
+        node.extend([0x0a, data.len() as u8]);
+        node.append(&mut data);
+        assert_eq!(file_layout(&node).map(|l| l.children.len()), Some(2));
     }
 
     #[test]

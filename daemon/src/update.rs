@@ -530,6 +530,7 @@ async fn download(
         target.release.clone(),
         token,
         Some(progress),
+        None,
     );
     tokio::pin!(fetching);
     let complete = loop {

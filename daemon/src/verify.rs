@@ -28,7 +28,7 @@ use crate::release::{Entry, EntryKind, Manifest, DEPLOY_NAME};
 /// directory block, so a large tree (thousands of directories) is walked
 /// in a few dozen round trips instead of hundreds; memory stays bounded by
 /// this times the largest listing a manifest directory allows.
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 128;
 
 /// Why a release's manifest was not accepted as the description of its tree.
 #[derive(Debug, thiserror::Error)]

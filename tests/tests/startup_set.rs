@@ -1,8 +1,10 @@
 //! Recording a startup set and installing with one (issue 13): the daemon
 //! records, through a fresh mount, what `flatpak run` reads at start-up;
 //! the list is what `publish --startup-set` takes; a client installing the
-//! release fetches those ranges first and runs the app while a block outside
-//! them is still missing; a user without authorization cannot record.
+//! release fetches those ranges first (and reads them once through its
+//! mount, so the page cache holds them) and runs the app while a block
+//! outside them is still missing; a user without authorization cannot
+//! record.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -246,6 +248,36 @@ fn a_recorded_startup_set_is_ordered_published_and_fetched_first() {
         .find(&first)
         .unwrap_or_else(|| panic!("no {first:?} in the daemon's log:\n{log}"));
     assert!(first_at < log.find(&rest).unwrap(), "{log}");
+    // ... and read once through the app's mount, before anything ran it:
+    // the kernel's page cache holds every range (`fincore` asks mincore;
+    // a file only made local in Kubo has no page there).
+    let warmed = format!(
+        "startup set org.test.Hello {release}: {n} of {n} ranges in the page cache",
+        n = set.len()
+    );
+    assert!(
+        log.contains(&warmed),
+        "no {warmed:?} in the daemon's log:\n{log}"
+    );
+    let files = PathBuf::from(info(&pair)["mount_point"].as_str().unwrap());
+    for range in set {
+        let path = files
+            .parent()
+            .unwrap()
+            .join(range["path"].as_str().unwrap());
+        let resident = run_ok(
+            Command::new("fincore")
+                .args(["--bytes", "--noheadings", "--output", "RES"])
+                .arg(&path),
+        )
+        .unwrap_or_else(|e| panic!("fincore (util-linux) on {}: {e}", path.display()));
+        let resident: u64 = resident.trim().parse().unwrap();
+        assert!(
+            resident >= range["length"].as_u64().unwrap().min(4096),
+            "{}: {resident} bytes in the page cache for {range}",
+            path.display()
+        );
+    }
     let run = run_ok(&mut flatpak(client, &["run", "org.test.Hello"])).unwrap();
     assert!(
         run.contains("starting b") && run.contains("Hello from org.test.Hello b"),
