@@ -4,10 +4,58 @@
 //! fetch of many small files is bounded by that per-block cost,
 //! `decode.rs`).
 //!
-//! Only writing, of blocks the caller has already verified against their
-//! CIDs: a CAR is never read from the network here.
+//! Writing takes blocks the caller has already verified against their
+//! CIDs. Reading ([`sections`]) is of hostile bytes (a release's directory
+//! CAR, `directory_car`): it only splits them into (CID, bytes) pairs,
+//! bounded, and trusts none of them; the caller checks each block's hash.
 
 use cid::Cid;
+
+/// The largest CAR header read (a v1 header names its roots: a few CIDs).
+const MAX_HEADER: u64 = 4 << 10;
+/// The largest section read: a CID and a block (Kubo's limit is 2 MiB).
+const MAX_SECTION: u64 = (2 << 20) + 128;
+
+/// Why CAR bytes cannot be split into blocks.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CarError {
+    #[error("the CAR is cut short or has a bad length")]
+    Truncated,
+    #[error("the CAR's header is larger than {MAX_HEADER} bytes")]
+    HeaderTooLarge,
+    #[error("a section of the CAR is larger than {MAX_SECTION} bytes")]
+    SectionTooLarge,
+    #[error("a section of the CAR does not start with a CID")]
+    BadCid,
+}
+
+/// The blocks of CAR v1 bytes, in order: each section's CID and the bytes
+/// after it. The header is skipped unread (its roots mean nothing here).
+/// Nothing is checked against its CID.
+pub fn sections(car: &[u8]) -> Result<Vec<(Cid, &[u8])>, CarError> {
+    let (header, mut rest) = read_varint(car)?;
+    if header > MAX_HEADER {
+        return Err(CarError::HeaderTooLarge);
+    }
+    rest = rest.get(header as usize..).ok_or(CarError::Truncated)?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (len, after) = read_varint(rest)?;
+        if len > MAX_SECTION {
+            return Err(CarError::SectionTooLarge);
+        }
+        let section = after.get(..len as usize).ok_or(CarError::Truncated)?;
+        rest = &after[len as usize..];
+        let mut reader = std::io::Cursor::new(section);
+        let cid = Cid::read_bytes(&mut reader).map_err(|_| CarError::BadCid)?;
+        out.push((cid, &section[reader.position() as usize..]));
+    }
+    Ok(out)
+}
+
+fn read_varint(bytes: &[u8]) -> Result<(u64, &[u8]), CarError> {
+    unsigned_varint::decode::u64(bytes).map_err(|_| CarError::Truncated)
+}
 
 /// A CAR v1 holding `blocks` (CID and bytes each, in order), its first
 /// block's CID as the header's one root (the format wants at least one;
@@ -100,5 +148,47 @@ mod tests {
         assert_eq!(&block[1..37], cid.to_bytes().as_slice());
         assert_eq!(&block[37..], b"hello world");
         assert!(v1(&[]).is_none());
+    }
+
+    #[test]
+    fn a_car_written_here_reads_back_block_by_block() {
+        let a: Cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+            .parse()
+            .unwrap();
+        let b: Cid = "bafkreidtpmdhdmgsrvgltsrlzrfs5ragszmg3o3legvfagtwldoeiucayu"
+            .parse()
+            .unwrap();
+        let car = v1(&[(a, b"hello world"), (b, b"")]).unwrap();
+        assert_eq!(
+            sections(&car).unwrap(),
+            vec![(a, &b"hello world"[..]), (b, &b""[..])]
+        );
+    }
+
+    #[test]
+    fn hostile_car_bytes_are_refused_not_a_panic() {
+        let a: Cid = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+            .parse()
+            .unwrap();
+        let car = v1(&[(a, b"hello world")]).unwrap();
+        // Cut anywhere inside its last section.
+        for cut in car.len() - 40..car.len() {
+            assert_eq!(sections(&car[..cut]), Err(CarError::Truncated), "{cut}");
+        }
+        // No bytes at all, a header length past the end.
+        assert_eq!(sections(&[]), Err(CarError::Truncated));
+        assert_eq!(sections(&[0x05, 0x00]), Err(CarError::Truncated));
+        // A header or a section announced larger than the bounds.
+        let mut big = Vec::new();
+        varint(&mut big, MAX_HEADER + 1);
+        assert_eq!(sections(&big), Err(CarError::HeaderTooLarge));
+        let mut big = vec![0x00];
+        varint(&mut big, MAX_SECTION + 1);
+        assert_eq!(sections(&big), Err(CarError::SectionTooLarge));
+        // A section that is not a CID.
+        assert_eq!(
+            sections(&[0x00, 0x03, 0xff, 0xff, 0xff]),
+            Err(CarError::BadCid)
+        );
     }
 }

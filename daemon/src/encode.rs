@@ -1,6 +1,7 @@
 //! Making a release's encodings when it is published: the pack (every file,
 //! small files grouped so they compress together, large files split into
-//! independently decodable pieces) and per-file deltas from the previous
+//! independently decodable pieces; with it, the directory CAR: every
+//! directory node of `deploy/` in one file) and per-file deltas from the previous
 //! releases of the store index's history (same path, or the most similar
 //! file where a path was renamed: `libfoo.so.1.2` → `libfoo.so.1.3`).
 //!
@@ -18,7 +19,9 @@ use tracing::{info, warn};
 use crate::codec::{self, EncodeSettings};
 use crate::kubo::{AddOptions, AddPart, Client};
 use crate::release::{Entry, EntryKind, Manifest, ManifestLimits};
-use flatipfs_format::encodings::{Delta, EncodingLimits, Encodings, PackPiece, Slice, CODEC_ZSTD};
+use flatipfs_format::encodings::{
+    Delta, DirectoryCar, EncodingLimits, Encodings, PackPiece, Slice, CODEC_ZSTD,
+};
 
 /// What the publisher makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +77,8 @@ pub enum EncodeError {
     Io(#[from] std::io::Error),
     #[error("Kubo returned no CID for encoding {0}")]
     NoCid(String),
+    #[error("the directory CAR: {0}")]
+    DirectoryCar(String),
 }
 
 /// Files smaller than this get no delta: a patch of a few bytes saves less
@@ -91,6 +96,7 @@ struct Blob {
 /// the release roots of earlier releases, newest first.
 pub async fn make(
     kubo: &Client,
+    deploy: &str,
     entries: &[Entry],
     bases: &[String],
     options: EncodeOptions,
@@ -126,6 +132,18 @@ pub async fn make(
             });
             blobs.push(Blob { name, data: frame });
         }
+    }
+    let mut directories = None;
+    if options.pack {
+        let data = directory_car(kubo, deploy, entries).await?;
+        directories = Some(DirectoryCar {
+            cid: DIRECTORY_CAR.into(),
+            size: data.len() as u64,
+        });
+        blobs.push(Blob {
+            name: DIRECTORY_CAR.into(),
+            data,
+        });
     }
     if options.deltas {
         let max = limits.max_delta_file.min(1 << settings.window_log);
@@ -203,6 +221,9 @@ pub async fn make(
     for delta in &mut deltas {
         delta.cid = cid_of(&format!("encodings/{}", delta.cid))?;
     }
+    if let Some(car) = &mut directories {
+        car.cid = cid_of(&format!("encodings/{DIRECTORY_CAR}"))?;
+    }
     let directory = cid_of("encodings")?;
     kubo.pin_add(&directory, pin_name).await?;
     report.directory = Some(directory);
@@ -221,9 +242,43 @@ pub async fn make(
             window_log: settings.window_log,
             pack,
             deltas,
+            directories,
         }),
         report,
     ))
+}
+
+/// The name of the directory CAR among the encodings.
+const DIRECTORY_CAR: &str = "directories.car";
+
+/// A CAR of the dag-pb node of `deploy` and of every directory of
+/// `entries` (each once; inlined ones carry themselves), read from this
+/// node. Sub-shards of a HAMT-sharded directory are not in it: a client
+/// fetches those as it would without the CAR.
+async fn directory_car(
+    kubo: &Client,
+    deploy: &str,
+    entries: &[Entry],
+) -> Result<Vec<u8>, EncodeError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut blocks = Vec::new();
+    let directories = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Directory)
+        .map(|e| e.cid.as_str());
+    for cid in std::iter::once(deploy).chain(directories) {
+        let parsed = cid::Cid::try_from(cid)
+            .map_err(|e| EncodeError::DirectoryCar(format!("directory {cid}: {e}")))?;
+        // Identity CIDs carry their node.
+        if parsed.hash().code() == 0 || !seen.insert(parsed) {
+            continue;
+        }
+        let data = kubo.block_get(cid, crate::range_blocks::MAX_NODE).await?;
+        blocks.push((parsed, data));
+    }
+    let refs: Vec<(cid::Cid, &[u8])> = blocks.iter().map(|(c, d)| (*c, d.as_slice())).collect();
+    crate::car::v1(&refs)
+        .ok_or_else(|| EncodeError::DirectoryCar("deploy/ has no directory block".into()))
 }
 
 async fn blocking<T: Send + 'static>(

@@ -673,16 +673,30 @@ async fn deploy(
         store.save(&state)?;
     }
     let app = manager.apps.add(app_info(manager, &record));
-    // The startup set comes alongside the binding check and the layout
-    // (see `startup` for why that is safe); a failed install drops it.
-    let startup = manager.kubo().ok().and_then(|(kubo, _)| {
+    // The directory CAR first (one small download the binding check then
+    // reads instead of a round trip per directory; it would wait behind
+    // the startup set's blocks), then the startup set alongside the
+    // binding check and the layout (see `startup` for why that is safe);
+    // a failed install drops it.
+    let (known, car) = match manager.kubo() {
+        Ok((kubo, _)) => directory_blocks(manager, &kubo, manifest, &plan.release).await,
+        Err(_) => Default::default(),
+    };
+    let mut startup = manager.kubo().ok().and_then(|(kubo, _)| {
         crate::startup::StartupPrefetch::start(
             kubo,
             manifest,
             manager.config().fetch.prefetch_concurrency,
         )
     });
-    let refused = match lay_out(manager, plan, &app).await {
+    match (&mut startup, car, manager.kubo()) {
+        (Some(startup), Some(car), _) => startup.store_after(car),
+        (None, Some(car), Ok((kubo, _))) => {
+            tokio::spawn(async move { crate::directory_car::store(&kubo, car).await });
+        }
+        _ => {}
+    }
+    let refused = match lay_out(manager, plan, &app, Some(known)).await {
         Ok(refused) => refused,
         Err(e) => {
             warn!(app = %id, "install failed: {e}; removing what was laid out");
@@ -708,6 +722,7 @@ async fn lay_out(
     manager: &Arc<Manager>,
     plan: &Plan,
     app: &LiveApp,
+    known: Option<HashMap<cid::Cid, Vec<u8>>>,
 ) -> Result<Vec<Refused>, InstallError> {
     let manifest = &plan.manifest;
     let config = manager.config();
@@ -715,7 +730,8 @@ async fn lay_out(
     let (kubo, _) = manager.kubo()?;
     installation.register().await?;
     app.update(|i| i.status = "laying out the release".into());
-    let (files, refused) = deploy_release(manager, app, &kubo, manifest, &plan.release).await?;
+    let (files, refused) =
+        deploy_release(manager, app, &kubo, manifest, &plan.release, known).await?;
     installation.activate(manifest, &plan.release)?;
     {
         let lock = manager.state_lock();
@@ -737,6 +753,41 @@ async fn lay_out(
     Ok(refused)
 }
 
+/// The directory blocks of `release`'s directory CAR, when it has one and
+/// still needs its binding check (`directory_car`), and the same as a CAR
+/// to store; none when it fails: the CAR only saves round trips, the walk
+/// fetches what it lacks.
+pub(crate) async fn directory_blocks(
+    manager: &Manager,
+    kubo: &Client,
+    manifest: &Manifest,
+    release: &str,
+) -> (HashMap<cid::Cid, Vec<u8>>, Option<Vec<u8>>) {
+    let car = manifest
+        .encodings
+        .as_ref()
+        .and_then(|e| e.directories.as_ref());
+    let Some(car) = car.filter(|_| !verified_marker(manager, release).exists()) else {
+        return Default::default();
+    };
+    let stall = manager.config().fetch.stall_timeout;
+    match crate::directory_car::import(kubo, manifest, car, stall).await {
+        Ok(got) => {
+            info!(
+                "directory CAR of {} {release}: {} directory blocks kept, {} refused",
+                manifest.id,
+                got.blocks.len(),
+                got.refused
+            );
+            (got.blocks, got.car)
+        }
+        Err(e) => {
+            warn!(app = %manifest.id, %release, "directory CAR not used: {e}");
+            Default::default()
+        }
+    }
+}
+
 /// Puts `release` on this machine next to whatever else of the app is
 /// there: its deploy directory (local `metadata` and `export/`), its copy
 /// in MFS (so nothing of it is garbage-collected while it is fetched), its
@@ -749,6 +800,7 @@ pub(crate) async fn deploy_release(
     kubo: &Client,
     manifest: &Manifest,
     release: &str,
+    known: Option<HashMap<cid::Cid, Vec<u8>>>,
 ) -> Result<(PathBuf, Vec<Refused>), InstallError> {
     let config = manager.config();
     let started = Instant::now();
@@ -756,7 +808,18 @@ pub(crate) async fn deploy_release(
     // out or served by them; once per release.
     if !verified_marker(manager, release).exists() {
         app.update(|i| i.status = "checking the manifest against the release".into());
-        crate::verify::release_tree(kubo, release, manifest, config.fetch.document_timeout).await?;
+        let known = match known {
+            Some(known) => known,
+            None => {
+                let (known, car) = directory_blocks(manager, kubo, manifest, release).await;
+                if let Some(car) = car {
+                    crate::directory_car::store(kubo, car).await;
+                }
+                known
+            }
+        };
+        let timeout = config.fetch.document_timeout;
+        crate::verify::release_tree(kubo, release, manifest, timeout, &known).await?;
     }
     let verified = started.elapsed();
     let local = local_files::local_files(

@@ -18,6 +18,7 @@ mod codec;
 mod config;
 mod decode;
 mod deploy_data;
+mod directory_car;
 mod durable;
 mod encode;
 mod fetch;

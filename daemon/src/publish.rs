@@ -535,6 +535,7 @@ impl Publisher {
         }
         let (encodings, encoded) = encode::make(
             &self.kubo,
+            &deploy,
             &manifest_entries,
             &bases,
             options,

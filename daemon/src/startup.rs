@@ -53,6 +53,9 @@ pub struct StartupPrefetch {
     ranges: usize,
     set: Vec<StartupRange>,
     started: Instant,
+    kubo: Client,
+    /// Blocks to store once the startup set is local (`store_after`).
+    after: Option<Vec<u8>>,
 }
 
 impl StartupPrefetch {
@@ -64,7 +67,7 @@ impl StartupPrefetch {
         }
         let (read_tx, read) = watch::channel(0usize);
         let task = tokio::spawn(prefetch_startup_set(
-            kubo,
+            kubo.clone(),
             manifest.startup_set.clone(),
             concurrency,
             read_tx,
@@ -75,7 +78,15 @@ impl StartupPrefetch {
             ranges: manifest.startup_set.len(),
             set: manifest.startup_set.clone(),
             started: Instant::now(),
+            kubo,
+            after: None,
         })
+    }
+
+    /// Stores `car` (blocks checked already: the directory CAR's) once the
+    /// startup set is local, out of its way.
+    pub fn store_after(&mut self, car: Vec<u8>) {
+        self.after = Some(car);
     }
 
     /// Waits until every range is local, then reads them through `files`
@@ -104,6 +115,9 @@ impl StartupPrefetch {
                             },
                             warming.elapsed().as_secs_f64()
                         );
+                    }
+                    if let Some(car) = self.after.take() {
+                        crate::directory_car::store(&self.kubo, car).await;
                     }
                 }
                 changed = tokio::time::timeout(STARTUP_STALL, self.read.changed()) => {

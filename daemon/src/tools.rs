@@ -50,9 +50,15 @@ pub async fn mount_release(
         .context("the manifest is refused")?;
     // The manifest must describe the release's own deploy/ tree, as for an
     // install: what the mount serves is bound to the release root.
-    crate::verify::release_tree(&kubo, release, &manifest, Duration::from_secs(60))
-        .await
-        .context("the release is refused")?;
+    crate::verify::release_tree(
+        &kubo,
+        release,
+        &manifest,
+        Duration::from_secs(60),
+        &Default::default(),
+    )
+    .await
+    .context("the release is refused")?;
     let (mountpoint, installation) = match target {
         Target::Mountpoint(path) => (path, None),
         Target::Installation(installation) => {

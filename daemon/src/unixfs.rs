@@ -184,6 +184,54 @@ pub fn file_layout(block: &[u8]) -> Option<FileLayout> {
     })
 }
 
+/// One link of a plain UnixFS directory node: name, CID and `Tsize` (the
+/// bytes below it; for a raw child, its size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryLink {
+    pub name: String,
+    pub cid: cid::Cid,
+    pub tsize: u64,
+}
+
+/// The links of a dag-pb `block` that is a plain UnixFS directory (Data
+/// type 1); `None` for anything else (a HAMT shard, a file, a name that is
+/// not UTF-8, a malformed node).
+pub fn directory_links(block: &[u8]) -> Option<Vec<DirectoryLink>> {
+    let node = fields(block)?;
+    let data = node.iter().find_map(|f| match f {
+        Field::Bytes(1, d) => Some(*d),
+        _ => None,
+    })?;
+    let kind = fields(data)?.into_iter().find_map(|f| match f {
+        Field::Varint(1, t) => Some(t),
+        _ => None,
+    });
+    if kind != Some(1) {
+        return None;
+    }
+    let mut links = Vec::new();
+    for field in &node {
+        let Field::Bytes(2, link) = field else {
+            continue;
+        };
+        let (mut hash, mut name, mut tsize) = (None, None, 0);
+        for f in fields(link)? {
+            match f {
+                Field::Bytes(1, h) => hash = Some(cid::Cid::try_from(h).ok()?),
+                Field::Bytes(2, n) => name = Some(std::str::from_utf8(n).ok()?.to_string()),
+                Field::Varint(3, t) => tsize = t,
+                _ => {}
+            }
+        }
+        links.push(DirectoryLink {
+            name: name.unwrap_or_default(),
+            cid: hash?,
+            tsize,
+        });
+    }
+    Some(links)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -561,7 +561,7 @@ async fn add_deployment(
     manifest: &Manifest,
     target: &Target,
 ) -> Result<Vec<Refused>, InstallError> {
-    let (_, refused) = deploy_release(manager, app, kubo, manifest, &target.release).await?;
+    let (_, refused) = deploy_release(manager, app, kubo, manifest, &target.release, None).await?;
     if !refused.is_empty() {
         info!(app = %manifest.id, version = %target.version, "{} export(s) refused", refused.len());
     }

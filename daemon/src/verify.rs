@@ -18,7 +18,7 @@
 //! CID, which is the tree's. A release checked once is marked as such next
 //! to its cached manifest, so that restarts (offline) do not walk it again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::kubo::{Client, KuboError, Link};
@@ -78,12 +78,16 @@ fn listing_limit(children: usize) -> u64 {
 }
 
 /// Checks `manifest` (validated) against the tree of release root
-/// `release`; each listing gets `timeout`.
+/// `release`; each listing gets `timeout`. `known` holds directory blocks
+/// already checked against their CIDs (the release's directory CAR,
+/// `directory_car`): a plain directory found there is listed from its
+/// bytes, as Kubo would list it, without a call.
 pub async fn release_tree(
     kubo: &Client,
     release: &str,
     manifest: &Manifest,
     timeout: Duration,
+    known: &HashMap<cid::Cid, Vec<u8>>,
 ) -> Result<(), VerifyError> {
     let mismatch = |what: String| VerifyError::Mismatch {
         release: release.to_string(),
@@ -131,6 +135,12 @@ pub async fn release_tree(
             let Some((path, cid)) = queue.pop_front() else {
                 break;
             };
+            if let Some(links) = known_listing(known, &cid) {
+                let expected = children.get(path.as_str()).cloned().unwrap_or_default();
+                let subdirs = compare_directory(&path, &links, expected).map_err(mismatch)?;
+                queue.extend(subdirs);
+                continue;
+            }
             let expected = children.get(path.as_str()).map_or(0, BTreeMap::len);
             let kubo = kubo.clone();
             listings.spawn(async move {
@@ -150,6 +160,32 @@ pub async fn release_tree(
         queue.extend(subdirs);
     }
 }
+
+/// What `ls?resolve-type=false&size=false` says of directory `cid` when
+/// its block is in `known` and is a plain directory: each link's name and
+/// CID; raw children typed as files sized by their link. `None` otherwise
+/// (the walk asks Kubo).
+fn known_listing(known: &HashMap<cid::Cid, Vec<u8>>, cid: &str) -> Option<Vec<Link>> {
+    let block = known.get(&cid::Cid::try_from(cid).ok()?)?;
+    let links = crate::unixfs::directory_links(block)?;
+    Some(
+        links
+            .into_iter()
+            .map(|l| {
+                let raw = l.cid.codec() == RAW;
+                Link {
+                    name: l.name,
+                    hash: l.cid.to_string(),
+                    size: if raw { l.tsize } else { 0 },
+                    kind: if raw { 2 } else { 0 },
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Multicodec of raw blocks.
+const RAW: u64 = 0x55;
 
 /// Compares the listing of directory `path` of `deploy/` ("" for
 /// `deploy/` itself) with the manifest's entries there; returns the

@@ -36,7 +36,32 @@ pub struct Encodings {
     /// Deltas from files of earlier releases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<Delta>,
+    /// The directory nodes of `deploy/` in one CAR file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directories: Option<DirectoryCar>,
 }
+
+/// The dag-pb node of `deploy/` and of each of its directories, as one CAR
+/// v1 file (a UnixFS file): a client checks the manifest against the tree
+/// (the binding check) from this one download instead of one network round
+/// trip per directory. Nothing in it is trusted: a client keeps only blocks
+/// whose CID is one of the manifest's directories and whose bytes hash to
+/// it, and the binding check walks the tree as it would without it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryCar {
+    /// CIDv1 of the CAR file.
+    pub cid: String,
+    /// Bytes of the CAR file.
+    pub size: u64,
+}
+
+/// Bytes a directory CAR may take per entry of its manifest (a link of at
+/// most a 255-byte name and a CID, and each node's share of framing), plus
+/// [`DIRECTORY_CAR_SLACK`].
+pub const DIRECTORY_CAR_PER_ENTRY: u64 = 1024;
+/// Bytes a directory CAR may take beyond its entries' share.
+pub const DIRECTORY_CAR_SLACK: u64 = 64 << 10;
 
 /// One piece of the pack: a zstd frame whose output is the concatenation
 /// of `slices` (several whole small files, or one part of a large file).
@@ -146,6 +171,8 @@ pub enum EncodingError {
     },
     #[error("the pack covers {path:?} only partly or out of order")]
     PartialCoverage { path: String },
+    #[error("directory CAR: {0}")]
+    BadDirectoryCar(String),
 }
 
 /// Whether `encoded` bytes are an acceptable size for producing `output`.
@@ -157,12 +184,29 @@ pub fn within_ratio(encoded: u64, output: u64, max_ratio: u64) -> bool {
 }
 
 impl Encodings {
-    /// Checks the encodings against the manifest's files (path → entry).
+    /// Checks the encodings against the manifest's files (path → entry)
+    /// and its number of entries.
     pub fn validate(
         &self,
         files: &HashMap<&str, &Entry>,
+        entries: usize,
         limits: EncodingLimits,
     ) -> Result<(), EncodingError> {
+        if let Some(car) = &self.directories {
+            let bad = |what: String| EncodingError::BadDirectoryCar(what);
+            if !valid_cid_v1(&car.cid) {
+                return Err(bad("invalid CID".into()));
+            }
+            let limit = (entries as u64)
+                .saturating_mul(DIRECTORY_CAR_PER_ENTRY)
+                .saturating_add(DIRECTORY_CAR_SLACK);
+            if car.size == 0 || car.size > limit {
+                return Err(bad(format!(
+                    "{} bytes for {entries} entries (at most {limit})",
+                    car.size
+                )));
+            }
+        }
         if self.codec != CODEC_ZSTD {
             return Err(EncodingError::Codec(self.codec.clone()));
         }
@@ -360,6 +404,7 @@ mod tests {
         let files: HashMap<&str, &Entry> = [("a", &a), ("b", &b)].into_iter().collect();
         encodings.validate(
             &files,
+            3,
             EncodingLimits {
                 max_piece_output: 120,
                 max_delta_file: 1000,
@@ -374,7 +419,35 @@ mod tests {
             window_log: 20,
             pack,
             deltas,
+            directories: None,
         }
+    }
+
+    #[test]
+    fn a_directory_car_is_bounded_by_the_manifests_entries() {
+        let car = |cid: &str, size| {
+            let mut e = encodings(Vec::new(), Vec::new());
+            e.directories = Some(DirectoryCar {
+                cid: cid.into(),
+                size,
+            });
+            e
+        };
+        // 3 entries (`check`): 3 KiB and the slack.
+        let limit = 3 * DIRECTORY_CAR_PER_ENTRY + DIRECTORY_CAR_SLACK;
+        assert_eq!(check(&car(OTHER, limit)), Ok(()));
+        assert!(matches!(
+            check(&car(OTHER, limit + 1)),
+            Err(EncodingError::BadDirectoryCar(_))
+        ));
+        assert!(matches!(
+            check(&car(OTHER, 0)),
+            Err(EncodingError::BadDirectoryCar(_))
+        ));
+        assert!(matches!(
+            check(&car("QmNotAV1Cid", 100)),
+            Err(EncodingError::BadDirectoryCar(_))
+        ));
     }
 
     #[test]

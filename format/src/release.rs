@@ -387,7 +387,7 @@ impl Manifest {
         }
         self.validate_startup_set(&files, limits)?;
         if let Some(encodings) = &self.encodings {
-            encodings.validate(&files, EncodingLimits::default())?;
+            encodings.validate(&files, self.entries.len(), EncodingLimits::default())?;
         }
         Ok(())
     }
@@ -516,6 +516,7 @@ mod tests {
                 }],
             }],
             deltas: vec![],
+            directories: None,
         };
         m.encodings = Some(encodings.clone());
         assert_eq!(m.validate(LIMITS), Err(ManifestError::EncodingsInSchema(1)));

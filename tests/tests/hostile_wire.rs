@@ -282,3 +282,64 @@ fn decoding_bombs_are_refused_before_memory_is_spent_and_plain_blocks_used() {
         assert!(log.contains(what), "no {what:?} in the log");
     }
 }
+
+/// The directory CAR (every directory node of `deploy/` in one file, read
+/// by the binding check instead of one round trip per directory): an
+/// honest one is used whole; in one whose block is tampered, that block is
+/// refused by its hash and the binding check fetches it, so the install
+/// goes through with the right files.
+#[test]
+fn a_tampered_directory_car_block_is_refused_and_the_release_still_binds() {
+    let pair = Pair::up(NO_AUTOMATIC_UPDATES);
+    let scratch = tempfile::tempdir().unwrap();
+    let (release, files) = with_v1(&pair, scratch.path());
+    let manifest = manifest_on_publisher(&pair, &release);
+    let directories = manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "dir")
+        .map(|e| e["cid"].as_str().unwrap())
+        .chain([manifest["deploy"].as_str().unwrap()])
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let car = &manifest["encodings"]["directories"];
+    let honest = cat_on_publisher(&pair, car["cid"].as_str().unwrap());
+    assert_eq!(honest.len() as u64, number(car, "size"), "{car}");
+
+    ok_json(
+        &pair.client,
+        &["install", "--json", "main", "org.test.Hello"],
+    );
+    assert_files(&pair, &files);
+    let used = format!("{release}: {directories} directory blocks kept, 0 refused");
+    let log = pair.client.daemon_log();
+    assert!(
+        log.contains(&used),
+        "no {used:?} in the daemon's log:\n{log}"
+    );
+    ok_json(&pair.client, &["uninstall", "--json", "org.test.Hello"]);
+
+    // The last byte of a CAR is the last byte of its last block.
+    let mut tampered = honest.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    let tampered_cid = add_on_publisher(&pair, &tampered);
+    let handmade = pair.handmade_keeping_encodings(&release, |m| {
+        m["encodings"]["directories"] = json!({"cid": tampered_cid, "size": tampered.len()});
+    });
+    pair.offer_release("org.test.Hello", &handmade);
+    ok_json(
+        &pair.client,
+        &["install", "--json", "main", "org.test.Hello"],
+    );
+    assert_files(&pair, &files);
+    let kept = format!(
+        "{handmade}: {} directory blocks kept, 1 refused",
+        directories - 1
+    );
+    let log = pair.client.daemon_log();
+    assert!(
+        log.contains(&kept),
+        "no {kept:?} in the daemon's log:\n{log}"
+    );
+}
