@@ -678,20 +678,18 @@ async fn deploy(
     // the startup set's blocks), then the startup set alongside the
     // binding check and the layout (see `startup` for why that is safe);
     // a failed install drops it.
-    let (known, car) = match manager.kubo() {
-        Ok((kubo, _)) => directory_blocks(manager, &kubo, manifest, &plan.release).await,
-        Err(_) => Default::default(),
+    let kubo = manager.kubo().ok().map(|(kubo, _)| kubo);
+    let (known, car) = match &kubo {
+        Some(kubo) => directory_blocks(manager, kubo, manifest, &plan.release).await,
+        None => Default::default(),
     };
-    let mut startup = manager.kubo().ok().and_then(|(kubo, _)| {
-        crate::startup::StartupPrefetch::start(
-            kubo,
-            manifest,
-            manager.config().fetch.prefetch_concurrency,
-        )
-    });
-    match (&mut startup, car, manager.kubo()) {
-        (Some(startup), Some(car), _) => startup.store_after(car),
-        (None, Some(car), Ok((kubo, _))) => {
+    let concurrency = manager.config().fetch.prefetch_concurrency;
+    let mut startup = kubo
+        .clone()
+        .and_then(|kubo| crate::startup::StartupPrefetch::start(kubo, manifest, concurrency));
+    match (car, &mut startup, kubo) {
+        (Some(car), Some(startup), _) => startup.store_after(car),
+        (Some(car), None, Some(kubo)) => {
             tokio::spawn(async move { crate::directory_car::store(&kubo, car).await });
         }
         _ => {}
@@ -770,7 +768,7 @@ pub(crate) async fn directory_blocks(
     let Some(car) = car.filter(|_| !verified_marker(manager, release).exists()) else {
         return Default::default();
     };
-    let stall = manager.config().fetch.stall_timeout;
+    let stall = manager.config().fetch.document_timeout;
     match crate::directory_car::import(kubo, manifest, car, stall).await {
         Ok(got) => {
             info!(

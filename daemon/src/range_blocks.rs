@@ -2,23 +2,27 @@
 //!
 //! Kubo's `cat` reads ahead: besides the blocks of the range it is asked
 //! for, it asks the network for the siblings that follow, and cancels them
-//! when the call ends. Two of our calls that want the same block at once,
-//! one of them cancelling, can leave that block wanted by nobody on the
-//! serving peer while our node believes it asked (measured: a lazy read of
-//! a startup range hung for 10 s, and every new read of it with it, until
-//! the pack brought the block; ipfs/kubo#4674 is the family of bugs). So
-//! lazy reads and the startup set do not fetch through `cat`: this walks
-//! the file's DAG itself. Each dag-pb node on the way is fetched
+//! when the call ends. So lazy reads and the startup set do not fetch
+//! through `cat`: this walks the file's DAG itself. Each dag-pb node on the way is fetched
 //! (`block/get`; Kubo checks it against its CID) and parsed
 //! ([`unixfs::file_layout`]); only the leaves under the range are fetched
-//! (`block/stat`: made local, not sent back); every call runs to its end.
-//! Readers then take the bytes from local blocks (`cat` offline).
+//! (`block/stat`: made local, not sent back). Readers then take the bytes
+//! from local blocks (`cat` offline). On the LibreOffice benchmark, the
+//! bytes bitswap received while the startup set (23 MB of ranges) was
+//! fetched went from 75 MB to 45 MB.
 //!
-//! Requests for one block never overlap: a fetch of a block already on its
-//! way waits for it, then finds it local ([`one_at_a_time`]). Several
-//! requests for one CID at once (two startup ranges of one file share its
-//! root) are what stranded blocks with exact fetches too (2 of 240 ranges
-//! in about 1 run of 8 on the LibreOffice benchmark, before this).
+//! Blocks that never come: on that benchmark, some runs had 2 of 240
+//! startup ranges wait until the pack brought their blocks, and a read of
+//! them with them, whatever asked (through `cat`: 2 runs of 4; block by
+//! block: 1 of 8; one request per CID at a time: 1 of 10). The cause was
+//! not found; it looks like ipfs/kubo#4674's family (a want the serving
+//! peer no longer holds while ours counts it as sent). So a
+//! block request is also dropped and asked again when it goes unanswered
+//! ([`patiently`]: 1 s, then twice as long each time): dropping the only
+//! request for a block cancels its want, and the next is sent afresh. In
+//! the 14 runs since, no range waited, so that retry is not yet seen at
+//! work. Requests for one block never overlap ([`one_at_a_time`]): a fetch
+//! of a block already on its way waits for it, then finds it local.
 //!
 //! The DAG is hostile: a node larger than [`MAX_NODE`], a walk deeper than
 //! [`MAX_DEPTH`] or one that reaches more than [`MAX_BLOCKS`] blocks stops
@@ -56,12 +60,9 @@ const IDENTITY: u64 = 0x00;
 const FIRST_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Runs `request` (of one block) until it answers, dropping it and asking
-/// again after [`FIRST_PATIENCE`], then twice as long each time; the
-/// caller bounds the whole. A request nobody answers can be a want the
-/// serving peer dropped while our node still counts it as sent (measured:
-/// 2 of 240 startup ranges stuck until the pack brought their blocks, in
-/// about 1 run of 10): dropping the only request for it cancels the want,
-/// and the next one is sent afresh.
+/// again after [`FIRST_PATIENCE`], then twice as long each time (a slow
+/// link still gets its block); the caller bounds the whole. See the module
+/// comment for why.
 async fn patiently<T, F: Future<Output = Result<T, KuboError>>>(
     mut request: impl FnMut() -> F,
 ) -> Result<T, KuboError> {
@@ -119,13 +120,54 @@ pub async fn fetch(
     length: u64,
     concurrency: usize,
 ) -> Result<u64, RangeError> {
+    let concurrency = concurrency.max(1);
+    let get_node = |node: Cid| {
+        let kubo = kubo.clone();
+        async move {
+            let name = node.to_string();
+            one_at_a_time(node, patiently(|| kubo.block_get(&name, MAX_NODE))).await
+        }
+    };
+    let leaves = leaves_of_range(cid, offset, length, concurrency, get_node).await?;
+    let mut fetches = JoinSet::new();
+    let mut pending = leaves.into_iter();
+    let mut bytes = 0u64;
+    loop {
+        while fetches.len() < concurrency {
+            let Some(leaf) = pending.next() else { break };
+            let kubo = kubo.clone();
+            fetches.spawn(async move {
+                let name = leaf.to_string();
+                one_at_a_time(leaf, patiently(|| kubo.block_fetch(&name))).await
+            });
+        }
+        let Some(done) = fetches.join_next().await else {
+            break;
+        };
+        bytes += done.expect("block fetches do not panic")?;
+    }
+    Ok(bytes)
+}
+
+/// The leaves (raw blocks) under bytes `[offset, offset + length)` of file
+/// `cid`, walking its dag-pb nodes level by level, `concurrency` at a time,
+/// each read with `get_node`; bounded by [`MAX_DEPTH`] and [`MAX_BLOCKS`].
+async fn leaves_of_range<F>(
+    cid: &str,
+    offset: u64,
+    length: u64,
+    concurrency: usize,
+    get_node: impl Fn(Cid) -> F,
+) -> Result<Vec<Cid>, RangeError>
+where
+    F: Future<Output = Result<Vec<u8>, KuboError>> + Send + 'static,
+{
     let unwalkable = |why: String| RangeError::Unwalkable {
         cid: cid.to_string(),
         why,
     };
     let root = Cid::try_from(cid).map_err(|e| unwalkable(e.to_string()))?;
     let end = offset.saturating_add(length);
-    let concurrency = concurrency.max(1);
     let mut leaves: Vec<Cid> = Vec::new();
     // Nodes to read at the next level, each with the range of its own
     // bytes wanted.
@@ -146,17 +188,12 @@ pub async fn fetch(
         let mut reads = JoinSet::new();
         let mut pending = nodes.into_iter();
         loop {
-            while reads.len() < concurrency {
+            while reads.len() < concurrency.max(1) {
                 let Some((cid, start, end)) = pending.next() else {
                     break;
                 };
-                let kubo = kubo.clone();
-                reads.spawn(async move {
-                    let name = cid.to_string();
-                    let get = patiently(|| kubo.block_get(&name, MAX_NODE));
-                    let block = one_at_a_time(cid, get).await;
-                    (cid, start, end, block)
-                });
+                let get = get_node(cid);
+                reads.spawn(async move { (cid, start, end, get.await) });
             }
             let Some(done) = reads.join_next().await else {
                 break;
@@ -175,24 +212,7 @@ pub async fn fetch(
     if !level.is_empty() {
         return Err(unwalkable(format!("deeper than {MAX_DEPTH} levels")));
     }
-    let mut fetches = JoinSet::new();
-    let mut pending = leaves.into_iter();
-    let mut bytes = 0u64;
-    loop {
-        while fetches.len() < concurrency {
-            let Some(leaf) = pending.next() else { break };
-            let kubo = kubo.clone();
-            fetches.spawn(async move {
-                let name = leaf.to_string();
-                one_at_a_time(leaf, patiently(|| kubo.block_fetch(&name))).await
-            });
-        }
-        let Some(done) = fetches.join_next().await else {
-            break;
-        };
-        bytes += done.expect("block fetches do not panic")?;
-    }
-    Ok(bytes)
+    Ok(leaves)
 }
 
 /// The children of a node that hold some of its bytes `[start, end)`, each
@@ -264,6 +284,132 @@ mod tests {
         children_in_range(layout, start, end)
             .map(|(cid, from, to)| (order.iter().position(|c| *c == cid).unwrap(), from, to))
             .collect()
+    }
+
+    /// A dag-pb UnixFS file node over `children` (CID, bytes below each),
+    /// and its CID.
+    fn file_node(children: &[(Cid, u64)]) -> (Cid, Vec<u8>) {
+        use sha2::Digest;
+        let varint = |out: &mut Vec<u8>, v: u64| {
+            let mut buf = unsigned_varint::encode::u64_buffer();
+            out.extend_from_slice(unsigned_varint::encode::u64(v, &mut buf));
+        };
+        let mut data = vec![0x08, 0x02];
+        data.push(0x18);
+        varint(&mut data, children.iter().map(|(_, s)| s).sum());
+        for (_, size) in children {
+            data.push(0x20);
+            varint(&mut data, *size);
+        }
+        let mut node = Vec::new();
+        for (cid, size) in children {
+            let hash = cid.to_bytes();
+            let mut link = vec![0x0a];
+            varint(&mut link, hash.len() as u64);
+            link.extend(hash);
+            link.extend([0x12, 0x00, 0x18]);
+            varint(&mut link, *size);
+            node.push(0x12);
+            varint(&mut node, link.len() as u64);
+            node.extend(link);
+        }
+        node.push(0x0a);
+        varint(&mut node, data.len() as u64);
+        node.extend(data);
+        let digest = sha2::Sha256::digest(&node);
+        let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).unwrap();
+        (Cid::new_v1(DAG_PB, hash), node)
+    }
+
+    /// A raw leaf's CID (its bytes are never read by the walk).
+    fn leaf(n: u64) -> Cid {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(n.to_le_bytes());
+        Cid::new_v1(
+            RAW,
+            cid::multihash::Multihash::<64>::wrap(0x12, &digest).unwrap(),
+        )
+    }
+
+    /// Walks `root` over the in-memory `nodes`.
+    async fn walk(
+        nodes: &HashMap<Cid, Vec<u8>>,
+        root: Cid,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<Cid>, RangeError> {
+        let nodes = Arc::new(nodes.clone());
+        let get = move |cid: Cid| {
+            let nodes = nodes.clone();
+            async move {
+                nodes
+                    .get(&cid)
+                    .cloned()
+                    .ok_or_else(|| KuboError::NotUsable(format!("no {cid}")))
+            }
+        };
+        leaves_of_range(&root.to_string(), offset, length, 4, get).await
+    }
+
+    #[tokio::test]
+    async fn a_walk_reaches_exactly_the_leaves_under_the_range_two_levels_down() {
+        let leaves: Vec<Cid> = (0..6).map(leaf).collect();
+        let (left, left_node) = file_node(&[(leaves[0], 100), (leaves[1], 100), (leaves[2], 100)]);
+        let (right, right_node) =
+            file_node(&[(leaves[3], 100), (leaves[4], 100), (leaves[5], 100)]);
+        let (root, root_node) = file_node(&[(left, 300), (right, 300)]);
+        let nodes: HashMap<Cid, Vec<u8>> =
+            [(root, root_node), (left, left_node), (right, right_node)]
+                .into_iter()
+                .collect();
+        assert_eq!(
+            walk(&nodes, root, 250, 100).await.unwrap(),
+            vec![leaves[2], leaves[3]]
+        );
+        assert_eq!(walk(&nodes, root, 0, 10).await.unwrap(), vec![leaves[0]]);
+        assert_eq!(walk(&nodes, root, 599, 1).await.unwrap(), vec![leaves[5]]);
+    }
+
+    #[tokio::test]
+    async fn hostile_dags_stop_the_walk_instead_of_fetching_without_bound() {
+        let unwalkable = |r: Result<Vec<Cid>, RangeError>| match r {
+            Err(RangeError::Unwalkable { why, .. }) => why,
+            other => panic!("walked: {other:?}"),
+        };
+        // Tiny leaves: a 4 MiB window over 1-byte blocks.
+        let tiny: Vec<(Cid, u64)> = (0..2 * MAX_BLOCKS as u64).map(|n| (leaf(n), 1)).collect();
+        let (wide, wide_node) = file_node(&tiny);
+        let nodes = [(wide, wide_node)].into_iter().collect();
+        let why = unwalkable(walk(&nodes, wide, 0, 4 << 20).await);
+        assert!(why.contains("more than 1024 blocks"), "{why}");
+        // A chain of nodes deeper than any real file.
+        let mut nodes = HashMap::new();
+        let mut below = leaf(0);
+        for _ in 0..=MAX_DEPTH + 1 {
+            let (node, block) = file_node(&[(below, 10)]);
+            nodes.insert(node, block);
+            below = node;
+        }
+        let why = unwalkable(walk(&nodes, below, 0, 10).await);
+        assert!(why.contains("deeper than"), "{why}");
+        // A node that is not a file's (a directory's Data).
+        let mut block = vec![0x0a, 0x02, 0x08, 0x01];
+        block.shrink_to_fit();
+        let digest = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&block)
+        };
+        let dir = Cid::new_v1(
+            DAG_PB,
+            cid::multihash::Multihash::<64>::wrap(0x12, &digest).unwrap(),
+        );
+        let nodes = [(dir, block)].into_iter().collect();
+        let why = unwalkable(walk(&nodes, dir, 0, 10).await);
+        assert!(why.contains("not a UnixFS file node"), "{why}");
+        // Not UnixFS at all (dag-cbor).
+        let cbor = Cid::new_v1(0x71, *leaf(1).hash());
+        let why = unwalkable(walk(&HashMap::new(), cbor, 0, 10).await);
+        assert!(why.contains("is not UnixFS"), "{why}");
     }
 
     #[tokio::test]
