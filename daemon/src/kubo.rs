@@ -878,7 +878,7 @@ impl Client {
 
     /// The content of the file at `path` (`/ipfs/…`), at most `limit` bytes.
     pub async fn cat(&self, path: &str, limit: u64) -> Result<Vec<u8>, KuboError> {
-        self.cat_path(path, 0, limit).await
+        self.cat_path(path, 0, limit, false).await
     }
 
     /// The content of the file at `path` (`/ipfs/…`), streamed: Kubo is
@@ -937,7 +937,8 @@ impl Client {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, KuboError> {
-        self.cat_path(&format!("/ipfs/{cid}"), offset, length).await
+        self.cat_path(&format!("/ipfs/{cid}"), offset, length, false)
+            .await
     }
 
     /// `length` bytes of file `cid` from `offset`, from local blocks only:
@@ -948,24 +949,8 @@ impl Client {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, KuboError> {
-        let path = format!("/ipfs/{cid}");
-        let (offset, length) = (offset.to_string(), length.to_string());
-        let args = [
-            ("arg", path.as_str()),
-            ("offset", offset.as_str()),
-            ("length", length.as_str()),
-            ("offline", "true"),
-        ];
-        let response = self.send_timed("cat", &args, None, LONG_CALL).await?;
-        let bytes = response
-            .bytes()
+        self.cat_path(&format!("/ipfs/{cid}"), offset, length, true)
             .await
-            .map_err(|source| KuboError::BadReply {
-                api: self.address.clone(),
-                command: "cat".into(),
-                source,
-            })?;
-        Ok(bytes.to_vec())
     }
 
     /// The bytes of block `cid` (fetched if missing; Kubo checks them
@@ -1072,18 +1057,23 @@ impl Client {
         Ok(written)
     }
 
-    async fn cat_path(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>, KuboError> {
+    /// `length` bytes of the file at `path` from `offset`; with `offline`,
+    /// from local blocks only.
+    async fn cat_path(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+        offline: bool,
+    ) -> Result<Vec<u8>, KuboError> {
         let (offset, length) = (offset.to_string(), length.to_string());
+        let mut args = vec![("arg", path), ("offset", &offset), ("length", &length)];
+        if offline {
+            args.push(("offline", "true"));
+        }
         // Callers bound a read by their own deadline (a mount's read
         // timeout, a document timeout), not the client's short one.
-        let response = self
-            .send_timed(
-                "cat",
-                &[("arg", path), ("offset", &offset), ("length", &length)],
-                None,
-                LONG_CALL,
-            )
-            .await?;
+        let response = self.send_timed("cat", &args, None, LONG_CALL).await?;
         let bytes = response
             .bytes()
             .await
