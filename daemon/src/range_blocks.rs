@@ -18,7 +18,7 @@
 //! not found; it looks like ipfs/kubo#4674's family (a want the serving
 //! peer no longer holds while ours counts it as sent). So a
 //! block request is also dropped and asked again when it goes unanswered
-//! ([`patiently`]: 1 s, then twice as long each time): dropping the only
+//! ([`patiently`]: 2 s, then twice as long each time): dropping the only
 //! request for a block cancels its want, and the next is sent afresh. In
 //! the 14 runs since, no range waited, so that retry is not yet seen at
 //! work. Requests for one block never overlap ([`one_at_a_time`]): a fetch
@@ -56,8 +56,12 @@ const DAG_PB: u64 = 0x70;
 const IDENTITY: u64 = 0x00;
 
 /// How long the first request for a block may wait before it is dropped
-/// and asked again; each retry waits twice as long as the one before.
-const FIRST_PATIENCE: Duration = Duration::from_secs(1);
+/// and asked again; each retry waits twice as long as the one before. Not
+/// shorter: a request first asks the peers it is connected to and, after
+/// Kubo's provider search delay (1 s), the routing system; dropping it
+/// starts that over, so a block only routing finds comes later for each
+/// retry.
+const FIRST_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Runs `request` (of one block) until it answers, dropping it and asking
 /// again after [`FIRST_PATIENCE`], then twice as long each time (a slow
