@@ -107,6 +107,9 @@ pub struct LiveApp {
     mounts: Mutex<BTreeMap<String, Mounted>>,
     /// Background fetches, by release root CID.
     fetches: Mutex<BTreeMap<String, CancellationToken>>,
+    /// Releases being kept as local files (`local_store`), each with what
+    /// turns true once that step (and the switch to its tree) has ended.
+    settling: Mutex<BTreeMap<String, watch::Receiver<bool>>>,
 }
 
 impl LiveApp {
@@ -116,7 +119,36 @@ impl LiveApp {
             info: watch::channel(info).0,
             mounts: Default::default(),
             fetches: Default::default(),
+            settling: Default::default(),
         })
+    }
+
+    /// Records that `release` is being kept as local files; `done` turns
+    /// true when that step has ended.
+    pub fn settling(&self, release: &str, done: watch::Receiver<bool>) {
+        self.settling
+            .lock()
+            .expect("not poisoned")
+            .insert(release.to_string(), done);
+    }
+
+    /// Waits until the local-files step of `release` (if one runs) has
+    /// ended, so that its `files/` no longer changes under a launch: the
+    /// switch from FUSE to its tree fails a `flatpak run` that starts
+    /// during it ("bwrap: Race condition binding dirfd", seen in CI when
+    /// `flatpak run` came right after `flatipfsctl install`).
+    pub async fn wait_settled(&self, release: &str) {
+        let done = self
+            .settling
+            .lock()
+            .expect("not poisoned")
+            .get(release)
+            .cloned();
+        if let Some(mut done) = done {
+            // An error: the step's task is gone, ended either way.
+            let _ = done.wait_for(|ended| *ended).await;
+        }
+        self.settling.lock().expect("not poisoned").remove(release);
     }
 
     pub fn update(&self, change: impl FnOnce(&mut AppInfo)) {

@@ -97,7 +97,13 @@ pub async fn run(
             if let Some(progress) = &progress {
                 progress.send_modify(|(done, total)| *done = *total);
             }
-            crate::local_store::spawn(manager.clone(), manifest.clone(), release.clone());
+            // Before the app shows `installed`: an install waits for this
+            // step before it returns (`LiveApp::wait_settled`).
+            if let Some(done) =
+                crate::local_store::spawn(manager.clone(), manifest.clone(), release.clone())
+            {
+                app.settling(&release, done);
+            }
             app.update(|i| {
                 if i.release == release {
                     i.fetched = i.total;

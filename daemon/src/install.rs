@@ -328,6 +328,11 @@ pub async fn install(
             )));
         }
     }
+    // Fetched; its files/ switches to its tree once they are local files:
+    // a `flatpak run` right after this install returns must not start
+    // during that switch.
+    job.set_status("keeping the files local");
+    app.wait_settled(&plan.release).await;
     undo.armed = false;
     let text = |s: &str| Detail::Text(s.to_string());
     let final_info = app.snapshot();

@@ -363,15 +363,21 @@ fn files(manifest: &Manifest) -> Vec<(String, u64)> {
 /// disk is read and written once per file).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Makes `release` local in the background (see [`make_local`]).
-pub fn spawn(manager: Arc<Manager>, manifest: Arc<Manifest>, release: String) {
-    if manager.local_store().is_none() {
-        return;
-    }
+/// Makes `release` local in the background (see [`make_local`]); what it
+/// returns turns true when that has ended. `None` when the store is off.
+pub fn spawn(
+    manager: Arc<Manager>,
+    manifest: Arc<Manifest>,
+    release: String,
+) -> Option<tokio::sync::watch::Receiver<bool>> {
+    manager.local_store()?;
+    let (ended, done) = tokio::sync::watch::channel(false);
     let name = format!("keeping {} {release} as local files", manifest.id);
     crate::supervised::spawn_logged(name, async move {
         make_local(&manager, &manifest, &release).await;
+        let _ = ended.send(true);
     });
+    Some(done)
 }
 
 /// Makes `release` (fully fetched) local, steps 1–5 of the module's

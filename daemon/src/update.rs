@@ -548,6 +548,10 @@ async fn download(
             manifest.id, target.version
         )));
     }
+    // Its files/ switches to its tree once they are local files: not
+    // under a `flatpak run` that follows the update (`wait_settled`).
+    job.set_status("keeping the files local");
+    app.wait_settled(&target.release).await;
     undo.armed = false;
     Ok(refused)
 }
