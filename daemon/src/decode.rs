@@ -583,7 +583,6 @@ impl Decoder<'_> {
     /// CID's; those that match are stored in one `dag/import`. Returns per
     /// file its own CID when its bytes match it, else what they hash to.
     async fn put_raw_blocks(&self, raw: &[(&Entry, &[u8])]) -> Result<Vec<String>, WireError> {
-        use sha2::Digest;
         let mut got = Vec::with_capacity(raw.len());
         let mut blocks = Vec::with_capacity(raw.len());
         // Hashing and copying a batch (up to BATCH_BYTES) is CPU work: off
@@ -592,7 +591,7 @@ impl Decoder<'_> {
         let car = tokio::task::block_in_place(|| {
             for (file, bytes) in raw {
                 let cid = one_raw_block(&file.cid).expect("partitioned on it");
-                if sha2::Sha256::digest(bytes).as_slice() == cid.hash().digest() {
+                if crate::unixfs::is_block_of(&cid, bytes) {
                     blocks.push((cid, *bytes));
                     got.push(file.cid.clone());
                 } else {
@@ -695,8 +694,8 @@ fn blocks(size: u64) -> u64 {
 fn one_raw_block(cid: &str) -> Option<cid::Cid> {
     cid::Cid::try_from(cid).ok().filter(|c| {
         c.version() == cid::Version::V1
-            && c.codec() == 0x55
-            && c.hash().code() == 0x12
+            && c.codec() == crate::unixfs::RAW
+            && c.hash().code() == crate::unixfs::SHA2_256
             && c.hash().size() == 32
     })
 }

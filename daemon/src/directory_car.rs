@@ -22,14 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use cid::Cid;
-use sha2::Digest;
 
 use crate::kubo::{Client, KuboError};
 use crate::release::{EntryKind, Manifest};
 use flatipfs_format::encodings::DirectoryCar;
-
-/// Multihash code of SHA2-256, the only hash a release's blocks use.
-const SHA2_256: u64 = 0x12;
 
 /// Why a directory CAR was not used.
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +99,8 @@ fn keep_directories(
     let mut kept = Vec::new();
     let mut refused = 0;
     for (cid, data) in crate::car::sections(bytes)? {
-        let hashed = cid.hash().code() == SHA2_256
-            && sha2::Sha256::digest(data).as_slice() == cid.hash().digest();
         // `remove`: a CID is kept once, whatever the CAR repeats.
-        if hashed && wanted.remove(&cid) {
+        if crate::unixfs::is_block_of(&cid, data) && wanted.remove(&cid) {
             kept.push((cid, data));
         } else {
             refused += 1;
@@ -153,6 +147,8 @@ mod tests {
     }
 
     fn cid_of(data: &[u8]) -> Cid {
+        use crate::unixfs::SHA2_256;
+        use sha2::Digest;
         let digest = sha2::Sha256::digest(data);
         let hash = cid::multihash::Multihash::<64>::wrap(SHA2_256, &digest).unwrap();
         Cid::new_v1(0x70, hash)

@@ -37,7 +37,7 @@ use cid::Cid;
 use tokio::task::JoinSet;
 
 use crate::kubo::{Client, KuboError};
-use crate::unixfs;
+use crate::unixfs::{self, DAG_PB, IDENTITY, RAW};
 
 /// The largest dag-pb node read (Kubo's own block limit is 2 MiB).
 pub const MAX_NODE: u64 = 2 << 20;
@@ -47,13 +47,6 @@ pub const MAX_DEPTH: usize = 8;
 /// Blocks one walk may fetch: a 4 MiB read window is 8 to 32 buzhash
 /// leaves; a DAG of tiny leaves is read through `cat` instead.
 pub const MAX_BLOCKS: usize = 1024;
-
-/// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
-/// Multicodec of dag-pb blocks.
-const DAG_PB: u64 = 0x70;
-/// Multihash code of the identity "hash": the CID carries the block.
-const IDENTITY: u64 = 0x00;
 
 /// How long the first request for a block may wait before it is dropped
 /// and asked again; each retry waits twice as long as the one before. Not

@@ -8,11 +8,20 @@
 use crate::release::EntryKind;
 
 /// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
+pub const RAW: u64 = 0x55;
 /// Multicodec of dag-pb blocks.
-const DAG_PB: u64 = 0x70;
-/// Multihash code of the identity "hash".
-const IDENTITY: u64 = 0x00;
+pub const DAG_PB: u64 = 0x70;
+/// Multihash code of the identity "hash": the CID carries the block.
+pub const IDENTITY: u64 = 0x00;
+/// Multihash code of SHA2-256, the only hash a release's blocks use.
+pub const SHA2_256: u64 = 0x12;
+
+/// Whether `data` is the block `cid` names: its SHA2-256 digest is the
+/// CID's (a CID of any other hash is not checked here, so it is not).
+pub fn is_block_of(cid: &cid::Cid, data: &[u8]) -> bool {
+    use sha2::Digest;
+    cid.hash().code() == SHA2_256 && sha2::Sha256::digest(data).as_slice() == cid.hash().digest()
+}
 
 /// What is known of a node from its CID.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -172,7 +172,7 @@ fn known_listing(known: &HashMap<cid::Cid, Vec<u8>>, cid: &str) -> Option<Vec<Li
         links
             .into_iter()
             .map(|l| {
-                let raw = l.cid.codec() == RAW;
+                let raw = l.cid.codec() == crate::unixfs::RAW;
                 Link {
                     name: l.name,
                     hash: l.cid.to_string(),
@@ -183,9 +183,6 @@ fn known_listing(known: &HashMap<cid::Cid, Vec<u8>>, cid: &str) -> Option<Vec<Li
             .collect(),
     )
 }
-
-/// Multicodec of raw blocks.
-const RAW: u64 = 0x55;
 
 /// Compares the listing of directory `path` of `deploy/` ("" for
 /// `deploy/` itself) with the manifest's entries there; returns the
