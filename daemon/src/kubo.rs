@@ -960,18 +960,8 @@ impl Client {
         let mut response = self
             .send_timed("block/get", &[("arg", cid)], None, LONG_CALL)
             .await?;
-        let mut out = Vec::new();
-        while let Some(chunk) = self.next_chunk(&mut response, "block/get").await? {
-            out.extend_from_slice(&chunk);
-            if out.len() as u64 > limit {
-                return Err(KuboError::Garbled {
-                    api: self.address.clone(),
-                    command: "block/get".into(),
-                    message: format!("block {cid} is larger than {limit} bytes"),
-                });
-            }
-        }
-        Ok(out)
+        self.body_within(&mut response, "block/get", limit, || format!("block {cid}"))
+            .await
     }
 
     /// Makes block `cid` local (fetched if missing, checked against the
@@ -1114,17 +1104,11 @@ impl Client {
         ];
         let call = async {
             let mut response = self.send_timed("ls", &args, None, timeout).await?;
-            let mut body = Vec::new();
-            while let Some(chunk) = self.next_chunk(&mut response, "ls").await? {
-                body.extend_from_slice(&chunk);
-                if body.len() as u64 > limit {
-                    return Err(KuboError::Garbled {
-                        api: self.address.clone(),
-                        command: "ls".into(),
-                        message: format!("the listing of {path} is larger than {limit} bytes"),
-                    });
-                }
-            }
+            let body = self
+                .body_within(&mut response, "ls", limit, || {
+                    format!("the listing of {path}")
+                })
+                .await?;
             let listing: Listing =
                 serde_json::from_slice(&body).map_err(|e| self.garbled("ls", e))?;
             Ok(listing.objects.into_iter().flat_map(|o| o.links).collect())
@@ -1172,6 +1156,30 @@ impl Client {
                 command: command.into(),
                 source,
             })
+    }
+
+    /// The whole body of `response`, read chunk by chunk and refused
+    /// (`Garbled`: "WHAT is larger than LIMIT bytes") as soon as it grows
+    /// past `limit`, never buffered beyond it.
+    async fn body_within(
+        &self,
+        response: &mut reqwest::Response,
+        command: &str,
+        limit: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<u8>, KuboError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk(response, command).await? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > limit {
+                return Err(KuboError::Garbled {
+                    api: self.address.clone(),
+                    command: command.to_string(),
+                    message: format!("{} is larger than {limit} bytes", what()),
+                });
+            }
+        }
+        Ok(body)
     }
 
     fn garbled(&self, command: &str, e: serde_json::Error) -> KuboError {
