@@ -34,6 +34,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use cid::Cid;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
 use crate::kubo::{Client, KuboError};
@@ -126,24 +127,18 @@ pub async fn fetch(
         }
     };
     let leaves = leaves_of_range(cid, offset, length, concurrency, get_node).await?;
-    let mut fetches = JoinSet::new();
-    let mut pending = leaves.into_iter();
-    let mut bytes = 0u64;
-    loop {
-        while fetches.len() < concurrency {
-            let Some(leaf) = pending.next() else { break };
+    let sizes: Vec<u64> = futures_util::stream::iter(leaves)
+        .map(|leaf| {
             let kubo = kubo.clone();
-            fetches.spawn(async move {
+            async move {
                 let name = leaf.to_string();
                 one_at_a_time(leaf, patiently(|| kubo.block_fetch(&name))).await
-            });
-        }
-        let Some(done) = fetches.join_next().await else {
-            break;
-        };
-        bytes += done.expect("block fetches do not panic")?;
-    }
-    Ok(bytes)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    Ok(sizes.iter().sum())
 }
 
 /// The leaves (raw blocks) under bytes `[offset, offset + length)` of file

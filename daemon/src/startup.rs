@@ -29,8 +29,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{debug, info};
 
 use crate::kubo::Client;
@@ -160,14 +160,11 @@ async fn prefetch_startup_set(
     concurrency: usize,
     read: watch::Sender<usize>,
 ) -> (usize, u64) {
-    let mut ranges = set.into_iter();
-    let mut running = JoinSet::new();
     let mut bytes = 0;
-    loop {
-        while running.len() < concurrency {
-            let Some(range) = ranges.next() else { break };
+    let mut fetched = futures_util::stream::iter(set)
+        .map(|range| {
             let kubo = kubo.clone();
-            running.spawn(async move {
+            async move {
                 let fetch = async {
                     match crate::range_blocks::fetch(
                         &kubo,
@@ -196,15 +193,13 @@ async fn prefetch_startup_set(
                         None
                     }
                 }
-            });
-        }
-        match running.join_next().await {
-            None => break,
-            Some(Ok(Some(n))) => {
-                bytes += n;
-                read.send_modify(|count| *count += 1);
             }
-            Some(_) => {}
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some(done) = fetched.next().await {
+        if let Some(n) = done {
+            bytes += n;
+            read.send_modify(|count| *count += 1);
         }
     }
     (*read.borrow(), bytes)
@@ -218,21 +213,21 @@ async fn warm(files: &Path, set: &[StartupRange]) -> usize {
     let Some(deploy) = files.parent() else {
         return 0;
     };
-    let mut ranges = set.iter();
-    let mut reads = JoinSet::new();
     let mut warmed = 0;
-    loop {
-        while reads.len() < WARM_CONCURRENCY {
-            let Some(range) = ranges.next() else { break };
-            let path = deploy.join(&range.path);
-            let (offset, length) = (range.offset, range.length);
-            reads.spawn_blocking(move || read_range(&path, offset, length));
-        }
-        match reads.join_next().await {
-            None => break,
-            Some(Ok(Ok(()))) => warmed += 1,
-            Some(Ok(Err(e))) => debug!("startup set: cannot read a range through the mount: {e}"),
-            Some(Err(_)) => {}
+    let ranges: Vec<_> = set
+        .iter()
+        .map(|r| (deploy.join(&r.path), r.offset, r.length))
+        .collect();
+    let mut reads = futures_util::stream::iter(ranges)
+        .map(|(path, offset, length)| {
+            tokio::task::spawn_blocking(move || read_range(&path, offset, length))
+        })
+        .buffer_unordered(WARM_CONCURRENCY);
+    while let Some(done) = reads.next().await {
+        match done {
+            Ok(Ok(())) => warmed += 1,
+            Ok(Err(e)) => debug!("startup set: cannot read a range through the mount: {e}"),
+            Err(_) => {}
         }
     }
     warmed
